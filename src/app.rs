@@ -1,0 +1,154 @@
+//! Runs a `Job`: the glue between the command line and the pipeline, and the one place that
+//! turns an error into a message and an exit status (0 success, 1 any failure).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::{self, Job, Mode};
+use crate::codec::Codec;
+use crate::error::{Context, Error, Result};
+use crate::filter::{Filter, load_ranges};
+use crate::format::flat;
+use crate::input::Vmcore;
+use crate::kernel::uts;
+use crate::pipeline::{self, PFNS_PER_CYCLE, WriteOptions};
+use crate::report;
+use crate::target::{self, FileSink, Sink, StreamSink};
+use crate::{common, debug, warn};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Entry point of the binary: parses `args`, runs the job, returns the exit status.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let job = match cli::parse(args) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("vmsift: {e}");
+            return 1;
+        }
+    };
+    report::set_level(job.message_level);
+    match run(&job) {
+        Ok(()) => 0,
+        Err(e) => {
+            report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
+            1
+        }
+    }
+}
+
+pub fn run(job: &Job) -> Result<()> {
+    match &job.mode {
+        Mode::Help => {
+            print!("{}", cli::help());
+            Ok(())
+        }
+        Mode::Version => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "vmsift: version {VERSION} (makedumpfile-compatible)");
+            for c in Codec::ALL {
+                let _ = writeln!(out, "{}\tenabled", c.name());
+            }
+            Ok(())
+        }
+        Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
+        Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),
+    }
+}
+
+/// `-R`: flattened stream on stdin → seekable file.
+fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
+    let file = target::create_output(dumpfile, force)?;
+    let mut sink = FileSink::new(file, dumpfile);
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let n = flat::replay(&mut input, |at, data| sink.write_at(at, data))
+        .with_context(|| format!("rebuilding {} from stdin", dumpfile.display()))?;
+    common!(
+        "The dumpfile is saved to {} ({n} bytes of data).",
+        dumpfile.display()
+    );
+    common!("\nvmsift Completed.");
+    Ok(())
+}
+
+fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
+    // Read and check the input before creating anything, so bad input leaves no file.
+    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    for (key, value) in vm.info.lines() {
+        debug!("  {key}={value}");
+    }
+    let level = job.levels.first().copied().unwrap_or_default();
+    if job.levels.len() > 1 {
+        debug!("dump level fallbacks after {level} are not used yet");
+    }
+    if level.needs_mem_map() {
+        warn!(
+            "dump level {level}: excluding cache, user and free pages is not implemented yet; those pages are kept"
+        );
+    }
+    if let Some(n) = job.threads
+        && n > 1
+    {
+        debug!("--num-threads {n}: pages are compressed on one thread in this version");
+    }
+    let uts = uts::read(&mut vm);
+    if let Some(why) = &uts.fallback {
+        warn!("{why}; the header's utsname is built from VMCOREINFO instead");
+    }
+    let utsname = uts.name;
+
+    let opts = WriteOptions {
+        codec: job.codec,
+        level,
+        pfns_per_cycle: PFNS_PER_CYCLE,
+    };
+    let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let mut filter = Filter {
+        level,
+        memory,
+        file,
+        classes: None,
+    };
+    let header = pipeline::base_header(&vm, utsname, &opts);
+
+    let stats = match dumpfile {
+        None => {
+            let mut sink = StreamSink::new(std::io::stdout().lock(), "stdout");
+            pipeline::write_kdump(&mut vm, &mut filter, header, &mut sink, &opts)?
+        }
+        Some(path) => {
+            let file: File = target::create_output(path, job.force)?;
+            let mut sink = FileSink::new(file, path);
+            match pipeline::write_kdump(&mut vm, &mut filter, header, &mut sink, &opts) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    // Nothing of a failed run may look like a finished dump.
+                    let _ = std::fs::remove_file(path);
+                    return Err(e.context(format!("writing {}", path.display())));
+                }
+            }
+        }
+    };
+    debug!(
+        "pages: {} in the input, {} dumped ({} zero, {} compressed, {} raw)",
+        stats.pages_in_input, stats.dumpable, stats.zero, stats.compressed, stats.raw
+    );
+    if let Some(path) = dumpfile {
+        common!("The dumpfile is saved to {}.", path.display());
+    }
+    common!("\nvmsift Completed.");
+    Ok(())
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::io(e, "I/O error")
+    }
+}

@@ -1,0 +1,315 @@
+//! makedumpfile's command line, parsed into one `Job`. Nothing else looks at argv.
+//!
+//! Forms: `vmsift [OPTIONS] VMCORE DUMPFILE`, `vmsift -F [OPTIONS] VMCORE` (flattened dump on
+//! stdout), `vmsift -R DUMPFILE` (flattened stream on stdin rebuilt into a file), `-v`, `-h`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::filter::DumpLevel;
+use crate::report;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Write a dump (to a file, or flattened to stdout).
+    Dump {
+        vmcore: PathBuf,
+        /// `None` with `-F`: the dump goes to stdout.
+        dumpfile: Option<PathBuf>,
+    },
+    /// `-R DUMPFILE`: rebuild a file from a flattened stream on stdin.
+    Rearrange {
+        dumpfile: PathBuf,
+    },
+    Version,
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub mode: Mode,
+    pub codec: Codec,
+    /// `-d` levels in order of preference (a comma list falls back to the next on ENOSPC).
+    pub levels: Vec<DumpLevel>,
+    pub force: bool,
+    pub message_level: u32,
+    pub use_mmap: bool,
+    pub threads: Option<usize>,
+}
+
+fn command() -> Command {
+    let flag = |name: &'static str, short: char, help: &'static str| {
+        Arg::new(name)
+            .short(short)
+            .action(ArgAction::SetTrue)
+            .help(help)
+    };
+    Command::new("vmsift")
+        .about("Saves a crashed kernel's memory as a kdump-compressed dump (makedumpfile-compatible)")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .override_usage(
+            "vmsift [-c|-l|-p|-z] [-d DL] [-f] [--message-level ML] VMCORE DUMPFILE\n       \
+             vmsift -F [-c|-l|-p|-z] [-d DL] VMCORE > FLATTENED\n       \
+             vmsift -R DUMPFILE < FLATTENED\n       \
+             vmsift -v | -h",
+        )
+        .arg(flag("zlib", 'c', "Compress each page with zlib (deflate level 1)"))
+        .arg(flag("lzo", 'l', "Compress each page with LZO1X-1"))
+        .arg(flag("snappy", 'p', "Compress each page with snappy"))
+        .arg(flag("zstd", 'z', "Compress each page with zstd (level 1)"))
+        .arg(
+            Arg::new("dump-level")
+                .short('d')
+                .value_name("DL")
+                .help("Dump level: bitmask of page classes to exclude (1 zero, 2 cache, 4 cache with private, 8 user, 16 free); a comma list gives fallbacks"),
+        )
+        .arg(flag("flatten", 'F', "Write the dump in the flattened format to stdout"))
+        .arg(flag("rearrange", 'R', "Rebuild DUMPFILE from a flattened dump read on stdin"))
+        .arg(flag("force", 'f', "Overwrite an existing DUMPFILE"))
+        .arg(flag("debug", 'D', "Print debugging messages (adds 8 to the message level)"))
+        .arg(flag("version", 'v', "Print the version and the built-in codecs"))
+        .arg(flag("help", 'h', "Print this help"))
+        .arg(
+            Arg::new("message-level")
+                .long("message-level")
+                .value_name("ML")
+                .help("Messages to print: 1 progress, 2 common, 4 error, 8 debug, 16 report (default 7)"),
+        )
+        .arg(
+            Arg::new("num-threads")
+                .long("num-threads")
+                .short('j')
+                .value_name("N")
+                .help("Threads that read and compress pages (default: the CPUs available)"),
+        )
+        .arg(
+            Arg::new("non-mmap")
+                .long("non-mmap")
+                .action(ArgAction::SetTrue)
+                .help("Read the vmcore with pread only, never mmap"),
+        )
+        .arg(Arg::new("files").action(ArgAction::Append).value_name("FILE").num_args(0..))
+}
+
+/// The help text (`-h`).
+pub fn help() -> String {
+    command().render_help().to_string()
+}
+
+fn parse_number(what: &str, value: &str) -> Result<u64> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| Error::usage(format!("{what} must be a number, not \"{value}\"")))
+}
+
+/// Parses makedumpfile's arguments (argv[0] included).
+pub fn parse<I, T>(args: I) -> Result<Job>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let m: ArgMatches = command().try_get_matches_from(args).map_err(|e| {
+        // clap's own message is several lines; keep the first, which names the problem.
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("bad arguments")
+            .trim_start_matches("error: ");
+        Error::usage(format!("{first} (see vmsift -h)"))
+    })?;
+    let on = |id: &str| m.get_flag(id);
+
+    let codecs: Vec<Codec> = [
+        ("zlib", Codec::Zlib),
+        ("lzo", Codec::Lzo),
+        ("snappy", Codec::Snappy),
+        ("zstd", Codec::Zstd),
+    ]
+    .into_iter()
+    .filter(|(id, _)| on(id))
+    .map(|(_, c)| c)
+    .collect();
+    if codecs.len() > 1 {
+        return Err(Error::usage("only one of -c, -l, -p and -z can be given"));
+    }
+    let codec = codecs.first().copied().unwrap_or(Codec::None);
+
+    let levels = match m.get_one::<String>("dump-level") {
+        None => vec![DumpLevel(0)],
+        Some(s) => {
+            let mut v = Vec::new();
+            for part in s.split(',') {
+                v.push(DumpLevel::parse(part).ok_or_else(|| {
+                    Error::usage(format!(
+                        "dump level \"{part}\" is not a number from 0 to 31"
+                    ))
+                })?);
+            }
+            if v.len() > 32 {
+                return Err(Error::usage("at most 32 dump levels can be given"));
+            }
+            v
+        }
+    };
+
+    let mut message_level = match m.get_one::<String>("message-level") {
+        None => report::DEFAULT_LEVEL,
+        Some(s) => {
+            let v = parse_number("--message-level", s)?;
+            if v > 31 {
+                return Err(Error::usage(format!(
+                    "message level {v} is not from 0 to 31"
+                )));
+            }
+            v as u32
+        }
+    };
+    if on("debug") {
+        message_level |= report::ML_DEBUG;
+    }
+
+    let threads = match m.get_one::<String>("num-threads") {
+        None => None,
+        Some(s) => Some(parse_number("--num-threads", s)?.clamp(0, 1024) as usize),
+    };
+
+    let files: Vec<PathBuf> = m
+        .get_many::<String>("files")
+        .map(|v| v.map(PathBuf::from).collect())
+        .unwrap_or_default();
+
+    let mode = if on("help") {
+        Mode::Help
+    } else if on("version") {
+        Mode::Version
+    } else if on("rearrange") {
+        match files.as_slice() {
+            [dumpfile] => Mode::Rearrange {
+                dumpfile: dumpfile.clone(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "-R takes exactly one DUMPFILE (the stream comes on stdin)",
+                ));
+            }
+        }
+    } else if on("flatten") {
+        match files.as_slice() {
+            [vmcore] => Mode::Dump {
+                vmcore: vmcore.clone(),
+                dumpfile: None,
+            },
+            _ => {
+                return Err(Error::usage(
+                    "-F takes exactly one VMCORE (the dump goes to stdout)",
+                ));
+            }
+        }
+    } else {
+        match files.as_slice() {
+            [vmcore, dumpfile] => Mode::Dump {
+                vmcore: vmcore.clone(),
+                dumpfile: Some(dumpfile.clone()),
+            },
+            _ => return Err(Error::usage("expected VMCORE and DUMPFILE (see vmsift -h)")),
+        }
+    };
+
+    Ok(Job {
+        mode,
+        codec,
+        levels,
+        force: on("force"),
+        message_level,
+        use_mmap: !on("non-mmap"),
+        threads,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Job> {
+        parse(std::iter::once("vmsift").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn distro_command_lines() {
+        // RHEL's default, with the thread count kdump.sh appends.
+        let j = p(&[
+            "-l",
+            "--message-level",
+            "7",
+            "-d",
+            "31",
+            "--num-threads=2",
+            "/proc/vmcore",
+            "out",
+        ])
+        .expect("rhel");
+        assert_eq!(j.codec, Codec::Lzo);
+        assert_eq!(j.levels, vec![DumpLevel(31)]);
+        assert_eq!(j.threads, Some(2));
+        assert_eq!(j.message_level, 7);
+        // Debian's: flattened to stdout, options glued together.
+        let j = p(&["-F", "-c", "-d31", "/proc/vmcore"]).expect("debian");
+        assert_eq!(
+            j.mode,
+            Mode::Dump {
+                vmcore: "/proc/vmcore".into(),
+                dumpfile: None
+            }
+        );
+        assert_eq!(j.codec, Codec::Zlib);
+        // SUSE's, space form of --num-threads, combined short flags.
+        let j = p(&[
+            "-Fz",
+            "--num-threads",
+            "4",
+            "--message-level",
+            "6",
+            "-d",
+            "31",
+            "/proc/vmcore",
+        ])
+        .expect("suse");
+        assert_eq!(
+            (j.codec, j.threads, j.message_level),
+            (Codec::Zstd, Some(4), 6)
+        );
+        let j = p(&["-R", "dump"]).expect("-R");
+        assert_eq!(
+            j.mode,
+            Mode::Rearrange {
+                dumpfile: "dump".into()
+            }
+        );
+        assert_eq!(p(&["-d", "31,1", "a", "b"]).expect("list").levels.len(), 2);
+        assert_eq!(p(&["-D", "a", "b"]).expect("-D").message_level, 15);
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        for bad in [
+            &["-l", "-c", "a", "b"][..],
+            &["-d", "32", "a", "b"],
+            &["-d", "x", "a", "b"],
+            &["a"],
+            &["-F", "a", "b"],
+            &["-R"],
+            &["--bogus", "a", "b"],
+            &["--message-level", "99", "a", "b"],
+        ] {
+            let e = p(bad).expect_err("must fail");
+            assert!(!e.to_string().contains('\n'), "{bad:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! One error type for the whole crate: a kind (what went wrong) plus a chain of context
+//! strings (where), printed as one line: `context: context: cause`.
+
+use std::fmt;
+use std::io;
+
+/// What kind of failure this is; callers branch on it (for example the writer treats
+/// `NoSpace` differently from other I/O errors), users only see the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is not what it claims to be (bad ELF, truncated, missing notes).
+    BadInput,
+    /// The input is valid but uses something vmsift does not handle.
+    Unsupported,
+    /// The command line is wrong.
+    Usage,
+    /// The output file exists and `-f` was not given.
+    Exists,
+    /// The output device is full (or a size limit was reached).
+    NoSpace,
+    /// Any other I/O failure.
+    Io,
+}
+
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadInput, message)
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+
+    /// Wraps an I/O error, classifying "disk full" and "file exists" so callers can react.
+    pub fn io(err: io::Error, message: impl Into<String>) -> Self {
+        let kind = match err.raw_os_error() {
+            Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EFBIG => {
+                ErrorKind::NoSpace
+            }
+            Some(code) if code == nix::libc::EEXIST => ErrorKind::Exists,
+            _ => ErrorKind::Io,
+        };
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(err),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Adds an outer context: `context: <previous message>`.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// `result.context("reading the ELF header")` for any of our results.
+pub trait Context<T> {
+    fn context<C: fmt::Display>(self, context: C) -> Result<T>;
+    fn with_context<C: fmt::Display, F: FnOnce() -> C>(self, f: F) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T> {
+    fn context<C: fmt::Display>(self, context: C) -> Result<T> {
+        self.map_err(|e| e.context(context))
+    }
+
+    fn with_context<C: fmt::Display, F: FnOnce() -> C>(self, f: F) -> Result<T> {
+        self.map_err(|e| e.context(f()))
+    }
+}

@@ -1,0 +1,312 @@
+//! Which pages go into the dump. The dump level (`-d`) is a bitmask of page classes to drop;
+//! for a range of page frames (a cycle) the filter produces the two bitmaps of the
+//! kdump format: the 1st says which pfns the input backs, the 2nd which ones get a page
+//! descriptor. Zero pages (bit 1) keep their bit: they are found while copying and point at
+//! the one shared zero page. Page classes read from mem_map (bits 2, 4, 8, 16) plug in
+//! here through `PageClasses`, which clears bits of the 2nd bitmap.
+
+use std::fmt;
+
+use crate::input::elf::Load;
+
+/// The `-d` bitmask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DumpLevel(pub u8);
+
+impl DumpLevel {
+    pub const ZERO: u8 = 1;
+    pub const CACHE: u8 = 2;
+    pub const CACHE_PRIVATE: u8 = 4;
+    pub const USER: u8 = 8;
+    pub const FREE: u8 = 16;
+    pub const MAX: u8 = 31;
+
+    pub fn parse(s: &str) -> Option<DumpLevel> {
+        let v: u8 = s.trim().parse().ok()?;
+        (v <= Self::MAX).then_some(DumpLevel(v))
+    }
+
+    pub fn excludes_zero(self) -> bool {
+        self.0 & Self::ZERO != 0
+    }
+
+    /// Whether any class that needs the kernel's mem_map is asked for.
+    pub fn needs_mem_map(self) -> bool {
+        self.0 & (Self::CACHE | Self::CACHE_PRIVATE | Self::USER | Self::FREE) != 0
+    }
+}
+
+impl fmt::Display for DumpLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A bitmap over the pfns `[start, start + len)`; bit order is the kdump file's
+/// (pfn p in byte p/8, bit p%8) once written out little-endian word by word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitmap {
+    start: u64,
+    len: u64,
+    words: Vec<u64>,
+}
+
+impl Bitmap {
+    /// `start` must be a multiple of 64 so words line up with file bytes.
+    pub fn new(start: u64, len: u64) -> Bitmap {
+        debug_assert_eq!(start % 64, 0);
+        Bitmap {
+            start,
+            len,
+            words: vec![0; len.div_ceil(64) as usize],
+        }
+    }
+
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    pub fn get(&self, pfn: u64) -> bool {
+        if pfn < self.start || pfn >= self.end() {
+            return false;
+        }
+        let i = pfn - self.start;
+        self.words[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+
+    /// Sets or clears the bits of `[from, to)` clipped to the bitmap.
+    pub fn set_range(&mut self, from: u64, to: u64, value: bool) {
+        let from = from.max(self.start);
+        let to = to.min(self.end());
+        if from >= to {
+            return;
+        }
+        let (a, b) = (from - self.start, to - self.start);
+        let (wa, wb) = ((a / 64) as usize, ((b - 1) / 64) as usize);
+        for w in wa..=wb {
+            let lo = if w == wa { a % 64 } else { 0 };
+            let hi = if w == wb { (b - 1) % 64 + 1 } else { 64 };
+            let mask = if hi - lo == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << (hi - lo)) - 1) << lo
+            };
+            if value {
+                self.words[w] |= mask;
+            } else {
+                self.words[w] &= !mask;
+            }
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.words.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    /// The set pfns in increasing order.
+    pub fn iter_set(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(move |(i, &w)| {
+            let base = self.start + 64 * i as u64;
+            BitIter(w).map(move |b| base + b as u64)
+        })
+    }
+
+    /// The bytes of this bitmap as they appear in the file.
+    pub fn file_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.words.len() * 8);
+        for w in &self.words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.truncate(self.len.div_ceil(8) as usize);
+        out
+    }
+}
+
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
+}
+
+/// A set of pfn ranges `[start, end)`, sorted and merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PfnRanges(Vec<(u64, u64)>);
+
+impl PfnRanges {
+    pub fn from_unsorted(mut v: Vec<(u64, u64)>) -> PfnRanges {
+        v.retain(|(a, b)| a < b);
+        v.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        PfnRanges(out)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn end(&self) -> u64 {
+        self.0.last().map_or(0, |r| r.1)
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.iter().map(|(a, b)| b - a).sum()
+    }
+
+    pub fn count_in(&self, from: u64, to: u64) -> u64 {
+        self.0
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
+    }
+}
+
+/// The pfns that PT_LOADs touch: `memory` (any byte inside p_memsz: the 1st bitmap) and
+/// `file` (any byte inside p_filesz: candidates for the 2nd bitmap).
+pub fn load_ranges(loads: &[Load], page_size: u64) -> (PfnRanges, PfnRanges) {
+    let pfns = |start: u64, end: u64| (start / page_size, end.div_ceil(page_size));
+    let memory = loads
+        .iter()
+        .map(|l| pfns(l.phys_start, l.phys_end()))
+        .collect();
+    let file = loads
+        .iter()
+        .filter(|l| l.file_size > 0)
+        .map(|l| pfns(l.phys_start, l.file_phys_end()))
+        .collect();
+    (
+        PfnRanges::from_unsorted(memory),
+        PfnRanges::from_unsorted(file),
+    )
+}
+
+/// Page classes decided from the kernel's own metadata (mem_map). Implemented by the
+/// kernel layer for dump levels 2, 4, 8 and 16; it clears the bits of excluded pages.
+pub trait PageClasses {
+    fn exclude(&mut self, cycle: &mut Bitmap);
+}
+
+/// Builds the bitmaps of one cycle at a time.
+pub struct Filter {
+    pub level: DumpLevel,
+    pub memory: PfnRanges,
+    pub file: PfnRanges,
+    pub classes: Option<Box<dyn PageClasses>>,
+}
+
+impl Filter {
+    /// The 1st bitmap for `[start, end)`.
+    pub fn bitmap1(&self, start: u64, end: u64) -> Bitmap {
+        let mut b = Bitmap::new(start, end - start);
+        for (a, z) in self.memory.iter() {
+            b.set_range(a, z, true);
+        }
+        b
+    }
+
+    /// The 2nd bitmap for `[start, end)`: pages with bytes in the input, minus the classes
+    /// the dump level excludes.
+    pub fn bitmap2(&mut self, start: u64, end: u64) -> Bitmap {
+        let mut b = Bitmap::new(start, end - start);
+        for (a, z) in self.file.iter() {
+            b.set_range(a, z, true);
+        }
+        if let Some(classes) = self.classes.as_mut() {
+            classes.exclude(&mut b);
+        }
+        b
+    }
+}
+
+/// True when every byte of the page is zero, checked a word at a time.
+pub fn is_zero_page(page: &[u8]) -> bool {
+    let mut chunks = page.chunks_exact(64);
+    for c in &mut chunks {
+        let mut acc = 0u64;
+        for w in c.chunks_exact(8) {
+            acc |= u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_ranges_and_bytes() {
+        let mut b = Bitmap::new(64, 200);
+        b.set_range(0, 70, true); // clipped to 64..70
+        b.set_range(100, 228, true);
+        b.set_range(130, 131, false);
+        assert!(b.get(64) && b.get(69) && !b.get(70) && b.get(100) && !b.get(130));
+        assert!(b.get(227) && !b.get(264) && !b.get(10));
+        assert_eq!(b.count(), 6 + 128 - 1);
+        let set: Vec<u64> = b.iter_set().collect();
+        assert_eq!(set.len() as u64, b.count());
+        assert!(set.windows(2).all(|w| w[0] < w[1]));
+        let bytes = b.file_bytes();
+        assert_eq!(bytes.len(), 25);
+        assert_eq!(bytes[0], 0b0011_1111);
+        // pfn 100 = bit 36 of the bitmap = byte 4, bit 4.
+        assert_eq!(bytes[4] & 0x10, 0x10);
+    }
+
+    #[test]
+    fn ranges_merge_and_partial_pages_count() {
+        let l = |p: u64, f: u64, m: u64| Load {
+            phys_start: p,
+            virt_start: 0,
+            file_offset: 0,
+            file_size: f,
+            mem_size: m,
+        };
+        let (mem, file) = load_ranges(&[l(0x1000, 0x2000, 0x2000), l(0x2800, 0x800, 0x3000)], 4096);
+        assert_eq!(mem.iter().collect::<Vec<_>>(), vec![(1, 6)]);
+        assert_eq!(file.iter().collect::<Vec<_>>(), vec![(1, 3)]);
+        assert_eq!(mem.count_in(2, 100), 4);
+    }
+
+    #[test]
+    fn zero_page_check() {
+        let mut p = vec![0u8; 4096];
+        assert!(is_zero_page(&p));
+        p[4095] = 1;
+        assert!(!is_zero_page(&p));
+        p[4095] = 0;
+        p[7] = 0x80;
+        assert!(!is_zero_page(&p));
+        assert!(is_zero_page(&[0u8; 100]));
+        assert!(!is_zero_page(&[0, 0, 0, 1]));
+    }
+
+    #[test]
+    fn dump_levels() {
+        assert_eq!(DumpLevel::parse("31"), Some(DumpLevel(31)));
+        assert_eq!(DumpLevel::parse("32"), None);
+        assert_eq!(DumpLevel::parse("-1"), None);
+        assert!(DumpLevel(1).excludes_zero() && !DumpLevel(1).needs_mem_map());
+        assert!(DumpLevel(16).needs_mem_map());
+    }
+}

@@ -1,0 +1,85 @@
+//! Endian-aware, bounds-checked reads from untrusted byte slices. Every accessor returns an
+//! `Option` so a short or malformed buffer becomes an error at the caller, never a panic.
+
+/// Byte order of the input (and of the dump we write: the crashed machine's own order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    pub fn u16(self, b: &[u8], off: usize) -> Option<u16> {
+        let a: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
+        Some(match self {
+            Endian::Little => u16::from_le_bytes(a),
+            Endian::Big => u16::from_be_bytes(a),
+        })
+    }
+
+    pub fn u32(self, b: &[u8], off: usize) -> Option<u32> {
+        let a: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
+        Some(match self {
+            Endian::Little => u32::from_le_bytes(a),
+            Endian::Big => u32::from_be_bytes(a),
+        })
+    }
+
+    pub fn u64(self, b: &[u8], off: usize) -> Option<u64> {
+        let a: [u8; 8] = b.get(off..off.checked_add(8)?)?.try_into().ok()?;
+        Some(match self {
+            Endian::Little => u64::from_le_bytes(a),
+            Endian::Big => u64::from_be_bytes(a),
+        })
+    }
+
+    /// Reads a pointer-sized word: 4 bytes for 32-bit layouts, 8 for 64-bit ones.
+    pub fn word(self, b: &[u8], off: usize, wide: bool) -> Option<u64> {
+        if wide {
+            self.u64(b, off)
+        } else {
+            self.u32(b, off).map(u64::from)
+        }
+    }
+
+    pub fn put_u32(self, out: &mut [u8], off: usize, v: u32) {
+        let bytes = match self {
+            Endian::Little => v.to_le_bytes(),
+            Endian::Big => v.to_be_bytes(),
+        };
+        out[off..off + 4].copy_from_slice(&bytes);
+    }
+
+    pub fn put_u64(self, out: &mut [u8], off: usize, v: u64) {
+        let bytes = match self {
+            Endian::Little => v.to_le_bytes(),
+            Endian::Big => v.to_be_bytes(),
+        };
+        out[off..off + 8].copy_from_slice(&bytes);
+    }
+
+    /// Writes a pointer-sized word (see [`Endian::word`]); the caller guarantees the value fits.
+    pub fn put_word(self, out: &mut [u8], off: usize, v: u64, wide: bool) {
+        if wide {
+            self.put_u64(out, off, v)
+        } else {
+            self.put_u32(out, off, v as u32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_orders_and_refuses_short_buffers() {
+        let b = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(Endian::Little.u32(&b, 0), Some(0x0403_0201));
+        assert_eq!(Endian::Big.u32(&b, 0), Some(0x0102_0304));
+        assert_eq!(Endian::Little.u64(&b, 0), Some(0x0807_0605_0403_0201));
+        assert_eq!(Endian::Little.u64(&b, 1), None);
+        assert_eq!(Endian::Little.u16(&b, usize::MAX), None);
+        assert_eq!(Endian::Big.word(&b, 4, false), Some(0x0506_0708));
+    }
+}

@@ -1,0 +1,508 @@
+//! ELF core files: /proc/vmcore, and later /proc/kcore and `-E` output read back.
+//!
+//! Only what a core collector needs is decoded: the file header, the program headers
+//! (PT_LOAD: physical range → file range; PT_NOTE: the notes) and the notes themselves.
+//! Every field comes from untrusted bytes, so every offset and size is checked against the
+//! buffer and the file length before use.
+
+use super::bytes::Endian;
+use crate::error::{Error, Result};
+
+pub const PT_LOAD: u32 = 1;
+pub const PT_NOTE: u32 = 4;
+const ET_CORE: u16 = 4;
+const PN_XNUM: u16 = 0xffff;
+/// More program headers than any real vmcore has (one per memory range); a bound so a
+/// corrupt count cannot make us allocate without limit.
+const MAX_PHDRS: usize = 1 << 20;
+/// The notes of a real vmcore are a few KiB per CPU; 64 MiB covers 8192 CPUs with room.
+const MAX_NOTES_SIZE: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Elf32,
+    Elf64,
+}
+
+impl Class {
+    pub fn is_64(self) -> bool {
+        self == Class::Elf64
+    }
+}
+
+/// One PT_LOAD: a range of physical memory and where its bytes are in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub phys_start: u64,
+    pub virt_start: u64,
+    pub file_offset: u64,
+    /// Bytes present in the file (p_filesz).
+    pub file_size: u64,
+    /// Bytes of memory the segment describes (p_memsz ≥ p_filesz).
+    pub mem_size: u64,
+}
+
+impl Load {
+    pub fn phys_end(&self) -> u64 {
+        self.phys_start.saturating_add(self.mem_size)
+    }
+
+    /// End of the part of the range that has bytes in the file.
+    pub fn file_phys_end(&self) -> u64 {
+        self.phys_start.saturating_add(self.file_size)
+    }
+}
+
+/// The parsed layout of an ELF core file.
+#[derive(Debug, Clone)]
+pub struct ElfCore {
+    pub class: Class,
+    pub endian: Endian,
+    pub machine: u16,
+    /// PT_LOADs in file order.
+    pub loads: Vec<Load>,
+    /// The bytes of every PT_NOTE segment, concatenated in file order (a vmcore has one).
+    pub notes: Vec<u8>,
+}
+
+/// Something we can read bytes from at an offset (a file, or a buffer in tests).
+pub trait ReadAt {
+    /// Reads exactly `buf.len()` bytes at `offset`, or fails.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    fn size(&self) -> std::io::Result<u64>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).ok();
+        let src = start
+            .and_then(|s| Some((s, s.checked_add(buf.len())?)))
+            .and_then(|(s, e)| self.get(s..e));
+        match src {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(<[u8]>::len(self) as u64)
+    }
+}
+
+/// Field offsets of the ELF file header and program header for one class.
+struct Layout {
+    ehdr_size: usize,
+    phoff: usize,
+    shoff: usize,
+    phentsize: usize,
+    phnum: usize,
+    shentsize: usize,
+    phdr_size: usize,
+}
+
+const LAYOUT64: Layout = Layout {
+    ehdr_size: 64,
+    phoff: 32,
+    shoff: 40,
+    phentsize: 54,
+    phnum: 56,
+    shentsize: 58,
+    phdr_size: 56,
+};
+
+const LAYOUT32: Layout = Layout {
+    ehdr_size: 52,
+    phoff: 28,
+    shoff: 32,
+    phentsize: 42,
+    phnum: 44,
+    shentsize: 46,
+    phdr_size: 32,
+};
+
+fn short(what: &str) -> Error {
+    Error::bad_input(format!("{what} is cut short"))
+}
+
+impl ElfCore {
+    /// Parses the headers and notes of an ELF core file, checking every segment against the
+    /// file's length so that a truncated vmcore is reported here, not as a read error later.
+    pub fn parse<R: ReadAt + ?Sized>(input: &R) -> Result<ElfCore> {
+        let file_len = input
+            .size()
+            .map_err(|e| Error::io(e, "cannot get the input's size"))?;
+        let mut ident = [0u8; 64];
+        let head_len = ident.len().min(usize::try_from(file_len).unwrap_or(64));
+        input
+            .read_exact_at(&mut ident[..head_len], 0)
+            .map_err(|e| Error::io(e, "cannot read the ELF header"))?;
+        if head_len < 16 || &ident[..4] != b"\x7fELF" {
+            return Err(Error::bad_input("not an ELF file (no \\x7fELF magic)"));
+        }
+        let class = match ident[4] {
+            1 => Class::Elf32,
+            2 => Class::Elf64,
+            c => return Err(Error::bad_input(format!("unknown ELF class {c}"))),
+        };
+        let endian = match ident[5] {
+            1 => Endian::Little,
+            2 => Endian::Big,
+            d => return Err(Error::bad_input(format!("unknown ELF data encoding {d}"))),
+        };
+        let lay = if class.is_64() { &LAYOUT64 } else { &LAYOUT32 };
+        let eh = &ident[..head_len];
+        if head_len < lay.ehdr_size {
+            return Err(short("the ELF header"));
+        }
+        let wide = class.is_64();
+        let e_type = endian.u16(eh, 16).ok_or_else(|| short("the ELF header"))?;
+        if e_type != ET_CORE {
+            return Err(Error::bad_input(format!(
+                "ELF type {e_type} is not a core file (ET_CORE = 4)"
+            )));
+        }
+        let machine = endian.u16(eh, 18).ok_or_else(|| short("the ELF header"))?;
+        let phoff = endian
+            .word(eh, lay.phoff, wide)
+            .ok_or_else(|| short("the ELF header"))?;
+        let shoff = endian
+            .word(eh, lay.shoff, wide)
+            .ok_or_else(|| short("the ELF header"))?;
+        let phentsize = endian
+            .u16(eh, lay.phentsize)
+            .ok_or_else(|| short("the ELF header"))? as usize;
+        let shentsize = endian
+            .u16(eh, lay.shentsize)
+            .ok_or_else(|| short("the ELF header"))? as usize;
+        let mut phnum = endian
+            .u16(eh, lay.phnum)
+            .ok_or_else(|| short("the ELF header"))? as usize;
+        if phnum == PN_XNUM as usize {
+            // The real count is in section header 0's sh_info.
+            let sh_info_off = if wide { 44 } else { 28 };
+            if shoff == 0 || shentsize < sh_info_off + 4 {
+                return Err(Error::bad_input(
+                    "e_phnum is PN_XNUM but there is no section header 0",
+                ));
+            }
+            let mut sh0 = [0u8; 4];
+            input
+                .read_exact_at(&mut sh0, shoff.saturating_add(sh_info_off as u64))
+                .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
+            phnum = endian.u32(&sh0, 0).unwrap_or(0) as usize;
+        }
+        if phentsize < lay.phdr_size {
+            return Err(Error::bad_input(format!(
+                "program header size {phentsize} is smaller than {}",
+                lay.phdr_size
+            )));
+        }
+        if phnum == 0 || phnum > MAX_PHDRS {
+            return Err(Error::bad_input(format!(
+                "implausible number of program headers: {phnum}"
+            )));
+        }
+        let table_len = (phnum * phentsize) as u64;
+        if phoff
+            .checked_add(table_len)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(Error::bad_input(format!(
+                "the program header table ({phnum} entries at offset {phoff:#x}) runs past the end of the file ({file_len} bytes): truncated?"
+            )));
+        }
+        let mut table = vec![0u8; phnum * phentsize];
+        input
+            .read_exact_at(&mut table, phoff)
+            .map_err(|e| Error::io(e, "cannot read the program headers"))?;
+
+        let mut loads = Vec::new();
+        let mut notes = Vec::new();
+        for i in 0..phnum {
+            let ph = &table[i * phentsize..(i + 1) * phentsize];
+            let p_type = endian.u32(ph, 0).ok_or_else(|| short("a program header"))?;
+            // ELF64: type, flags, offset, vaddr, paddr, filesz, memsz, align.
+            // ELF32: type, offset, vaddr, paddr, filesz, memsz, flags, align.
+            let (off, vaddr, paddr, filesz, memsz) = if wide {
+                (8, 16, 24, 32, 40)
+            } else {
+                (4, 8, 12, 16, 20)
+            };
+            let field = |o: usize| {
+                endian
+                    .word(ph, o, wide)
+                    .ok_or_else(|| short("a program header"))
+            };
+            let p_offset = field(off)?;
+            let p_filesz = field(filesz)?;
+            let end = p_offset.checked_add(p_filesz);
+            if matches!(p_type, PT_LOAD | PT_NOTE) && end.is_none_or(|end| end > file_len) {
+                return Err(Error::bad_input(format!(
+                    "program header {i} needs bytes up to offset {} but the file has only {file_len}: the vmcore is truncated",
+                    end.map_or_else(|| "beyond 2^64".to_string(), |e| format!("{e:#x}"))
+                )));
+            }
+            match p_type {
+                PT_LOAD => {
+                    let p_memsz = field(memsz)?;
+                    loads.push(Load {
+                        phys_start: field(paddr)?,
+                        virt_start: field(vaddr)?,
+                        file_offset: p_offset,
+                        file_size: p_filesz,
+                        mem_size: p_memsz.max(p_filesz),
+                    });
+                }
+                PT_NOTE => {
+                    if notes.len() as u64 + p_filesz > MAX_NOTES_SIZE {
+                        return Err(Error::bad_input(format!(
+                            "PT_NOTE segments larger than {MAX_NOTES_SIZE} bytes"
+                        )));
+                    }
+                    let start = notes.len();
+                    notes.resize(start + p_filesz as usize, 0);
+                    input
+                        .read_exact_at(&mut notes[start..], p_offset)
+                        .map_err(|e| Error::io(e, "cannot read the PT_NOTE segment"))?;
+                }
+                _ => {}
+            }
+        }
+        if loads.is_empty() {
+            return Err(Error::bad_input("the ELF file has no PT_LOAD segment"));
+        }
+        Ok(ElfCore {
+            class,
+            endian,
+            machine,
+            loads,
+            notes,
+        })
+    }
+
+    /// Iterates over the notes in the PT_NOTE bytes.
+    pub fn notes(&self) -> Notes<'_> {
+        Notes::new(&self.notes, self.endian)
+    }
+}
+
+/// One ELF note: `name` without its terminating NUL, and where its descriptor lies in the
+/// notes blob (the kdump sub-header points at the VMCOREINFO descriptor).
+#[derive(Debug, Clone, Copy)]
+pub struct Note<'a> {
+    pub name: &'a [u8],
+    pub n_type: u32,
+    pub desc: &'a [u8],
+    pub desc_offset: usize,
+}
+
+pub const NT_PRSTATUS: u32 = 1;
+
+/// Iterator over the notes of a PT_NOTE blob: 4-byte aligned names and descriptors. It stops
+/// at the first malformed note (as readers do) and records that it did.
+pub struct Notes<'a> {
+    data: &'a [u8],
+    endian: Endian,
+    pos: usize,
+    pub malformed: bool,
+}
+
+impl<'a> Notes<'a> {
+    pub fn new(data: &'a [u8], endian: Endian) -> Self {
+        Notes {
+            data,
+            endian,
+            pos: 0,
+            malformed: false,
+        }
+    }
+}
+
+fn align4(n: usize) -> Option<usize> {
+    n.checked_add(3).map(|v| v & !3)
+}
+
+impl<'a> Iterator for Notes<'a> {
+    type Item = Note<'a>;
+
+    fn next(&mut self) -> Option<Note<'a>> {
+        let d = self.data;
+        let p = self.pos;
+        if p.checked_add(12)? > d.len() {
+            // Trailing padding (fewer than 12 bytes, all zero) is not an error.
+            if d.get(p..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
+                self.malformed = true;
+            }
+            return None;
+        }
+        let namesz = self.endian.u32(d, p)? as usize;
+        let descsz = self.endian.u32(d, p + 4)? as usize;
+        let n_type = self.endian.u32(d, p + 8)?;
+        if namesz == 0 && descsz == 0 && n_type == 0 {
+            // Zero padding at the end of the segment (the kernel leaves room for more notes).
+            return None;
+        }
+        let name_start = p + 12;
+        let desc_start = align4(name_start.checked_add(namesz)?)?;
+        let desc_end = desc_start.checked_add(descsz)?;
+        let next = align4(desc_end)?;
+        if desc_end > d.len() {
+            self.malformed = true;
+            self.pos = d.len();
+            return None;
+        }
+        let mut name = &d[name_start..name_start + namesz];
+        while let [rest @ .., 0] = name {
+            name = rest;
+        }
+        self.pos = next.min(d.len());
+        Some(Note {
+            name,
+            n_type,
+            desc: &d[desc_start..desc_end],
+            desc_offset: desc_start,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a small ELF64 little-endian core file: given notes and (paddr, bytes, memsz)
+    /// loads. Used by tests here and in other modules.
+    pub fn build_elf64(notes: &[u8], loads: &[(u64, Vec<u8>, u64)]) -> Vec<u8> {
+        let phnum = 1 + loads.len();
+        let mut out = vec![0u8; 64 + 56 * phnum];
+        out[..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2;
+        out[5] = 1;
+        out[6] = 1;
+        let e = Endian::Little;
+        out[16..18].copy_from_slice(&4u16.to_le_bytes());
+        out[18..20].copy_from_slice(&62u16.to_le_bytes());
+        e.put_u64(&mut out, 32, 64);
+        out[52..54].copy_from_slice(&64u16.to_le_bytes());
+        out[54..56].copy_from_slice(&56u16.to_le_bytes());
+        out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
+        let mut data_off = out.len() as u64;
+        let mut blobs = Vec::new();
+        let mut ph = |i: usize, t: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
+            let b = 64 + 56 * i;
+            e.put_u32(&mut out, b, t);
+            e.put_u64(&mut out, b + 8, off);
+            e.put_u64(&mut out, b + 16, 0xffff_8880_0000_0000 + paddr);
+            e.put_u64(&mut out, b + 24, paddr);
+            e.put_u64(&mut out, b + 32, filesz);
+            e.put_u64(&mut out, b + 40, memsz);
+        };
+        ph(
+            0,
+            PT_NOTE,
+            data_off,
+            0,
+            notes.len() as u64,
+            notes.len() as u64,
+        );
+        blobs.push(notes.to_vec());
+        data_off += notes.len() as u64;
+        for (i, (paddr, bytes, memsz)) in loads.iter().enumerate() {
+            ph(i + 1, PT_LOAD, data_off, *paddr, bytes.len() as u64, *memsz);
+            blobs.push(bytes.clone());
+            data_off += bytes.len() as u64;
+        }
+        for b in blobs {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    pub fn note(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((name.len() + 1) as u32).to_le_bytes());
+        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        out.extend_from_slice(&n_type.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(desc);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_loads_and_notes() {
+        let mut notes = note("CORE", NT_PRSTATUS, &[0u8; 336]);
+        notes.extend(note("CORE", NT_PRSTATUS, &[0u8; 336]));
+        notes.extend(note("VMCOREINFO", 0, b"PAGESIZE=4096\n"));
+        let elf = build_elf64(
+            &notes,
+            &[
+                (0x1000, vec![1u8; 0x2000], 0x2000),
+                (0x10000, vec![2u8; 0x800], 0x1000),
+            ],
+        );
+        let core = ElfCore::parse(&elf[..]).expect("valid");
+        assert_eq!(core.class, Class::Elf64);
+        assert_eq!(core.loads.len(), 2);
+        assert_eq!(core.loads[1].file_size, 0x800);
+        assert_eq!(core.loads[1].mem_size, 0x1000);
+        let all: Vec<_> = core.notes().collect();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].name, b"VMCOREINFO");
+        assert_eq!(all[2].desc, b"PAGESIZE=4096\n");
+        assert_eq!(
+            &notes[all[2].desc_offset..all[2].desc_offset + 14],
+            b"PAGESIZE=4096\n"
+        );
+    }
+
+    #[test]
+    fn rejects_truncation_and_garbage_without_panicking() {
+        let notes = note("VMCOREINFO", 0, b"PAGESIZE=4096\n");
+        let elf = build_elf64(&notes, &[(0, vec![7u8; 0x3000], 0x3000)]);
+        // Every prefix of a valid file is either a clean error or (the full file) success.
+        for cut in 0..elf.len() {
+            assert!(
+                ElfCore::parse(&elf[..cut]).is_err(),
+                "prefix {cut} accepted"
+            );
+        }
+        assert!(ElfCore::parse(&b"hello world, not an ELF"[..]).is_err());
+        // Flip every byte of the headers: no panic, whatever the outcome.
+        for i in 0..64 + 56 * 2 {
+            let mut bad = elf.clone();
+            bad[i] ^= 0xff;
+            let _ = ElfCore::parse(&bad[..]);
+        }
+    }
+
+    #[test]
+    fn notes_iterator_stops_on_bad_sizes() {
+        let mut blob = note("CORE", 1, &[0u8; 8]);
+        blob.extend_from_slice(&0xffff_fff0u32.to_le_bytes());
+        blob.extend_from_slice(&4u32.to_le_bytes());
+        blob.extend_from_slice(&0u32.to_le_bytes());
+        let mut it = Notes::new(&blob, Endian::Little);
+        assert!(it.next().is_some());
+        assert!(it.next().is_none());
+        assert!(it.malformed);
+    }
+}

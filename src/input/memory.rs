@@ -1,0 +1,245 @@
+//! Physical memory of the crashed machine as stored in an ELF vmcore: page frame number in,
+//! page bytes out.
+//!
+//! Whole pages inside one PT_LOAD are served zero-copy from a read-only mmap window (4 MiB
+//! by default, never crossing a segment's end), which is how /proc/vmcore is read fast:
+//! its read() path maps and unmaps the old kernel's memory on every call. Pages at segment
+//! edges, pages whose file offset is not page-aligned, and every page after an mmap failure
+//! (or with `--non-mmap`) are assembled with pread, zero-filled where the input has nothing.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use memmap2::{Mmap, MmapOptions};
+
+use super::elf::Load;
+use crate::error::{Error, Result};
+
+/// Default size of one mmap window, as makedumpfile's MAP_REGION.
+pub const DEFAULT_WINDOW: usize = 4 << 20;
+
+struct Window {
+    map: Mmap,
+    /// File offset of the first mapped byte.
+    start: u64,
+}
+
+pub struct ElfMemory {
+    file: File,
+    page_size: usize,
+    /// PT_LOADs with file bytes, sorted by physical start.
+    loads: Vec<Load>,
+    /// Index into `loads` of the last segment used (accesses are mostly sequential).
+    last: usize,
+    use_mmap: bool,
+    window_size: usize,
+    window: Option<Window>,
+    scratch: Vec<u8>,
+    /// Set when mmap failed and we fell back to pread; reported once by the caller.
+    pub mmap_failure: Option<String>,
+}
+
+impl ElfMemory {
+    pub fn new(file: File, loads: &[Load], page_size: usize, use_mmap: bool) -> ElfMemory {
+        let mut loads: Vec<Load> = loads.iter().copied().filter(|l| l.file_size > 0).collect();
+        loads.sort_by_key(|l| l.phys_start);
+        ElfMemory {
+            file,
+            page_size,
+            loads,
+            last: 0,
+            use_mmap,
+            // A window is a whole number of pages (page sizes up to 1 MiB are accepted).
+            window_size: DEFAULT_WINDOW.max(page_size),
+            window: None,
+            scratch: vec![0; page_size],
+            mmap_failure: None,
+        }
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// The segment whose file-backed part holds the whole page at `pa`, if there is one.
+    fn whole_page_segment(&mut self, pa: u64) -> Option<Load> {
+        let end = pa.checked_add(self.page_size as u64)?;
+        let fits = |l: &Load| l.phys_start <= pa && end <= l.file_phys_end();
+        if let Some(l) = self.loads.get(self.last)
+            && fits(l)
+        {
+            return Some(*l);
+        }
+        // Segments are sorted by start: the candidate is the last one starting at or below pa.
+        let i = self.loads.partition_point(|l| l.phys_start <= pa);
+        let l = *self.loads.get(i.checked_sub(1)?)?;
+        if fits(&l) {
+            self.last = i - 1;
+            Some(l)
+        } else {
+            None
+        }
+    }
+
+    /// Maps the window that holds `[offset, offset + page)` within the segment `seg`.
+    fn map_window(&mut self, seg: &Load, offset: u64) -> std::io::Result<()> {
+        let ps = self.page_size as u64;
+        let w = self.window_size as u64;
+        // Page-aligned file range of the segment's whole pages.
+        let seg_lo = seg.file_offset.div_ceil(ps) * ps;
+        let seg_hi = (seg.file_offset + seg.file_size) / ps * ps;
+        let start = (offset / w * w).max(seg_lo);
+        let end = (start + w).min(seg_hi);
+        self.window = None;
+        // SAFETY: the mapping is private and read-only, and the slices we hand out borrow
+        // `self`, so they cannot outlive it. The remaining hazard of any file mmap is another
+        // process truncating or rewriting the file while we read it; /proc/vmcore cannot be
+        // changed, and for a regular input file this is the same contract makedumpfile has.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(start)
+                .len((end - start) as usize)
+                .map_copy_read_only(&self.file)?
+        };
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        self.window = Some(Window { map, start });
+        Ok(())
+    }
+
+    /// Returns the bytes of page frame `pfn` (zeros where the input has none).
+    pub fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
+        let ps = self.page_size as u64;
+        let pa = pfn
+            .checked_mul(ps)
+            .ok_or_else(|| Error::bad_input(format!("pfn {pfn:#x} is out of range")))?;
+        let mut mapped_at = None;
+        if self.use_mmap
+            && let Some(seg) = self.whole_page_segment(pa)
+        {
+            let offset = seg.file_offset + (pa - seg.phys_start);
+            if offset % ps == 0 {
+                let covered = self.window.as_ref().is_some_and(|w| {
+                    offset >= w.start && offset + ps <= w.start + w.map.len() as u64
+                });
+                let mapped = covered
+                    || match self.map_window(&seg, offset) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            self.use_mmap = false;
+                            self.mmap_failure = Some(format!(
+                                "mmap of the input failed at offset {offset:#x} ({e}); reading with pread instead"
+                            ));
+                            false
+                        }
+                    };
+                if mapped {
+                    mapped_at = self.window.as_ref().map(|w| (offset - w.start) as usize);
+                }
+            }
+        }
+        // Decided first, borrowed after: returning a borrow from inside the branch above
+        // would keep `self` borrowed on the fallback path too.
+        if mapped_at.is_none() {
+            self.assemble_page(pa)?;
+        }
+        match (mapped_at, &self.window) {
+            (Some(at), Some(w)) => Ok(&w.map[at..at + self.page_size]),
+            _ => Ok(&self.scratch),
+        }
+    }
+
+    /// Builds the page at `pa` piece by piece from every segment that has bytes of it.
+    fn assemble_page(&mut self, pa: u64) -> Result<()> {
+        let end = pa.saturating_add(self.page_size as u64);
+        self.scratch.fill(0);
+        for l in &self.loads {
+            let lo = l.phys_start.max(pa);
+            let hi = l.file_phys_end().min(end);
+            if lo >= hi {
+                continue;
+            }
+            let dst = &mut self.scratch[(lo - pa) as usize..(hi - pa) as usize];
+            let offset = l.file_offset + (lo - l.phys_start);
+            self.file.read_exact_at(dst, offset).map_err(|e| {
+                Error::io(
+                    e,
+                    format!("cannot read physical address {lo:#x} (file offset {offset:#x})"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_file(bytes: &[u8]) -> File {
+        let mut f = tempfile();
+        f.write_all(bytes).expect("write temp");
+        f
+    }
+
+    fn tempfile() -> File {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "vmsift-mem-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create temp");
+        let _ = std::fs::remove_file(&path);
+        f
+    }
+
+    #[test]
+    fn whole_partial_and_missing_pages_both_paths() {
+        let ps = 4096usize;
+        // File: 2 pages of segment A (phys 0x0..0x2000) at offset 0, then segment B with
+        // 0x1800 bytes at phys 0x3800 (starts mid-page, ends mid-page) at offset 0x2000.
+        let mut bytes = vec![0u8; 0x2000 + 0x1800];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i % 251) as u8 + 1;
+        }
+        let loads = [
+            Load {
+                phys_start: 0,
+                virt_start: 0,
+                file_offset: 0,
+                file_size: 0x2000,
+                mem_size: 0x2000,
+            },
+            Load {
+                phys_start: 0x3800,
+                virt_start: 0,
+                file_offset: 0x2000,
+                file_size: 0x1800,
+                mem_size: 0x1800,
+            },
+        ];
+        for use_mmap in [true, false] {
+            let mut mem = ElfMemory::new(temp_file(&bytes), &loads, ps, use_mmap);
+            assert_eq!(mem.read_page(1).expect("page 1"), &bytes[0x1000..0x2000]);
+            // pfn 3: bytes 0x3000..0x3800 missing (zero), 0x3800..0x4000 from offset 0x2000.
+            let p3 = mem.read_page(3).expect("page 3").to_vec();
+            assert!(p3[..0x800].iter().all(|&b| b == 0));
+            assert_eq!(&p3[0x800..], &bytes[0x2000..0x2800]);
+            // pfn 4: first 0x1000 of B's remaining bytes; offset 0x2800 is not page-aligned.
+            assert_eq!(mem.read_page(4).expect("page 4"), &bytes[0x2800..0x3800]);
+            // pfn 2 has nothing at all: zeros.
+            assert!(mem.read_page(2).expect("page 2").iter().all(|&b| b == 0));
+            assert!(mem.read_page(u64::MAX).is_err());
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What the crashed kernel says about itself: VMCOREINFO, reading its virtual addresses,
+//! its utsname. Address translation by page-table walk, mem_map and page classes, and the
+//! printk ring buffer join this layer as the filter and `--dump-dmesg` need them.
+
+pub mod uts;
+pub mod vmcoreinfo;
+
+use crate::input::Vmcore;
+
+/// x86_64's `__START_KERNEL_map`: kernel text and data are mapped at
+/// `vaddr - START_KERNEL_MAP + phys_base`.
+const X86_64_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+const EM_X86_64: u16 = 62;
+
+/// Translates a kernel virtual address without walking page tables: through the virtual
+/// ranges the vmcore's PT_LOADs declare (kernel text and the direct map), then through
+/// x86_64's fixed kernel-text mapping. Enough for statically allocated kernel data.
+pub fn virt_to_phys_static(vmcore: &Vmcore, vaddr: u64) -> Option<u64> {
+    for l in &vmcore.elf.loads {
+        if l.virt_start != 0 && vaddr >= l.virt_start && vaddr - l.virt_start < l.mem_size {
+            return Some(l.phys_start + (vaddr - l.virt_start));
+        }
+    }
+    if vmcore.elf.machine == EM_X86_64 && vaddr >= X86_64_START_KERNEL_MAP {
+        let phys_base = vmcore.info.number("phys_base").unwrap_or(0) as u64;
+        return Some((vaddr - X86_64_START_KERNEL_MAP).wrapping_add(phys_base));
+    }
+    None
+}
+
+/// Reads `buf.len()` bytes of kernel memory at `vaddr` (statically mapped data only).
+pub fn read_static(vmcore: &mut Vmcore, vaddr: u64, buf: &mut [u8]) -> Option<()> {
+    let ps = vmcore.page_size as u64;
+    let mut done = 0usize;
+    while done < buf.len() {
+        let pa = virt_to_phys_static(vmcore, vaddr.checked_add(done as u64)?)?;
+        let in_page = (pa % ps) as usize;
+        let n = (vmcore.page_size - in_page).min(buf.len() - done);
+        let page = vmcore.memory.read_page(pa / ps).ok()?;
+        buf[done..done + n].copy_from_slice(&page[in_page..in_page + n]);
+        done += n;
+    }
+    Some(())
+}

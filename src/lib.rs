@@ -1,0 +1,20 @@
+//! vmsift: a makedumpfile-compatible kdump core collector.
+//!
+//! The modules follow the data: `input` (ELF vmcore, page reads) → `kernel` (VMCOREINFO,
+//! utsname, and later mem_map and page classes) → `filter` (dump level → bitmaps) →
+//! `pipeline` (read, zero-check, compress, ordered write) → `format` (kdump, flattened) →
+//! `target` (file or stream). `cli` turns argv into a `Job`; `app` runs it.
+
+pub mod app;
+pub mod cli;
+pub mod codec;
+pub mod error;
+pub mod filter;
+pub mod format;
+pub mod input;
+pub mod kernel;
+pub mod pipeline;
+pub mod report;
+pub mod target;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,138 @@
+//! Messages and progress, filtered by makedumpfile's `--message-level` bits. Everything goes
+//! to stderr: stdout may carry a flattened dump.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const ML_PROGRESS: u32 = 1;
+pub const ML_COMMON: u32 = 2;
+pub const ML_ERROR: u32 = 4;
+pub const ML_DEBUG: u32 = 8;
+pub const ML_REPORT: u32 = 16;
+pub const DEFAULT_LEVEL: u32 = ML_PROGRESS | ML_COMMON | ML_ERROR;
+
+static LEVEL: AtomicU32 = AtomicU32::new(DEFAULT_LEVEL);
+
+pub fn set_level(level: u32) {
+    LEVEL.store(level, Ordering::Relaxed);
+}
+
+pub fn enabled(bit: u32) -> bool {
+    LEVEL.load(Ordering::Relaxed) & bit != 0
+}
+
+/// Prints one line when the given message-level bit is on.
+pub fn emit(bit: u32, args: std::fmt::Arguments<'_>) {
+    if enabled(bit) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{args}");
+    }
+}
+
+#[macro_export]
+macro_rules! common { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_COMMON, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! warn { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_ERROR, format_args!("vmsift: warning: {}", format_args!($($t)*))) } }
+#[macro_export]
+macro_rules! debug { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_DEBUG, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! stats { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_REPORT, format_args!($($t)*)) } }
+
+/// A progress line for long runs. On a terminal it redraws one line a few times a second;
+/// elsewhere (a serial console, a log file) it prints a plain new line every few seconds,
+/// with no cursor movement. Checking the clock only every 1024 pages keeps its cost per page
+/// to a counter increment.
+pub struct Progress {
+    label: &'static str,
+    total: u64,
+    done: u64,
+    bytes: u64,
+    start: Instant,
+    last: Instant,
+    next_check: u64,
+    tty: bool,
+    enabled: bool,
+    interval: Duration,
+    printed: bool,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: u64) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let now = Instant::now();
+        Progress {
+            label,
+            total,
+            done: 0,
+            bytes: 0,
+            start: now,
+            last: now,
+            next_check: 1024,
+            tty,
+            enabled: enabled(ML_PROGRESS),
+            interval: if tty {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(5)
+            },
+            printed: false,
+        }
+    }
+
+    /// Counts one page of `bytes` input bytes.
+    #[inline]
+    pub fn page(&mut self, bytes: u64) {
+        self.done += 1;
+        self.bytes += bytes;
+        if self.done >= self.next_check {
+            self.next_check = self.done + 1024;
+            if self.enabled && self.last.elapsed() >= self.interval {
+                self.print(false);
+            }
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-6);
+        let pct = if self.total == 0 {
+            100.0
+        } else {
+            self.done as f64 * 100.0 / self.total as f64
+        };
+        let rate = self.bytes as f64 / secs / 1e6;
+        let eta = if self.done > 0 && self.done < self.total {
+            let left = (self.total - self.done) as f64 * secs / self.done as f64;
+            format!(", ETA {}s", left.ceil() as u64)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {pct:5.1}% ({} of {} pages, {rate:.1} MB/s{eta})",
+            self.label, self.done, self.total
+        )
+    }
+
+    fn print(&mut self, last: bool) {
+        self.last = Instant::now();
+        let line = self.line();
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r{line}\x1b[K{}", if last { "\n" } else { "" })
+        } else {
+            writeln!(err, "{line}")
+        };
+        self.printed = true;
+    }
+
+    /// Prints the final line (only if a line was printed before or the run took a while).
+    pub fn finish(&mut self) {
+        if self.enabled && (self.printed || self.start.elapsed() >= Duration::from_secs(1)) {
+            self.print(true);
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}

@@ -1,0 +1,231 @@
+//! Where the bytes go. The writers produce positioned writes (`write_at`); a `Sink` either
+//! applies them to a seekable file or turns them into a flattened stream on stdout.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::flat::FlatWriter;
+
+pub trait Sink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Flushes everything; the output is complete only if this succeeds.
+    fn finish(&mut self) -> Result<()>;
+    /// Whether earlier writes can be rewritten in place (false for streams).
+    fn seekable(&self) -> bool;
+}
+
+/// Creates the output file the way makedumpfile does, and more carefully: mode 0600 (dumps
+/// hold keys and passwords), O_EXCL unless `force`, and never through a symlink planted at
+/// the final path component.
+pub fn create_output(path: &Path, force: bool) -> Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    opts.open(path).map_err(|e| {
+        let shown = path.display();
+        let err = Error::io(e, format!("cannot create the dump file {shown}"));
+        match err.kind() {
+            ErrorKind::Exists => Error::new(
+                ErrorKind::Exists,
+                format!("{shown} already exists (use -f to overwrite it)"),
+            ),
+            _ if path.is_symlink() => Error::new(
+                ErrorKind::Io,
+                format!("{shown} is a symbolic link; refusing to write a dump through it"),
+            ),
+            _ => err,
+        }
+    })
+}
+
+pub struct FileSink {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileSink {
+    pub fn new(file: File, path: &Path) -> FileSink {
+        FileSink {
+            file,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(|e| {
+            Error::io(
+                e,
+                format!(
+                    "cannot write {} bytes at offset {offset:#x} of {}",
+                    data.len(),
+                    self.path.display()
+                ),
+            )
+        })
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+}
+
+/// A flattened stream on stdout (or any writer).
+pub struct StreamSink<W: Write> {
+    flat: FlatWriter<io::BufWriter<W>>,
+    what: &'static str,
+}
+
+impl<W: Write> StreamSink<W> {
+    pub fn new(out: W, what: &'static str) -> Self {
+        StreamSink {
+            flat: FlatWriter::new(io::BufWriter::with_capacity(1 << 20, out)),
+            what,
+        }
+    }
+}
+
+impl<W: Write> Sink for StreamSink<W> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.flat.write_at(offset, data).map_err(|e| {
+            Error::io(
+                e,
+                format!("cannot write the flattened dump to {}", self.what),
+            )
+        })
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.flat.finish().map_err(|e| {
+            Error::io(
+                e,
+                format!("cannot write the flattened dump to {}", self.what),
+            )
+        })
+    }
+
+    fn seekable(&self) -> bool {
+        false
+    }
+}
+
+/// Accumulates bytes that go to consecutive offsets and hands them to the sink in large
+/// writes (one syscall or one flattened record per `capacity` bytes).
+pub struct SeqWriter {
+    next: u64,
+    buf: Vec<u8>,
+    capacity: usize,
+}
+
+impl SeqWriter {
+    pub fn new(start: u64, capacity: usize) -> SeqWriter {
+        SeqWriter {
+            next: start,
+            buf: Vec::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// The offset the next byte will land at.
+    pub fn position(&self) -> u64 {
+        self.next + self.buf.len() as u64
+    }
+
+    pub fn push(&mut self, sink: &mut dyn Sink, data: &[u8]) -> Result<()> {
+        if self.buf.len() + data.len() > self.capacity {
+            self.flush(sink)?;
+        }
+        if data.len() >= self.capacity {
+            sink.write_at(self.next, data)?;
+            self.next += data.len() as u64;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<()> {
+        if !self.buf.is_empty() {
+            sink.write_at(self.next, &self.buf)?;
+            self.next += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Recorder(Vec<(u64, Vec<u8>)>);
+    impl Sink for Recorder {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+            self.0.push((offset, data.to_vec()));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn seekable(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn seq_writer_coalesces_in_order() {
+        let mut r = Recorder(Vec::new());
+        let mut w = SeqWriter::new(100, 8);
+        for chunk in [&b"abc"[..], b"defg", b"hi", b"0123456789", b"z"] {
+            w.push(&mut r, chunk).expect("push");
+        }
+        assert_eq!(w.position(), 100 + 20);
+        w.flush(&mut r).expect("flush");
+        let mut flat = Vec::new();
+        let mut expect_at = 100;
+        for (at, d) in &r.0 {
+            assert_eq!(*at, expect_at);
+            expect_at += d.len() as u64;
+            flat.extend_from_slice(d);
+        }
+        assert_eq!(flat, b"abcdefghi0123456789z");
+    }
+
+    #[test]
+    fn output_is_private_exclusive_and_refuses_symlinks() {
+        let dir = std::env::temp_dir().join(format!("vmsift-target-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("dump");
+        let f = create_output(&path, false).expect("create");
+        drop(f);
+        let mode = std::fs::metadata(&path).expect("meta").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let again = create_output(&path, false).expect_err("exists");
+        assert_eq!(again.kind(), ErrorKind::Exists);
+        assert!(again.to_string().contains("-f"));
+        create_output(&path, true).expect("forced");
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(dir.join("elsewhere"), &link).expect("symlink");
+        assert!(create_output(&link, true).is_err());
+        assert!(!dir.join("elsewhere").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

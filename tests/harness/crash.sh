@@ -1,0 +1,286 @@
+# shellcheck shell=bash
+# Crash a Debian kernel in QEMU and capture its /proc/vmcore. Sourced by make-vmcore and
+# capture-with (after lib.sh); not executed directly.
+#
+# Inputs (globals, set by the caller):
+#   KVER CRASH_MEM_MB CRASH_CRASHKERNEL CRASH_WORKLOAD_MB CRASH_CPU CRASH_THP CRASH_COMPRESSIBLE
+#   CRASH_COLLECTOR     optional: collector binary to run in the capture kernel
+#   CRASH_ARGS          array: arguments for the collector (before `-F /proc/vmcore`)
+#   CRASH_WORK          scratch directory (created by the caller, deleted by the caller)
+# Outputs:
+#   $CRASH_WORK/vmcore.raw   disk with the raw /proc/vmcore copy at offset 0
+#   $CRASH_WORK/flat.raw     (collector mode) disk with the collector's stdout at offset 0
+#   $CRASH_WORK/console.log  serial console of both kernels (CRs removed)
+#   marker VALUE functions below read results from the console log.
+
+QEMU_TIMEOUT=${HARNESS_QEMU_TIMEOUT:-540}   # seconds; the whole crash+capture, <= 9 min
+PAGE_CACHE_RANDOM_MB=16
+PAGE_CACHE_TEXT_MB=16
+
+# Modules the capture kernel needs to see a virtio-blk disk (plus their dependencies).
+CAPTURE_MODULES=(virtio_pci virtio_blk)
+
+# build_static SRC OUT: compile a static C program if OUT is missing or older than SRC.
+build_static() {
+    local src=$1 out=$2
+    if [ -x "$out" ] && [ "$out" -nt "$src" ]; then return 0; fi
+    need_cmd gcc gcc
+    need_file /usr/lib/x86_64-linux-gnu/libc.a libc6-dev
+    log "building ${out##*/} from ${src#"$REPO_ROOT"/}"
+    mkdir -p "$(dirname "$out")"
+    gcc -O2 -Wall -Wextra -static -o "$out.tmp.$$" "$src"
+    mv "$out.tmp.$$" "$out"
+}
+
+workload_bin() {
+    build_static "$HARNESS_DIR/workload.c" "$CACHE_DIR/workload"
+    echo "$CACHE_DIR/workload"
+}
+
+# install_binary BIN ROOT DEST: copy BIN to ROOT/DEST; if it is dynamically linked, also
+# copy its loader and libraries to the same absolute paths under ROOT.
+install_binary() {
+    local bin=$1 root=$2 dest=$3 lib
+    mkdir -p "$root/$(dirname "$dest")"
+    cp -L "$bin" "$root/$dest"
+    chmod 755 "$root/$dest"
+    file_is_static "$bin" && return 0
+    log "note: ${bin##*/} is dynamically linked; copying its libraries into the initramfs"
+    for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+        mkdir -p "$root/$(dirname "$lib")"
+        cp -L "$lib" "$root/$lib"
+    done
+}
+
+# module_file KDIR NAME: path of NAME.ko[.xz|.zst|.gz] in the kernel tree ('-' == '_').
+module_file() {
+    local mods=$1/lib/modules/$KVER name=$2
+    find "$mods" -name "${name}.ko*" -o -name "${name//_/-}.ko*" | head -n1
+}
+
+# module_cat FILE: decompressed module on stdout.
+module_cat() {
+    case $1 in
+    *.ko.xz) xz -dc "$1" ;;
+    *.ko.zst) need_cmd zstd zstd; zstd -qdc "$1" ;;
+    *.ko.gz) gzip -dc "$1" ;;
+    *) cat "$1" ;;
+    esac
+}
+
+# stage_module KDIR NAME DEST: copy NAME and its dependencies (from .modinfo "depends=")
+# into DEST, appending them to DEST/load.order dependencies first. Built-in modules and
+# modules already staged are skipped.
+stage_module() {
+    local kdir=$1 name=${2//-/_} dest=$3 file deps dep
+    grep -qx "$name" "$dest/load.order" 2>/dev/null && return 0
+    if grep -qE "/${name}\.ko$" "$kdir/lib/modules/$KVER/modules.builtin" 2>/dev/null; then
+        return 0
+    fi
+    file=$(module_file "$kdir" "$name")
+    [ -n "$file" ] || die "kernel module $name not found in $kdir"
+    module_cat "$file" > "$dest/$name.ko"
+    deps=$(tr '\0' '\n' < "$dest/$name.ko" | sed -n 's/^depends=//p' | head -n1)
+    for dep in ${deps//,/ }; do
+        stage_module "$kdir" "$dep" "$dest"
+    done
+    echo "$name" >> "$dest/load.order"
+}
+
+# write_conf FILE NAME=VALUE...: shell-sourceable config for the guest init.
+write_conf() {
+    local file=$1 kv
+    shift
+    for kv in "$@"; do
+        printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"
+    done > "$file"
+}
+
+# make_cpio DIR OUT: gzip'd newc archive of DIR, owned by root.
+make_cpio() {
+    (cd "$1" && find . -print0 | LC_ALL=C sort -z | cpio -o -0 -H newc -R 0:0 --quiet) \
+        | gzip -6 > "$2"
+}
+
+# build_images KDIR: build $CRASH_WORK/capture.img and $CRASH_WORK/first.img.
+build_images() {
+    local kdir=$1 bb root workload
+    need_cmd cpio cpio
+    need_cmd xz xz-utils
+    need_cmd gzip gzip
+    bb=$(busybox_static)
+    workload=$(workload_bin)
+
+    # Capture kernel's initramfs.
+    root=$CRASH_WORK/capture-root
+    mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules}
+    cp "$bb" "$root/bin/busybox"
+    cp "$HARNESS_DIR/guest/init-capture" "$root/init"
+    chmod 755 "$root/init"
+    : > "$root/lib/modules/load.order"
+    local m
+    for m in "${CAPTURE_MODULES[@]}"; do stage_module "$kdir" "$m" "$root/lib/modules"; done
+    if [ -n "${CRASH_COLLECTOR:-}" ]; then
+        install_binary "$CRASH_COLLECTOR" "$root" /bin/vmsift
+        ln -s /bin/vmsift "$root/sbin/makedumpfile"
+        if [ ${#CRASH_ARGS[@]} -gt 0 ]; then
+            printf '%s\n' "${CRASH_ARGS[@]}" > "$root/etc/collector.args"
+        else
+            : > "$root/etc/collector.args"
+        fi
+        write_conf "$root/etc/harness.conf" MODE=collect
+    else
+        write_conf "$root/etc/harness.conf" MODE=copy
+    fi
+    make_cpio "$root" "$CRASH_WORK/capture.img"
+
+    # First kernel's initramfs: kexec (+ libraries), workload, the capture kernel and image.
+    root=$CRASH_WORK/first-root
+    mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,boot}
+    cp "$bb" "$root/bin/busybox"
+    cp "$HARNESS_DIR/guest/init-first" "$root/init"
+    chmod 755 "$root/init"
+    install_binary "$(command -v kexec)" "$root" /sbin/kexec
+    cp "$workload" "$root/bin/workload"
+    cp "$kdir/boot/vmlinuz-$KVER" "$root/boot/vmlinuz"
+    cp "$CRASH_WORK/capture.img" "$root/boot/capture.img"
+    local wflags=""
+    [ "$CRASH_THP" = 1 ] && wflags+=" -t"
+    [ "$CRASH_COMPRESSIBLE" = 1 ] && wflags+=" -c"
+    write_conf "$root/etc/harness.conf" \
+        "WORKLOAD_MB=$CRASH_WORKLOAD_MB" \
+        "WORKLOAD_FLAGS=${wflags# }" \
+        "CACHE_RANDOM_MB=$PAGE_CACHE_RANDOM_MB" \
+        "CACHE_TEXT_MB=$PAGE_CACHE_TEXT_MB" \
+        "CAPTURE_CMDLINE=console=ttyS0 nr_cpus=1 irqpoll reset_devices panic=-1 loglevel=4"
+    make_cpio "$root" "$CRASH_WORK/first.img"
+    log "initramfs: first.img $(du -h "$CRASH_WORK/first.img" | cut -f1), capture.img $(du -h "$CRASH_WORK/capture.img" | cut -f1)"
+}
+
+# marker KEY: value of the last "HARNESS: KEY..." line in the console log (rest of line).
+marker() {
+    { grep -a "^HARNESS: $1\b" "$CRASH_WORK/console.log" || true; } | tail -n1 \
+        | sed "s/^HARNESS: $1[ =]\{0,1\}//"
+}
+
+# field LINE KEY: value of KEY=VALUE inside LINE.
+field() {
+    tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -n1
+}
+
+# Print the new "HARNESS:" progress markers since the last call.
+_progress_seen=0
+report_progress() {
+    local lines n
+    [ -f "$CRASH_WORK/serial.log" ] || return 0
+    lines=$(tr -d '\r' < "$CRASH_WORK/serial.log" | grep -a -o '^HARNESS: [a-z-]*' || true)
+    [ -n "$lines" ] || return 0
+    n=$(wc -l <<<"$lines")
+    if [ "$n" -gt "$_progress_seen" ]; then
+        sed -n "$((_progress_seen + 1)),\$p" <<<"$lines" | while read -r _ step; do
+            log "  [$((SECONDS - _qemu_start))s] $step"
+        done
+        _progress_seen=$n
+    fi
+}
+
+# run_crash: boot, crash, capture. Dies with the console tail if no capture happened.
+run_crash() {
+    local kdir qemu_rc=0 disk_mb
+    need_cmd qemu-system-x86_64 qemu-system-x86
+    need_cmd kexec kexec-tools
+    need_cmd timeout coreutils
+    kdir=$("$HARNESS_DIR/fetch-kernel" "$KVER")
+    build_images "$kdir"
+
+    # Disks are sparse files; the vmcore is smaller than guest RAM plus ELF headers.
+    disk_mb=$((CRASH_MEM_MB + 64))
+    truncate -s "${disk_mb}M" "$CRASH_WORK/vmcore.raw"
+    local -a disks=(
+        -drive "file=$CRASH_WORK/vmcore.raw,if=none,id=vmcore,format=raw,cache=unsafe"
+        -device "virtio-blk-pci,drive=vmcore,serial=vmcore"
+    )
+    if [ -n "${CRASH_COLLECTOR:-}" ]; then
+        # A flattened stream is at most the input plus 16 bytes per record and a header.
+        truncate -s "$((disk_mb + 64))M" "$CRASH_WORK/flat.raw"
+        disks+=(
+            -drive "file=$CRASH_WORK/flat.raw,if=none,id=flat,format=raw,cache=unsafe"
+            -device "virtio-blk-pci,drive=flat,serial=flat"
+        )
+    fi
+    local append="console=ttyS0 crashkernel=$CRASH_CRASHKERNEL panic=-1 loglevel=4"
+    [ "$CRASH_THP" = 1 ] && append+=" transparent_hugepage=always"
+
+    log "booting $KVER in QEMU (TCG, -cpu $CRASH_CPU, ${CRASH_MEM_MB} MiB, crashkernel=$CRASH_CRASHKERNEL, timeout ${QEMU_TIMEOUT}s)"
+    _qemu_start=$SECONDS
+    _progress_seen=0
+    timeout --kill-after=10 "$QEMU_TIMEOUT" qemu-system-x86_64 \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -accel tcg,thread=multi -machine pc -cpu "$CRASH_CPU" -smp 2 -m "$CRASH_MEM_MB" \
+        -kernel "$kdir/boot/vmlinuz-$KVER" -initrd "$CRASH_WORK/first.img" -append "$append" \
+        -serial "file:$CRASH_WORK/serial.log" \
+        "${disks[@]}" > "$CRASH_WORK/qemu.out" 2>&1 &
+    _qemu_pid=$!
+    while kill -0 "$_qemu_pid" 2>/dev/null; do
+        sleep 1
+        report_progress
+    done
+    wait "$_qemu_pid" || qemu_rc=$?
+    _qemu_pid=
+    report_progress
+    tr -d '\r' < "$CRASH_WORK/serial.log" > "$CRASH_WORK/console.log" 2>/dev/null || true
+    CRASH_SECONDS=$((SECONDS - _qemu_start))
+
+    if ! grep -aq '^HARNESS: capture-done' "$CRASH_WORK/console.log"; then
+        local why="QEMU exited with status $qemu_rc before the capture finished"
+        [ "$qemu_rc" = 124 ] && why="QEMU timed out after ${QEMU_TIMEOUT}s"
+        {
+            echo "---- qemu output ----"
+            tail -n 20 "$CRASH_WORK/qemu.out"
+            echo "---- last 40 console lines ----"
+            tail -n 40 "$CRASH_WORK/console.log"
+            echo "----"
+        } >&2
+        die "$why (kernel $KVER); no vmcore captured"
+    fi
+    log "capture finished in ${CRASH_SECONDS}s"
+}
+
+# Kill QEMU if the caller exits early (Ctrl-C, error).
+crash_cleanup() {
+    if [ -n "${_qemu_pid:-}" ]; then kill "$_qemu_pid" 2>/dev/null || true; fi
+}
+
+# Remove the scratch directory, unless HARNESS_KEEP_WORK=1 (then say where it is).
+cleanup_work() {
+    [ -n "${CRASH_WORK:-}" ] && [ -d "$CRASH_WORK" ] || return 0
+    if [ "${HARNESS_KEEP_WORK:-0}" = 1 ]; then
+        log "kept scratch directory $CRASH_WORK"
+    else
+        rm -rf "$CRASH_WORK"
+    fi
+}
+
+# finalize_vmcore OUT: check the copy and move $CRASH_WORK/vmcore.raw, truncated to the
+# guest's /proc/vmcore size, to OUT (atomically).
+finalize_vmcore() {
+    local out=$1 size copy
+    size=$(marker vmcore-size)
+    [[ $size =~ ^[0-9]+$ ]] || die "no vmcore size in the console log"
+    copy=$(marker copy-result)
+    [ "$(field "$copy" rc)" = 0 ] || die "raw copy of /proc/vmcore failed in the capture kernel ($copy)"
+    truncate -s "$size" "$CRASH_WORK/vmcore.raw"
+    check_vmcore "$CRASH_WORK/vmcore.raw"
+    mv "$CRASH_WORK/vmcore.raw" "$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+# check_vmcore FILE: ELF magic and a VMCOREINFO note for $KVER near the start.
+check_vmcore() {
+    local magic
+    magic=$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')
+    [ "$magic" = 7f454c46 ] || die "captured vmcore has no ELF magic ($magic)"
+    # grep -c reads all its input: `grep -q` would SIGPIPE `head` and trip pipefail.
+    [ "$(head -c 1048576 "$1" | grep -acF "OSRELEASE=$KVER")" -gt 0 ] \
+        || die "captured vmcore has no VMCOREINFO OSRELEASE=$KVER"
+}

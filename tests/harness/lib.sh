@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# Shared helpers for the vmsift QEMU crash harness. Sourced, not executed.
+#
+# Everything the harness produces lives under the repository's target/ directory, so
+# `cargo clean` removes it and CI can cache it:
+#   target/cache/debs/            downloaded kernel image .debs (-dbg .debs are deleted)
+#   target/cache/kernels/<kver>/  `dpkg -x` of linux-image-<kver>
+#   target/cache/vmlinux/         vmlinux-<kver> with debug info
+#   target/cache/workload         static workload binary
+#   target/vmcores/               <name>.elf/.log/.env from make-vmcore
+#   target/e2e/<name>/            capture-with results
+
+HARNESS_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "$HARNESS_DIR/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+CACHE_DIR=$TARGET_DIR/cache
+DEB_DIR=$CACHE_DIR/debs
+KERNEL_CACHE=$CACHE_DIR/kernels
+VMLINUX_CACHE=$CACHE_DIR/vmlinux
+VMCORE_DIR=$TARGET_DIR/vmcores
+E2E_DIR=$TARGET_DIR/e2e
+
+# Progress and errors go to stderr so stdout stays clean for the result path.
+log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+# need_cmd CMD PACKAGE: install PACKAGE with apt-get unless CMD is already available.
+need_cmd() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    log "installing $pkg (for $cmd)"
+    if [ "$(id -u)" -ne 0 ]; then die "$cmd missing and not root; install $pkg"; fi
+    if [ -z "${_APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+        _APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 \
+        || die "apt-get install $pkg failed"
+    command -v "$cmd" >/dev/null 2>&1 || die "$pkg installed but $cmd still not found"
+}
+
+# need_file PATH PACKAGE: like need_cmd for a file that is not on PATH.
+need_file() {
+    local file=$1 pkg=$2
+    [ -e "$file" ] && return 0
+    log "installing $pkg (for $file)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 \
+        || die "apt-get install $pkg failed"
+    [ -e "$file" ] || die "$pkg installed but $file still missing"
+}
+
+# Static busybox: the only userland of both initramfs images.
+busybox_static() {
+    local bb=/bin/busybox
+    if [ ! -x "$bb" ] || ! file_is_static "$bb"; then
+        need_file /bin/busybox busybox-static
+    fi
+    file_is_static "$bb" || die "$bb is not statically linked (install busybox-static)"
+    echo "$bb"
+}
+
+# file_is_static FILE: true if FILE has no ELF interpreter (PT_INTERP).
+file_is_static() {
+    ! LC_ALL=C readelf -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
+}
+
+# check_kver KVER: refuse anything that does not look like a Debian kernel release.
+check_kver() {
+    [[ $1 =~ ^[0-9]+\.[0-9]+[.0-9]*[-+][A-Za-z0-9.+~-]+$ ]] || die "bad kernel version '$1'"
+}
+
+# apt_download PKG DIR: fetch PKG's .deb into DIR (idempotent), print its path.
+apt_download() {
+    local pkg=$1 dir=$2 deb
+    mkdir -p "$dir"
+    deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    if [ -z "$deb" ]; then
+        need_cmd apt-get apt
+        log "downloading $pkg"
+        # apt-get download works in the current directory; run in a temp dir so an
+        # interrupted download never leaves a partial .deb under the final name.
+        local tmp
+        tmp=$(mktemp -d "$dir/.dl.XXXXXX")
+        # The _apt sandbox user cannot read a root-only dir; apt warns ("Download is
+        # performed unsandboxed as root") and carries on, so that warning is filtered out.
+        local errf=$tmp/.stderr
+        if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$errf"); then
+            # The package lists may be missing or stale on a fresh machine.
+            log "apt-get download $pkg failed; running apt-get update and retrying"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+            if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$errf"); then
+                cat "$errf" >&2; rm -rf "$tmp"; die "apt-get download $pkg failed"
+            fi
+        fi
+        grep -v -e 'unsandboxed' -e "_apt" "$errf" >&2 || true
+        deb=$(find "$tmp" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+        [ -n "$deb" ] || { rm -rf "$tmp"; die "no .deb for $pkg after download"; }
+        mv "$deb" "$dir/"
+        rm -rf "$tmp"
+        deb=$dir/${deb##*/}
+    fi
+    echo "$deb"
+}
+
+# Debian package names: the image package for KVER, and the matching -dbg package.
+image_pkg() { echo "linux-image-$1"; }
+dbg_pkg() { echo "linux-image-$1-dbg"; }
