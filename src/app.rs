@@ -2,13 +2,12 @@
 //! turns an error into a message and an exit status (0 success, 1 any failure).
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::filter::{Filter, load_ranges};
 use crate::format::flat;
 use crate::input::Vmcore;
@@ -79,8 +78,40 @@ fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
 }
 
 fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
-    // Read and check the input before creating anything, so bad input leaves no file.
+    // Check the input, then claim the output, before any other work or message: bad input
+    // leaves no file, and an existing file is refused before anything else is said.
     let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    let output = match dumpfile {
+        Some(path) => Some((target::create_output(path, job.force)?, path)),
+        None => None,
+    };
+    let result = match output {
+        None => {
+            let mut sink = StreamSink::new(std::io::stdout().lock(), "stdout");
+            write_dump(job, &mut vm, &mut sink)
+        }
+        Some((file, path)) => {
+            let mut sink = FileSink::new(file, path);
+            write_dump(job, &mut vm, &mut sink).map_err(|e| {
+                // Nothing of a failed run may look like a finished dump.
+                let _ = std::fs::remove_file(path);
+                e.context(format!("writing {}", path.display()))
+            })
+        }
+    };
+    let stats = result?;
+    debug!(
+        "pages: {} in the input, {} dumped ({} zero, {} compressed, {} raw)",
+        stats.pages_in_input, stats.dumpable, stats.zero, stats.compressed, stats.raw
+    );
+    if let Some(path) = dumpfile {
+        common!("The dumpfile is saved to {}.", path.display());
+    }
+    common!("\nvmsift Completed.");
+    Ok(())
+}
+
+fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipeline::Stats> {
     for (key, value) in vm.info.lines() {
         debug!("  {key}={value}");
     }
@@ -98,12 +129,10 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     {
         debug!("--num-threads {n}: pages are compressed on one thread in this version");
     }
-    let uts = uts::read(&mut vm);
+    let uts = uts::read(vm);
     if let Some(why) = &uts.fallback {
         warn!("{why}; the header's utsname is built from VMCOREINFO instead");
     }
-    let utsname = uts.name;
-
     let opts = WriteOptions {
         codec: job.codec,
         level,
@@ -116,39 +145,6 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
         file,
         classes: None,
     };
-    let header = pipeline::base_header(&vm, utsname, &opts);
-
-    let stats = match dumpfile {
-        None => {
-            let mut sink = StreamSink::new(std::io::stdout().lock(), "stdout");
-            pipeline::write_kdump(&mut vm, &mut filter, header, &mut sink, &opts)?
-        }
-        Some(path) => {
-            let file: File = target::create_output(path, job.force)?;
-            let mut sink = FileSink::new(file, path);
-            match pipeline::write_kdump(&mut vm, &mut filter, header, &mut sink, &opts) {
-                Ok(stats) => stats,
-                Err(e) => {
-                    // Nothing of a failed run may look like a finished dump.
-                    let _ = std::fs::remove_file(path);
-                    return Err(e.context(format!("writing {}", path.display())));
-                }
-            }
-        }
-    };
-    debug!(
-        "pages: {} in the input, {} dumped ({} zero, {} compressed, {} raw)",
-        stats.pages_in_input, stats.dumpable, stats.zero, stats.compressed, stats.raw
-    );
-    if let Some(path) = dumpfile {
-        common!("The dumpfile is saved to {}.", path.display());
-    }
-    common!("\nvmsift Completed.");
-    Ok(())
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::io(e, "I/O error")
-    }
+    let header = pipeline::base_header(vm, uts.name, &opts);
+    pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
 }

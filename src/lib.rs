@@ -15,6 +15,7 @@ pub mod input;
 pub mod kernel;
 pub mod pipeline;
 pub mod report;
+pub mod synth;
 pub mod target;
 
 pub use error::{Error, ErrorKind, Result};

@@ -379,72 +379,17 @@ impl<'a> Iterator for Notes<'a> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::synth::{SynthVmcore, note};
 
-    /// Builds a small ELF64 little-endian core file: given notes and (paddr, bytes, memsz)
-    /// loads. Used by tests here and in other modules.
-    pub fn build_elf64(notes: &[u8], loads: &[(u64, Vec<u8>, u64)]) -> Vec<u8> {
-        let phnum = 1 + loads.len();
-        let mut out = vec![0u8; 64 + 56 * phnum];
-        out[..4].copy_from_slice(b"\x7fELF");
-        out[4] = 2;
-        out[5] = 1;
-        out[6] = 1;
-        let e = Endian::Little;
-        out[16..18].copy_from_slice(&4u16.to_le_bytes());
-        out[18..20].copy_from_slice(&62u16.to_le_bytes());
-        e.put_u64(&mut out, 32, 64);
-        out[52..54].copy_from_slice(&64u16.to_le_bytes());
-        out[54..56].copy_from_slice(&56u16.to_le_bytes());
-        out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
-        let mut data_off = out.len() as u64;
-        let mut blobs = Vec::new();
-        let mut ph = |i: usize, t: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
-            let b = 64 + 56 * i;
-            e.put_u32(&mut out, b, t);
-            e.put_u64(&mut out, b + 8, off);
-            e.put_u64(&mut out, b + 16, 0xffff_8880_0000_0000 + paddr);
-            e.put_u64(&mut out, b + 24, paddr);
-            e.put_u64(&mut out, b + 32, filesz);
-            e.put_u64(&mut out, b + 40, memsz);
-        };
-        ph(
-            0,
-            PT_NOTE,
-            data_off,
-            0,
-            notes.len() as u64,
-            notes.len() as u64,
-        );
-        blobs.push(notes.to_vec());
-        data_off += notes.len() as u64;
-        for (i, (paddr, bytes, memsz)) in loads.iter().enumerate() {
-            ph(i + 1, PT_LOAD, data_off, *paddr, bytes.len() as u64, *memsz);
-            blobs.push(bytes.clone());
-            data_off += bytes.len() as u64;
+    fn build_elf64(notes: &[u8], loads: &[(u64, Vec<u8>, u64)]) -> Vec<u8> {
+        let mut s = SynthVmcore::new();
+        s.notes = notes.to_vec();
+        for (p, d, m) in loads {
+            s = s.load(*p, d.clone(), *m);
         }
-        for b in blobs {
-            out.extend_from_slice(&b);
-        }
-        out
-    }
-
-    pub fn note(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&((name.len() + 1) as u32).to_le_bytes());
-        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        out.extend_from_slice(&n_type.to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(desc);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out
+        s.to_bytes()
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod bytes;
 pub mod elf;
+pub mod kdump;
 pub mod memory;
 
 use std::fs::File;

@@ -1,0 +1,308 @@
+//! The `vmsift` binary on synthetic vmcores: every page comes back, the flattened path
+//! rebuilds the same file, and bad input ends with exit status 1 and one clear line.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use vmsift::input::kdump::{KdumpFile, Page};
+use vmsift::synth::{Fill, MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages, page};
+
+const PS: usize = 4096;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmsift"))
+}
+
+/// A fresh directory under target/ for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Two RAM ranges with a hole, a segment that starts and ends mid-page, and a segment whose
+/// p_memsz is larger than its p_filesz.
+fn synthetic() -> SynthVmcore {
+    SynthVmcore::new()
+        .prstatus(3)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0x1000, mixed_pages(1, 40, PS), 40 * PS as u64)
+        .load(
+            0x40000 + 0x400,
+            mixed_pages(100, 6, PS)[..6 * PS - 0x800].to_vec(),
+            0,
+        )
+        .load(0x100000, mixed_pages(200, 20, PS), 30 * PS as u64)
+}
+
+/// The byte at physical address `pa` according to the ELF (0 where it has none).
+fn elf_page(s: &SynthVmcore, pfn: u64) -> Option<Vec<u8>> {
+    let start = pfn * PS as u64;
+    let mut out = vec![0u8; PS];
+    let mut any = false;
+    for l in &s.loads {
+        let lo = l.phys_start.max(start);
+        let hi = (l.phys_start + l.mem_size).min(start + PS as u64);
+        if lo >= hi {
+            continue;
+        }
+        any = true;
+        let file_hi = (l.phys_start + l.data.len() as u64).min(hi);
+        if lo < file_hi {
+            let src = &l.data[(lo - l.phys_start) as usize..(file_hi - l.phys_start) as usize];
+            out[(lo - start) as usize..(file_hi - start) as usize].copy_from_slice(src);
+        }
+    }
+    any.then_some(out)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run vmsift")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn every_page_comes_back_with_every_codec() {
+    let dir = scratch("codecs");
+    let s = synthetic();
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("write vmcore");
+    for (flag, bit) in [("", 0), ("-c", 1), ("-l", 2), ("-p", 4), ("-z", 0x20)] {
+        for level in ["0", "1"] {
+            let out = dir.join(format!("dump{flag}-{level}"));
+            let mut cmd = bin();
+            if !flag.is_empty() {
+                cmd.arg(flag);
+            }
+            let o = run(cmd.args(["-d", level]).arg(&vmcore).arg(&out));
+            assert!(o.status.success(), "{flag} -d {level}: {}", stderr(&o));
+            let dump =
+                KdumpFile::open(fs::File::open(&out).expect("open dump")).expect("parse dump");
+            let h = &dump.header;
+            assert_eq!((h.version, h.nr_cpus, h.status), (6, 3, bit));
+            assert_eq!(h.dump_level, level.parse::<i32>().expect("level"));
+            assert_eq!(h.max_mapnr, 0x100 + 30);
+            assert_eq!(h.utsname.get(2), "6.1.0-synthetic");
+            let mut zero_pages = 0;
+            for pfn in 0..h.max_mapnr + 10 {
+                let got = dump.read_page(pfn).expect("read page");
+                match (elf_page(&s, pfn), got) {
+                    (None, Page::Hole) => {}
+                    (Some(want), Page::Data(data)) => {
+                        assert!(want == data, "{flag} -d {level}: pfn {pfn:#x} differs");
+                        if want.iter().all(|&b| b == 0) {
+                            zero_pages += 1;
+                        }
+                    }
+                    // p_memsz beyond p_filesz: memory without bytes in the input.
+                    (Some(_), Page::Excluded) if (0x114..0x11e).contains(&pfn) => {}
+                    (want, got) => panic!("{flag} -d {level}: pfn {pfn:#x}: {want:?} vs {got:?}"),
+                }
+            }
+            assert!(zero_pages > 10);
+        }
+    }
+}
+
+#[test]
+fn zero_pages_share_one_blob_and_incompressible_pages_are_raw() {
+    let dir = scratch("zero");
+    let mut data = Vec::new();
+    for i in 0..8 {
+        data.extend(page(
+            if i % 2 == 0 { Fill::Zero } else { Fill::Random },
+            i,
+            PS,
+        ));
+    }
+    let s = SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0, data, 0);
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let out = dir.join("dump");
+    let o = run(bin().args(["-z", "-d", "1"]).arg(&vmcore).arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump = KdumpFile::open(fs::File::open(&out).expect("open")).expect("parse");
+    let d: Vec<_> = (0..8)
+        .map(|p| dump.descriptor(p).expect("desc").expect("dumpable"))
+        .collect();
+    for p in [0, 2, 4, 6] {
+        assert_eq!(d[p], d[0], "zero pages share the blob");
+        assert_eq!((d[p].size, d[p].flags), (PS as u32, 0));
+    }
+    for p in [1, 3, 5, 7] {
+        assert_eq!(
+            (d[p].size, d[p].flags),
+            (PS as u32, 0),
+            "random pages stay raw"
+        );
+        assert_ne!(d[p].offset, d[0].offset);
+    }
+    // Without level 1, the zero pages are compressed one by one.
+    let out0 = dir.join("dump0");
+    let o = run(bin().args(["-z", "-d", "0"]).arg(&vmcore).arg(&out0));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump0 = KdumpFile::open(fs::File::open(&out0).expect("open")).expect("parse");
+    let z0 = dump0.descriptor(0).expect("desc").expect("dumpable");
+    let z2 = dump0.descriptor(2).expect("desc").expect("dumpable");
+    assert_ne!(z0.offset, z2.offset);
+    assert_eq!(z0.flags, 0x20);
+}
+
+#[test]
+fn flattened_stream_rebuilds_the_same_file() {
+    let dir = scratch("flat");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("write");
+    let direct = dir.join("direct");
+    let o = run(bin().args(["-l", "-d", "1"]).arg(&vmcore).arg(&direct));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flat = run(bin().args(["-F", "-l", "-d", "1"]).arg(&vmcore));
+    assert!(flat.status.success(), "{}", stderr(&flat));
+    assert_eq!(&flat.stdout[..12], b"makedumpfile");
+    let rebuilt = dir.join("rebuilt");
+    let mut child = bin()
+        .arg("-R")
+        .arg(&rebuilt)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn -R");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&flat.stdout)
+        .expect("feed");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(fs::read(&direct).expect("direct") == fs::read(&rebuilt).expect("rebuilt"));
+
+    // A stream cut short is an error, not a silently shorter dump.
+    let cut = dir.join("cut");
+    let mut child = bin()
+        .arg("-R")
+        .arg(&cut)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn -R");
+    let half = flat.stdout.len() / 2;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&flat.stdout[..half])
+        .expect("feed");
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("incomplete"), "{}", stderr(&o));
+}
+
+/// Runs vmsift expecting failure: exit status 1 and exactly one line that contains `needle`.
+fn expect_one_line_failure(args: &[&std::ffi::OsStr], needle: &str) {
+    let o = run(bin().args(args));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gives_exit_1_and_one_clear_line() {
+    let dir = scratch("bad");
+    let good = synthetic().to_bytes();
+    let out = dir.join("out");
+    let os = |p: &Path| p.as_os_str().to_owned();
+
+    let truncated = dir.join("truncated");
+    fs::write(&truncated, &good[..good.len() - 5000]).expect("write");
+    expect_one_line_failure(&[os(&truncated).as_ref(), os(&out).as_ref()], "truncated");
+    assert!(!out.exists(), "no output for bad input");
+
+    let not_elf = dir.join("not-elf");
+    fs::write(
+        &not_elf,
+        b"this is not a vmcore at all, just text\n".repeat(100),
+    )
+    .expect("write");
+    expect_one_line_failure(
+        &[os(&not_elf).as_ref(), os(&out).as_ref()],
+        "not an ELF file",
+    );
+
+    let no_info = dir.join("no-vmcoreinfo");
+    let s = SynthVmcore::new()
+        .prstatus(2)
+        .load(0, mixed_pages(0, 4, PS), 0);
+    fs::write(&no_info, s.to_bytes()).expect("write");
+    expect_one_line_failure(&[os(&no_info).as_ref(), os(&out).as_ref()], "no VMCOREINFO");
+
+    let empty = dir.join("empty");
+    fs::write(&empty, b"").expect("write");
+    expect_one_line_failure(&[os(&empty).as_ref(), os(&out).as_ref()], "not an ELF file");
+
+    let missing = dir.join("missing");
+    expect_one_line_failure(&[os(&missing).as_ref(), os(&out).as_ref()], "cannot open");
+    assert!(!out.exists());
+
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, &good).expect("write");
+    let existing = dir.join("existing");
+    fs::write(&existing, b"precious").expect("write");
+    expect_one_line_failure(
+        &[os(&vmcore).as_ref(), os(&existing).as_ref()],
+        "already exists",
+    );
+    assert_eq!(fs::read(&existing).expect("read"), b"precious");
+    let o = run(bin().arg("-f").arg(&vmcore).arg(&existing));
+    assert!(o.status.success(), "-f overwrites: {}", stderr(&o));
+
+    // An output directory nobody can write: /proc refuses new files even to root.
+    let unwritable = Path::new("/proc/vmsift-test-dump");
+    expect_one_line_failure(
+        &[os(&vmcore).as_ref(), unwritable.as_os_str()],
+        "cannot create the dump file",
+    );
+    let no_dir = dir.join("no/such/dir/dump");
+    expect_one_line_failure(
+        &[os(&vmcore).as_ref(), os(&no_dir).as_ref()],
+        "cannot create the dump file",
+    );
+
+    expect_one_line_failure(
+        &["--no-such-option".as_ref(), os(&vmcore).as_ref()],
+        "no-such-option",
+    );
+    expect_one_line_failure(
+        &[
+            "-d".as_ref(),
+            "99".as_ref(),
+            os(&vmcore).as_ref(),
+            os(&out).as_ref(),
+        ],
+        "dump level",
+    );
+}
+
+#[test]
+fn version_lists_every_codec() {
+    let o = run(bin().arg("-v"));
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for codec in ["zlib", "lzo", "snappy", "zstd"] {
+        assert!(text.contains(&format!("{codec}\tenabled")), "{text}");
+    }
+    let o = run(bin().arg("-h"));
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--message-level"));
+}
