@@ -14,11 +14,14 @@ HARNESS_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd -- "$HARNESS_DIR/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
 CACHE_DIR=$TARGET_DIR/cache
-DEB_DIR=$CACHE_DIR/debs
-KERNEL_CACHE=$CACHE_DIR/kernels
-VMLINUX_CACHE=$CACHE_DIR/vmlinux
-VMCORE_DIR=$TARGET_DIR/vmcores
-E2E_DIR=$TARGET_DIR/e2e
+# shellcheck disable=SC2034  # used by the scripts that source this file
+{
+    DEB_DIR=$CACHE_DIR/debs
+    KERNEL_CACHE=$CACHE_DIR/kernels
+    VMLINUX_CACHE=$CACHE_DIR/vmlinux
+    VMCORE_DIR=$TARGET_DIR/vmcores
+    E2E_DIR=$TARGET_DIR/e2e
+}
 
 # Progress and errors go to stderr so stdout stays clean for the result path.
 log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }

@@ -1,0 +1,195 @@
+//! vmsift on real vmcores of crashed Debian kernels, checked by real readers: libkdumpfile
+//! page by page, crash (6.1) and drgn (6.1 and 6.12) against the ELF input.
+//!
+//! The vmcores come from the QEMU harness (`tests/harness/make-vmcore`), the debug vmlinux
+//! files from `tests/harness/fetch-vmlinux`; `tests/run-all` prepares both and runs these
+//! tests with `--include-ignored`. Under a plain `cargo test` they are listed as ignored.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Kernel {
+    /// Name of the vmcore under target/vmcores/.
+    name: &'static str,
+    kver: &'static str,
+}
+
+const DEB61: Kernel = Kernel {
+    name: "deb61",
+    kver: "6.1.0-56-amd64",
+};
+const DEB612: Kernel = Kernel {
+    name: "deb612",
+    kver: "6.12.117+deb12-amd64",
+};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(path: PathBuf, how: &str) -> PathBuf {
+    assert!(path.exists(), "{} is missing: {how}", path.display());
+    path
+}
+
+impl Kernel {
+    fn vmcore(&self) -> PathBuf {
+        require(
+            root().join("target/vmcores").join(format!("{}.elf", self.name)),
+            &format!("run tests/harness/make-vmcore {} {} (or tests/run-all)", self.name, self.kver),
+        )
+    }
+
+    fn vmlinux(&self) -> PathBuf {
+        require(
+            root().join("target/cache/vmlinux").join(format!("vmlinux-{}", self.kver)),
+            &format!("run tests/harness/fetch-vmlinux {} (or tests/run-all)", self.kver),
+        )
+    }
+}
+
+/// A directory for this test's dumps, emptied first.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs vmsift with `args` and the input, writing `out`; asserts success.
+fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run vmsift");
+    assert!(
+        o.status.success(),
+        "vmsift {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `vmsift -F args vmcore > out`.
+fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
+    let file = std::fs::File::create(out).expect("create flat file");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("-F")
+        .args(args)
+        .arg(vmcore)
+        .stdout(file)
+        .output()
+        .expect("run vmsift -F");
+    assert!(o.status.success(), "vmsift -F failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Runs a checker from tests/readers and asserts it reports a match (exit 0).
+fn check(script: &str, args: &[&Path]) {
+    let o = Command::new(root().join("tests/readers").join(script))
+        .args(args)
+        .output()
+        .expect("run checker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("{script}: {}", text.trim_end());
+    assert!(o.status.success(), "{script} {args:?} found a difference:\n{text}");
+}
+
+fn every_codec_reads_back(k: &Kernel) {
+    let vmcore = k.vmcore();
+    let dir = scratch(&format!("{}-codecs", k.name));
+    for codec in ["-l", "-c", "-p", "-z"] {
+        let out = dir.join(format!("dump{codec}"));
+        vmsift(&[codec, "-d", "1"], &vmcore, &out);
+        check("pages-identical", &[&vmcore, &out]);
+        std::fs::remove_file(&out).expect("clean up");
+    }
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_every_codec_reads_back_identical() {
+    every_codec_reads_back(&DEB61);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb612_every_codec_reads_back_identical() {
+    every_codec_reads_back(&DEB612);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_crash_sees_the_same_kernel() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-crash");
+    let lzo = dir.join("dump-l");
+    let zlib = dir.join("dump-c");
+    let flat = dir.join("dump-l.flat");
+    vmsift(&["-l", "-d", "1"], &vmcore, &lzo);
+    vmsift(&["-c", "-d", "1"], &vmcore, &zlib);
+    vmsift_flat(&["-l", "-d", "1"], &vmcore, &flat);
+    check("crash-same", &[&k.vmlinux(), &vmcore, &lzo, &zlib, &flat]);
+}
+
+fn drgn_sees_the_same_kernel(k: &Kernel) {
+    let vmcore = k.vmcore();
+    let dir = scratch(&format!("{}-drgn", k.name));
+    let zstd = dir.join("dump-z");
+    let lzo = dir.join("dump-l");
+    vmsift(&["-z", "-d", "1"], &vmcore, &zstd);
+    vmsift(&["-l", "-d", "1"], &vmcore, &lzo);
+    check("drgn-same", &[&k.vmlinux(), &vmcore, &zstd, &lzo]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb612_drgn_sees_the_same_kernel() {
+    drgn_sees_the_same_kernel(&DEB612);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_drgn_sees_the_same_kernel() {
+    drgn_sees_the_same_kernel(&DEB61);
+}
+
+/// `vmsift -F | vmsift -R` gives the very file a direct write gives, on a real vmcore.
+fn flat_rebuild_is_identical(k: &Kernel) {
+    let vmcore = k.vmcore();
+    let dir = scratch(&format!("{}-flat", k.name));
+    let direct = dir.join("direct");
+    let flat = dir.join("dump.flat");
+    let rebuilt = dir.join("rebuilt");
+    vmsift(&["-c", "-d", "1"], &vmcore, &direct);
+    vmsift_flat(&["-c", "-d", "1"], &vmcore, &flat);
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("-R")
+        .arg(&rebuilt)
+        .stdin(std::fs::File::open(&flat).expect("open flat"))
+        .output()
+        .expect("run vmsift -R");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (
+        std::fs::read(&direct).expect("read direct"),
+        std::fs::read(&rebuilt).expect("read rebuilt"),
+    );
+    assert!(a == b, "{}: -F | -R differs from the direct write", k.name);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_flat_rebuild_is_identical() {
+    flat_rebuild_is_identical(&DEB61);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb612_flat_rebuild_is_identical() {
+    flat_rebuild_is_identical(&DEB612);
+}
