@@ -17,7 +17,10 @@ fn measure(codec: Codec, pages: &[Vec<u8>]) -> (f64, f64) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(700) {
         for p in pages {
-            let size = c.compress(black_box(p)).expect("compress").map_or(PS, |d| d.len());
+            let size = c
+                .compress(black_box(p))
+                .expect("compress")
+                .map_or(PS, |d| d.len());
             bytes += size as u64;
             n += 1;
         }
@@ -32,12 +35,24 @@ fn main() {
         (
             "mixed",
             (0..256)
-                .map(|i| page([Fill::Text, Fill::Random, Fill::Text, Fill::Text][i as usize % 4], i, PS))
+                .map(|i| {
+                    page(
+                        [Fill::Text, Fill::Random, Fill::Text, Fill::Text][i as usize % 4],
+                        i,
+                        PS,
+                    )
+                })
                 .collect(),
         ),
-        ("random", (0..256).map(|i| page(Fill::Random, i, PS)).collect()),
+        (
+            "random",
+            (0..256).map(|i| page(Fill::Random, i, PS)).collect(),
+        ),
     ];
-    println!("{:<8} {:<7} {:>12} {:>10} {:>12}", "codec", "pages", "pages/s", "MB/s", "bytes/page");
+    println!(
+        "{:<8} {:<7} {:>12} {:>10} {:>12}",
+        "codec", "pages", "pages/s", "MB/s", "bytes/page"
+    );
     for codec in Codec::ALL {
         for (name, pages) in &kinds {
             let (rate, mean) = measure(codec, pages);

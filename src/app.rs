@@ -8,14 +8,20 @@ use std::path::Path;
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Result};
-use crate::filter::{Filter, load_ranges};
+use crate::filter::{DumpLevel, Filter, PageClasses, load_ranges};
 use crate::format::flat;
 use crate::input::Vmcore;
+use crate::kernel::layout::PageLayout;
+use crate::kernel::memmap::MemMap;
+use crate::kernel::page::Classifier;
 use crate::kernel::uts;
+use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, PFNS_PER_CYCLE, WriteOptions};
 use crate::report;
 use crate::target::{self, FileSink, Sink, StreamSink};
-use crate::{common, debug, warn};
+use crate::{common, debug, stats, warn};
+
+const EM_X86_64: u16 = 62;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -119,11 +125,6 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
     if job.levels.len() > 1 {
         debug!("dump level fallbacks after {level} are not used yet");
     }
-    if level.needs_mem_map() {
-        warn!(
-            "dump level {level}: excluding cache, user and free pages is not implemented yet; those pages are kept"
-        );
-    }
     if let Some(n) = job.threads
         && n > 1
     {
@@ -139,12 +140,94 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
         pfns_per_cycle: PFNS_PER_CYCLE,
     };
     let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let classes = page_classes(vm, level)?;
     let mut filter = Filter {
         level,
         memory,
         file,
-        classes: None,
+        classes,
     };
     let header = pipeline::base_header(vm, uts.name, &opts);
-    pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
+    let stats = pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?;
+    report_stats(&stats);
+    Ok(stats)
+}
+
+/// The mem_map reader for page classes. Without it only zero pages can be excluded: that
+/// is said (as a warning when the dump level asked for more) and the dump goes on.
+fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn PageClasses>>> {
+    let say = |why: &str| {
+        if level.needs_mem_map() {
+            warn!("{why}; cache, user and free pages are kept (dump level {level})");
+        } else {
+            debug!("{why}; hwpoison and offline pages cannot be excluded");
+        }
+    };
+    if vm.elf.machine != EM_X86_64 {
+        say("reading page classes is only implemented for x86_64");
+        return Ok(None);
+    }
+    let layout = match PageLayout::from_vmcoreinfo(&vm.info) {
+        Ok(l) => l,
+        Err(missing) => {
+            say(&format!("VMCOREINFO lacks {}", missing.0.join(", ")));
+            return Ok(None);
+        }
+    };
+    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
+        say("VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation");
+        return Ok(None);
+    };
+    let mut km = KernelMemory::new(vm.memory.duplicate()?, arch);
+    let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
+        Ok(m) => m,
+        Err(why) => {
+            say(&format!("the kernel's mem_map is unusable: {why}"));
+            return Ok(None);
+        }
+    };
+    if memmap.unusable > 0 {
+        warn!(
+            "{} memory sections have no readable mem_map; their pages are kept",
+            memmap.unusable
+        );
+    }
+    debug!(
+        "mem_map: {} sections with struct pages, first pfn {:#x}, last pfn {:#x}",
+        memmap.sections.len(),
+        memmap.sections.first().map_or(0, |s| s.start),
+        memmap.sections.last().map_or(0, |s| s.end)
+    );
+    let (classifier, notes) = Classifier::new(km, layout, memmap, level);
+    for n in notes {
+        warn!("{n}");
+    }
+    Ok(Some(Box::new(classifier)))
+}
+
+/// makedumpfile's `--show-stats` report (message level bit 16).
+fn report_stats(s: &pipeline::Stats) {
+    let e = &s.excluded;
+    let excluded = s.zero + e.total();
+    let remaining = s.pages_in_input.saturating_sub(excluded);
+    stats!("\nOriginal pages  : {:#018x}", s.pages_in_input);
+    stats!("  Excluded pages   : {excluded:#018x}");
+    stats!("    Pages filled with zero  : {:#018x}", s.zero);
+    stats!("    Non-private cache pages : {:#018x}", e.cache);
+    stats!("    Private cache pages     : {:#018x}", e.cache_private);
+    stats!("    User process data pages : {:#018x}", e.user);
+    stats!("    Free pages              : {:#018x}", e.free);
+    stats!("    Hwpoison pages          : {:#018x}", e.hwpoison);
+    stats!("    Offline pages           : {:#018x}", e.offline);
+    stats!("  Remaining pages  : {remaining:#018x}");
+    if let Some(pct) = (remaining * 100).checked_div(s.pages_in_input) {
+        stats!("  (The number of pages is reduced to {pct}%.)");
+    }
+    stats!(
+        "Memory Hole     : {:#018x}",
+        s.max_mapnr.saturating_sub(s.pages_in_input)
+    );
+    stats!("--------------------------------------------------");
+    stats!("Total pages     : {:#018x}", s.max_mapnr);
+    stats!("Write bytes     : {}\n", s.file_size);
 }

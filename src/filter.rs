@@ -107,6 +107,40 @@ impl Bitmap {
         self.words.iter().map(|w| w.count_ones() as u64).sum()
     }
 
+    /// Number of set bits in `[from, to)` (clipped to the bitmap).
+    pub fn count_in(&self, from: u64, to: u64) -> u64 {
+        let from = from.max(self.start);
+        let to = to.min(self.end());
+        if from >= to {
+            return 0;
+        }
+        let (a, b) = (from - self.start, to - self.start);
+        let (wa, wb) = ((a / 64) as usize, ((b - 1) / 64) as usize);
+        (wa..=wb)
+            .map(|w| {
+                let lo = if w == wa { a % 64 } else { 0 };
+                let hi = if w == wb { (b - 1) % 64 + 1 } else { 64 };
+                let mask = if hi - lo == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << (hi - lo)) - 1) << lo
+                };
+                (self.words[w] & mask).count_ones() as u64
+            })
+            .sum()
+    }
+
+    pub fn any_in(&self, from: u64, to: u64) -> bool {
+        self.count_in(from, to) > 0
+    }
+
+    /// Clears `[from, to)` and returns how many bits were set there.
+    pub fn clear_range_count(&mut self, from: u64, to: u64) -> u64 {
+        let n = self.count_in(from, to);
+        self.set_range(from, to, false);
+        n
+    }
+
     /// The set pfns in increasing order.
     pub fn iter_set(&self) -> impl Iterator<Item = u64> + '_ {
         self.words.iter().enumerate().flat_map(move |(i, &w)| {
@@ -197,10 +231,60 @@ pub fn load_ranges(loads: &[Load], page_size: u64) -> (PfnRanges, PfnRanges) {
     )
 }
 
-/// Page classes decided from the kernel's own metadata (mem_map). Implemented by the
-/// kernel layer for dump levels 2, 4, 8 and 16; it clears the bits of excluded pages.
+/// Classes of pages the kernel's own metadata can rule out of the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Page cache without private data (level bit 2, or 4).
+    Cache,
+    /// Page cache with private data (level bit 4).
+    CachePrivate,
+    /// Anonymous and hugetlb pages of processes (bit 8).
+    User,
+    /// Free pages of the buddy allocator (bit 16).
+    Free,
+    /// Poisoned by a memory failure: always left out (reading them can fault).
+    Hwpoison,
+    /// Offline (ballooned, unplugged): always left out.
+    Offline,
+}
+
+/// Pages excluded per class in one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    pub cache: u64,
+    pub cache_private: u64,
+    pub user: u64,
+    pub free: u64,
+    pub hwpoison: u64,
+    pub offline: u64,
+}
+
+impl ClassCounts {
+    pub fn add(&mut self, class: Class, n: u64) {
+        let slot = match class {
+            Class::Cache => &mut self.cache,
+            Class::CachePrivate => &mut self.cache_private,
+            Class::User => &mut self.user,
+            Class::Free => &mut self.free,
+            Class::Hwpoison => &mut self.hwpoison,
+            Class::Offline => &mut self.offline,
+        };
+        *slot += n;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.cache + self.cache_private + self.user + self.free + self.hwpoison + self.offline
+    }
+}
+
+/// Page classes decided from the kernel's own metadata (mem_map), implemented by the kernel
+/// layer. It clears the bits of excluded pages, one cycle at a time, cycles in order.
 pub trait PageClasses {
+    /// Starts a pass over all cycles from pfn 0 (the counts restart).
+    fn begin_pass(&mut self);
     fn exclude(&mut self, cycle: &mut Bitmap);
+    /// Pages excluded per class so far in this pass.
+    fn counts(&self) -> ClassCounts;
 }
 
 /// Builds the bitmaps of one cycle at a time.
@@ -212,6 +296,21 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Starts a pass over the cycles from pfn 0.
+    pub fn begin_pass(&mut self) {
+        if let Some(c) = self.classes.as_mut() {
+            c.begin_pass();
+        }
+    }
+
+    /// Pages excluded per class in the current pass.
+    pub fn counts(&self) -> ClassCounts {
+        self.classes
+            .as_ref()
+            .map(|c| c.counts())
+            .unwrap_or_default()
+    }
+
     /// The 1st bitmap for `[start, end)`.
     pub fn bitmap1(&self, start: u64, end: u64) -> Bitmap {
         let mut b = Bitmap::new(start, end - start);
@@ -263,6 +362,12 @@ mod tests {
         assert!(b.get(64) && b.get(69) && !b.get(70) && b.get(100) && !b.get(130));
         assert!(b.get(227) && !b.get(264) && !b.get(10));
         assert_eq!(b.count(), 6 + 128 - 1);
+        assert_eq!(b.count_in(0, 1000), b.count());
+        assert_eq!(b.count_in(66, 101), 4 + 1);
+        assert!(b.any_in(227, 228) && !b.any_in(70, 100));
+        let mut c = b.clone();
+        assert_eq!(c.clear_range_count(60, 102), 6 + 2);
+        assert_eq!(c.count(), b.count() - 8);
         let set: Vec<u64> = b.iter_set().collect();
         assert_eq!(set.len() as u64, b.count());
         assert!(set.windows(2).all(|w| w[0] < w[1]));

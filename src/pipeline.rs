@@ -5,7 +5,7 @@
 
 use crate::codec::{Codec, Compressor};
 use crate::error::{Error, Result};
-use crate::filter::{Bitmap, DumpLevel, Filter, is_zero_page};
+use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};
 use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc};
 use crate::input::Vmcore;
 use crate::report::Progress;
@@ -26,6 +26,8 @@ pub struct WriteOptions {
 /// What a run did, for the final messages and `--show-stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// One past the highest pfn (the bitmaps' length).
+    pub max_mapnr: u64,
     /// pfns the input backs (set in the 1st bitmap).
     pub pages_in_input: u64,
     /// pfns with a descriptor (set in the 2nd bitmap).
@@ -35,6 +37,8 @@ pub struct Stats {
     pub raw: u64,
     /// Size of the dump file.
     pub file_size: u64,
+    /// Pages left out per class.
+    pub excluded: ClassCounts,
 }
 
 /// The header fields that come from the vmcore and the options, before the layout is known.
@@ -91,6 +95,7 @@ pub fn write_kdump(
 
     // Pass 1: how many pages get a descriptor.
     let mut num_dumpable = 0u64;
+    filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         num_dumpable += filter.bitmap2(start, end).count();
     }
@@ -138,6 +143,7 @@ pub fn write_kdump(
     };
 
     let mut stats = Stats {
+        max_mapnr,
         dumpable: num_dumpable,
         ..Stats::default()
     };
@@ -145,6 +151,7 @@ pub fn write_kdump(
     let mut progress = Progress::new("Copying data", num_dumpable);
     let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
     let mut written = 0u64;
+    filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         let b1 = filter.bitmap1(start, end);
         stats.pages_in_input += b1.count();
@@ -187,6 +194,7 @@ pub fn write_kdump(
             progress.page(ps);
         }
     }
+    stats.excluded = filter.counts();
     if written != num_dumpable {
         return Err(Error::bad_input(format!(
             "the page filter gave {written} dumpable pages on the second pass but {num_dumpable} on the first"

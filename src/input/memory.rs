@@ -57,6 +57,21 @@ impl ElfMemory {
         }
     }
 
+    /// Another reader of the same input with its own window (for a second consumer, such
+    /// as the mem_map scan beside the page copy, or a worker thread).
+    pub fn duplicate(&self) -> Result<ElfMemory> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io(e, "cannot duplicate the input's file descriptor"))?;
+        Ok(ElfMemory::new(
+            file,
+            &self.loads,
+            self.page_size,
+            self.use_mmap,
+        ))
+    }
+
     pub fn page_size(&self) -> usize {
         self.page_size
     }
@@ -107,7 +122,8 @@ impl ElfMemory {
         Ok(())
     }
 
-    /// Returns the bytes of page frame `pfn` (zeros where the input has none).
+    /// Returns the bytes of page frame `pfn`: zeros where the input has none of the page's
+    /// bytes but some; an error when it has none at all.
     pub fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
         let ps = self.page_size as u64;
         let pa = pfn
@@ -153,12 +169,14 @@ impl ElfMemory {
     fn assemble_page(&mut self, pa: u64) -> Result<()> {
         let end = pa.saturating_add(self.page_size as u64);
         self.scratch.fill(0);
+        let mut any = false;
         for l in &self.loads {
             let lo = l.phys_start.max(pa);
             let hi = l.file_phys_end().min(end);
             if lo >= hi {
                 continue;
             }
+            any = true;
             let dst = &mut self.scratch[(lo - pa) as usize..(hi - pa) as usize];
             let offset = l.file_offset + (lo - l.phys_start);
             self.file.read_exact_at(dst, offset).map_err(|e| {
@@ -168,7 +186,13 @@ impl ElfMemory {
                 )
             })?;
         }
-        Ok(())
+        if any {
+            Ok(())
+        } else {
+            Err(Error::bad_input(format!(
+                "physical address {pa:#x} is not in the vmcore"
+            )))
+        }
     }
 }
 
@@ -237,8 +261,8 @@ mod tests {
             assert_eq!(&p3[0x800..], &bytes[0x2000..0x2800]);
             // pfn 4: first 0x1000 of B's remaining bytes; offset 0x2800 is not page-aligned.
             assert_eq!(mem.read_page(4).expect("page 4"), &bytes[0x2800..0x3800]);
-            // pfn 2 has nothing at all: zeros.
-            assert!(mem.read_page(2).expect("page 2").iter().all(|&b| b == 0));
+            // pfn 2 has nothing at all: not a page of the vmcore.
+            assert!(mem.read_page(2).is_err());
             assert!(mem.read_page(u64::MAX).is_err());
         }
     }

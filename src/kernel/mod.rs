@@ -2,8 +2,12 @@
 //! its utsname. Address translation by page-table walk, mem_map and page classes, and the
 //! printk ring buffer join this layer as the filter and `--dump-dmesg` need them.
 
+pub mod layout;
+pub mod memmap;
+pub mod page;
 pub mod uts;
 pub mod vmcoreinfo;
+pub mod x86_64;
 
 use crate::input::Vmcore;
 

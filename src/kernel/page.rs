@@ -1,0 +1,309 @@
+//! Page classes from the kernel's own `struct page`s: free buddy blocks, page cache, user
+//! pages (anonymous and hugetlb, whole folios), hwpoison and offline pages. mem_map is read
+//! in batches of struct pages per section; each decision looks at one struct page and, for
+//! a compound head, its first tail page. When the data looks wrong (an order beyond the
+//! allocator's, a misaligned block, unreadable struct pages) the pages are kept and the
+//! problem is reported once: a dump may be bigger than needed, never missing a page the
+//! kernel still used.
+
+use super::layout::{CompoundOrder, HugetlbTest, PageLayout, SlabTest};
+use super::memmap::MemMap;
+use super::x86_64::KernelMemory;
+use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
+
+/// struct pages read per batch (512 × 64 bytes = 32 KiB).
+const BATCH: u64 = 512;
+/// Orders of compound pages beyond this are treated as corrupt (1 GiB pages are order 18
+/// with 4 KiB pages).
+const MAX_COMPOUND_ORDER: u64 = 20;
+
+/// What the dump level asks for, reduced to what this kernel's table can answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wanted {
+    cache: bool,
+    cache_private: bool,
+    user: bool,
+    free: bool,
+}
+
+#[derive(Debug, Default)]
+struct Warned {
+    bad_order: bool,
+    bad_buddy: bool,
+    unreadable: bool,
+    no_order: bool,
+}
+
+pub struct Classifier {
+    km: KernelMemory,
+    layout: PageLayout,
+    memmap: MemMap,
+    wanted: Wanted,
+    pub counts: ClassCounts,
+    /// An excluded block that runs past the end of the previous cycle.
+    carry: Option<(u64, Class)>,
+    warned: Warned,
+    buf: Vec<u8>,
+}
+
+fn u64_at(b: &[u8], off: u64) -> u64 {
+    let o = off as usize;
+    b.get(o..o + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn u32_at(b: &[u8], off: u64) -> u32 {
+    let o = off as usize;
+    b.get(o..o + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+impl Classifier {
+    /// Returns the classifier and, for each asked-for class this kernel cannot tell apart,
+    /// a message saying which VMCOREINFO entries are missing.
+    pub fn new(
+        km: KernelMemory,
+        layout: PageLayout,
+        memmap: MemMap,
+        level: DumpLevel,
+    ) -> (Classifier, Vec<String>) {
+        let mut notes = Vec::new();
+        let mut can = |bit: u8, name: &str| {
+            if level.0 & bit == 0 {
+                return false;
+            }
+            let missing = layout.missing_for(bit);
+            if missing.is_empty() {
+                true
+            } else {
+                notes.push(format!(
+                    "{name} pages are kept: VMCOREINFO lacks {}",
+                    missing.join(", ")
+                ));
+                false
+            }
+        };
+        let wanted = Wanted {
+            cache: can(DumpLevel::CACHE, "cache") | can(DumpLevel::CACHE_PRIVATE, "cache"),
+            cache_private: can(DumpLevel::CACHE_PRIVATE, "private cache"),
+            user: can(DumpLevel::USER, "user"),
+            free: can(DumpLevel::FREE, "free"),
+        };
+        if (wanted.user || wanted.cache) && layout.order.is_none() {
+            notes.push("compound page orders are not exported: large folios are kept except their head pages".into());
+        }
+        let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
+        (
+            Classifier {
+                km,
+                layout,
+                memmap,
+                wanted,
+                counts: ClassCounts::default(),
+                carry: None,
+                warned: Warned::default(),
+                buf,
+            },
+            notes,
+        )
+    }
+
+    fn is_slab(&self, flags: u64, mapcount: u32) -> bool {
+        match self.layout.slab {
+            Some(SlabTest::Flag(m)) => flags & m != 0,
+            Some(SlabTest::PageType(t)) => t.matches(mapcount),
+            None => false,
+        }
+    }
+
+    /// The order and hugetlb-ness of the compound page whose head is `head`, from the
+    /// first tail page `tail`.
+    fn compound(&mut self, pfn: u64, head: &[u8], tail: Option<&[u8]>) -> (u64, bool) {
+        let l = &self.layout;
+        let Some(tail) = tail else {
+            return (0, false);
+        };
+        let order = match l.order {
+            Some(CompoundOrder::TailByte(off)) => {
+                tail.get(off as usize).copied().unwrap_or(0) as u64
+            }
+            Some(CompoundOrder::TailFlagsLowByte) => u64_at(tail, l.flags) & 0xff,
+            None => {
+                if !self.warned.no_order {
+                    self.warned.no_order = true;
+                }
+                0
+            }
+        };
+        let hugetlb = match l.hugetlb {
+            Some(HugetlbTest::TailDtor { offset, value }) => {
+                tail.get(offset as usize) == Some(&value)
+            }
+            Some(HugetlbTest::TailFlag(m)) => u64_at(tail, l.flags) & m != 0,
+            Some(HugetlbTest::PageType(t)) => t.matches(u32_at(head, l.mapcount)),
+            None => false,
+        };
+        if order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order.min(63)) - 1) != 0 {
+            if !self.warned.bad_order {
+                self.warned.bad_order = true;
+                crate::warn!(
+                    "pfn {pfn:#x}: compound order {order} is impossible there; such pages are kept (corrupt struct page?)"
+                );
+            }
+            return (0, hugetlb);
+        }
+        (order, hugetlb)
+    }
+
+    /// Decides one page frame. `None`: keep it (or it is a tail, handled with its head).
+    fn decide(&mut self, pfn: u64, sp: &[u8], next: Option<&[u8]>) -> Option<(Class, u64)> {
+        let l = &self.layout;
+        let flags = u64_at(sp, l.flags);
+        let mapcount = u32_at(sp, l.mapcount);
+        let mapping = u64_at(sp, l.mapping);
+        let private = u64_at(sp, l.private);
+        if u64_at(sp, l.compound_head) & 1 == 1 {
+            return None;
+        }
+        let slab = self.is_slab(flags, mapcount);
+        let w = self.wanted;
+        let (order, hugetlb) = if flags & l.head_mask != 0 {
+            self.compound(pfn, sp, next)
+        } else {
+            (0, false)
+        };
+        let l = &self.layout;
+
+        if w.free && !slab && l.buddy.is_some_and(|t| t.matches(mapcount)) {
+            let max = l.free_area_orders.unwrap_or(0) as u64;
+            if private < max && pfn & ((1u64 << private) - 1) == 0 {
+                return Some((Class::Free, 1 << private));
+            }
+            if !self.warned.bad_buddy {
+                self.warned.bad_buddy = true;
+                crate::warn!(
+                    "pfn {pfn:#x}: free block of order {private} is impossible there; such pages are kept (corrupt struct page?)"
+                );
+            }
+            return None;
+        }
+        if w.free && l.unaccepted.is_some_and(|t| t.matches(mapcount)) {
+            let max = l.free_area_orders.unwrap_or(1) as u64 - 1;
+            if pfn & ((1u64 << max) - 1) == 0 {
+                return Some((Class::Free, 1 << max));
+            }
+            return None;
+        }
+        // A typed page (buddy, offline, table, guard, ... in either encoding) has a
+        // _mapcount/page_type word below -1; a mapped or unmapped user page never does.
+        let typed = (mapcount as i32) < -1;
+        let anon = mapping & 1 != 0 && !slab && !typed;
+        let has = |m: Option<u64>| m.is_some_and(|m| flags & m != 0);
+        let cache =
+            has(l.lru) || (has(l.swapcache) && (l.swapbacked.is_none() || has(l.swapbacked)));
+        // Page-cache pages point at their address_space; LRU pages without one are in
+        // transition (being truncated or migrated): keep them.
+        if (w.cache || w.cache_private) && cache && !anon && !slab && !typed && mapping != 0 {
+            if has(l.private_flag) {
+                if w.cache_private {
+                    return Some((Class::CachePrivate, 1 << order));
+                }
+            } else {
+                return Some((Class::Cache, 1 << order));
+            }
+        }
+        if w.user && (anon || hugetlb) {
+            return Some((Class::User, 1 << order));
+        }
+        if has(l.hwpoison) {
+            return Some((Class::Hwpoison, 1));
+        }
+        if !slab && l.offline.is_some_and(|t| t.matches(mapcount)) {
+            return Some((Class::Offline, 1));
+        }
+        None
+    }
+
+    /// Clears `[from, to)` in the cycle and counts the pages that were dumpable.
+    fn exclude_range(&mut self, cycle: &mut Bitmap, from: u64, to: u64, class: Class) {
+        let n = cycle.clear_range_count(from, to);
+        self.counts.add(class, n);
+        if to > cycle.end() {
+            self.carry = Some((to, class));
+        }
+    }
+}
+
+impl PageClasses for Classifier {
+    fn begin_pass(&mut self) {
+        self.counts = ClassCounts::default();
+        self.carry = None;
+    }
+
+    fn exclude(&mut self, cycle: &mut Bitmap) {
+        let (start, end) = (cycle.start(), cycle.end());
+        let mut skip_until = start;
+        if let Some((carry_end, class)) = self.carry.take() {
+            self.exclude_range(cycle, start, carry_end, class);
+            skip_until = carry_end;
+        }
+        let sections: Vec<_> = self.memmap.overlapping(start, end).copied().collect();
+        let size = self.layout.size;
+        for s in sections {
+            let mut chunk = s.start.max(start);
+            let stop = s.end.min(end);
+            while chunk < stop {
+                let chunk_end = (chunk + BATCH).min(stop);
+                if chunk_end <= skip_until || !cycle.any_in(chunk, chunk_end) {
+                    chunk = chunk_end;
+                    continue;
+                }
+                // One struct page more than the chunk: the first tail of a head at its end.
+                let with_next = if chunk_end < s.end {
+                    chunk_end + 1
+                } else {
+                    chunk_end
+                };
+                let n = with_next - chunk;
+                let mut buf = std::mem::take(&mut self.buf);
+                buf.resize((n * size) as usize, 0);
+                let va = self.memmap.page_va(&s, chunk);
+                if self.km.read(va, &mut buf).is_none() {
+                    if !self.warned.unreadable {
+                        self.warned.unreadable = true;
+                        crate::warn!(
+                            "struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (at {va:#x}); those pages are kept"
+                        );
+                    }
+                    self.buf = buf;
+                    chunk = chunk_end;
+                    continue;
+                }
+                for pfn in chunk..chunk_end {
+                    if pfn < skip_until || !cycle.get(pfn) {
+                        continue;
+                    }
+                    let i = ((pfn - chunk) * size) as usize;
+                    let sp = &buf[i..i + size as usize];
+                    let next = buf.get(i + size as usize..i + 2 * size as usize);
+                    if let Some((class, pages)) = self.decide(pfn, sp, next) {
+                        let to = pfn.saturating_add(pages);
+                        self.exclude_range(cycle, pfn, to, class);
+                        skip_until = to;
+                        if skip_until >= chunk_end {
+                            break;
+                        }
+                    }
+                }
+                self.buf = buf;
+                chunk = chunk_end.max(skip_until.min(stop));
+            }
+        }
+    }
+
+    fn counts(&self) -> ClassCounts {
+        self.counts
+    }
+}
