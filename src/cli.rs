@@ -88,6 +88,12 @@ fn command() -> Command {
                 .help("Threads that read and compress pages (default: the CPUs available)"),
         )
         .arg(
+            Arg::new("show-stats")
+                .long("show-stats")
+                .action(ArgAction::SetTrue)
+                .help("Print the report of excluded pages per class (adds 16 to the message level)"),
+        )
+        .arg(
             Arg::new("non-mmap")
                 .long("non-mmap")
                 .action(ArgAction::SetTrue)
@@ -173,6 +179,9 @@ where
     };
     if on("debug") {
         message_level |= report::ML_DEBUG;
+    }
+    if on("show-stats") {
+        message_level |= report::ML_REPORT;
     }
 
     let threads = match m.get_one::<String>("num-threads") {
@@ -294,6 +303,10 @@ mod tests {
         );
         assert_eq!(p(&["-d", "31,1", "a", "b"]).expect("list").levels.len(), 2);
         assert_eq!(p(&["-D", "a", "b"]).expect("-D").message_level, 15);
+        assert_eq!(
+            p(&["--show-stats", "a", "b"]).expect("stats").message_level,
+            23
+        );
     }
 
     #[test]

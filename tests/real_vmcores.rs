@@ -35,15 +35,25 @@ fn require(path: PathBuf, how: &str) -> PathBuf {
 impl Kernel {
     fn vmcore(&self) -> PathBuf {
         require(
-            root().join("target/vmcores").join(format!("{}.elf", self.name)),
-            &format!("run tests/harness/make-vmcore {} {} (or tests/run-all)", self.name, self.kver),
+            root()
+                .join("target/vmcores")
+                .join(format!("{}.elf", self.name)),
+            &format!(
+                "run tests/harness/make-vmcore {} {} (or tests/run-all)",
+                self.name, self.kver
+            ),
         )
     }
 
     fn vmlinux(&self) -> PathBuf {
         require(
-            root().join("target/cache/vmlinux").join(format!("vmlinux-{}", self.kver)),
-            &format!("run tests/harness/fetch-vmlinux {} (or tests/run-all)", self.kver),
+            root()
+                .join("target/cache/vmlinux")
+                .join(format!("vmlinux-{}", self.kver)),
+            &format!(
+                "run tests/harness/fetch-vmlinux {} (or tests/run-all)",
+                self.kver
+            ),
         )
     }
 }
@@ -81,7 +91,11 @@ fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
         .stdout(file)
         .output()
         .expect("run vmsift -F");
-    assert!(o.status.success(), "vmsift -F failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "vmsift -F failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Runs a checker from tests/readers and asserts it reports a match (exit 0).
@@ -96,7 +110,10 @@ fn check(script: &str, args: &[&Path]) {
         String::from_utf8_lossy(&o.stderr)
     );
     println!("{script}: {}", text.trim_end());
-    assert!(o.status.success(), "{script} {args:?} found a difference:\n{text}");
+    assert!(
+        o.status.success(),
+        "{script} {args:?} found a difference:\n{text}"
+    );
 }
 
 fn every_codec_reads_back(k: &Kernel) {
