@@ -155,7 +155,7 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
 
 /// The mem_map reader for page classes. Without it only zero pages can be excluded: that
 /// is said (as a warning when the dump level asked for more) and the dump goes on.
-fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn PageClasses>>> {
+pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn PageClasses>>> {
     let say = |why: &str| {
         if level.needs_mem_map() {
             warn!("{why}; cache, user and free pages are kept (dump level {level})");

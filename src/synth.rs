@@ -181,3 +181,252 @@ pub fn mixed_pages(first_seed: u64, n: usize, page_size: usize) -> Vec<u8> {
         .flat_map(|i| page(kinds[i % kinds.len()], first_seed + i as u64, page_size))
         .collect()
 }
+
+/// Which kernel generation's VMCOREINFO and struct page encoding a synthetic kernel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Linux 6.1: PG_slab, compound order and destructor bytes in the first tail page,
+    /// inverted-bit page types.
+    Linux6_1,
+    /// Linux 6.12: page types in the top byte, order in the first tail's flags.
+    Linux6_12,
+}
+
+/// Field offsets of the synthetic struct page (those of x86_64 6.x).
+pub mod sp {
+    pub const SIZE: u64 = 64;
+    pub const FLAGS: u64 = 0;
+    pub const COMPOUND_HEAD: u64 = 8;
+    pub const COMPOUND_DTOR_6_1: u64 = 16;
+    pub const COMPOUND_ORDER_6_1: u64 = 17;
+    pub const MAPPING: u64 = 24;
+    pub const PRIVATE: u64 = 40;
+    pub const MAPCOUNT: u64 = 48;
+}
+
+/// A tiny x86_64 kernel in physical memory: 4-level page tables (direct map, kernel text
+/// map, vmemmap), a SPARSEMEM_EXTREME mem_section with one section, and a struct page for
+/// every page frame, all reachable from the VMCOREINFO it writes. Tests set struct pages to
+/// build the page classes they need.
+pub struct SynthKernel {
+    pub flavor: Flavor,
+    pub pages: u64,
+    pub mem: Vec<u8>,
+    next_table: u64,
+    /// First pfn free for test pages (below it: tables, mem_section, mem_map).
+    pub first_free_pfn: u64,
+    mem_map_pfn: u64,
+    roots_pfn: u64,
+    sections_pfn: u64,
+}
+
+pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+pub const VMEMMAP: u64 = 0xffff_ea00_0000_0000;
+const PGD_PFN: u64 = 1;
+
+impl SynthKernel {
+    /// `pages` page frames of RAM from pfn 0 (at most 32768: one memory section). Test
+    /// pages go at `first_free_pfn` and above.
+    pub fn new(flavor: Flavor, pages: u64) -> SynthKernel {
+        assert!((256..=32768).contains(&pages));
+        let mem_map_pages = (pages * sp::SIZE).div_ceil(4096);
+        // Page tables first (PTE tables for the direct map, the text map and vmemmap, and
+        // a few upper-level tables), then mem_section, then mem_map.
+        let tables = pages / 512 + mem_map_pages / 512 + 12;
+        let roots_pfn = PGD_PFN + 1 + tables;
+        let mut k = SynthKernel {
+            flavor,
+            pages,
+            mem: vec![0; (pages * 4096) as usize],
+            next_table: PGD_PFN + 1,
+            first_free_pfn: 0,
+            mem_map_pfn: roots_pfn + 2,
+            roots_pfn,
+            sections_pfn: roots_pfn + 1,
+        };
+        k.first_free_pfn = k.mem_map_pfn + mem_map_pages;
+        // Direct map of all RAM and the kernel text map of the first 2 MiB, 4 KiB pages.
+        for pfn in 0..pages {
+            k.map(PAGE_OFFSET + pfn * 4096, pfn * 4096);
+        }
+        for pfn in 0..512.min(pages) {
+            k.map(START_KERNEL_MAP + pfn * 4096, pfn * 4096);
+        }
+        for i in 0..mem_map_pages {
+            k.map(VMEMMAP + i * 4096, (k.mem_map_pfn + i) * 4096);
+        }
+        // mem_section: root 0 → a page of sections; section 0 → vmemmap.
+        let roots = k.roots_pfn * 4096;
+        k.put_u64(roots, PAGE_OFFSET + k.sections_pfn * 4096);
+        k.put_u64(k.sections_pfn * 4096, VMEMMAP | 0x3);
+        // Every struct page starts as a plain unmapped page (_mapcount -1).
+        for pfn in 0..pages {
+            k.set_u32(pfn, sp::MAPCOUNT, u32::MAX);
+        }
+        assert!(k.next_table < k.roots_pfn, "page tables overflowed");
+        k
+    }
+
+    fn put_u64(&mut self, pa: u64, v: u64) {
+        self.mem[pa as usize..pa as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn get_u64(&self, pa: u64) -> u64 {
+        u64::from_le_bytes(
+            self.mem[pa as usize..pa as usize + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        )
+    }
+
+    /// Maps one 4 KiB page, allocating tables from the pool before mem_section.
+    fn map(&mut self, va: u64, pa: u64) {
+        let mut table = PGD_PFN * 4096;
+        for shift in [39u32, 30, 21] {
+            let slot = table + ((va >> shift) & 0x1ff) * 8;
+            let mut e = self.get_u64(slot);
+            if e & 1 == 0 {
+                e = self.next_table * 4096 | 0x63;
+                self.next_table += 1;
+                self.put_u64(slot, e);
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        self.put_u64(table + ((va >> 12) & 0x1ff) * 8, pa | 0x63);
+    }
+
+    fn sp_pa(&self, pfn: u64) -> u64 {
+        self.mem_map_pfn * 4096 + pfn * sp::SIZE
+    }
+
+    pub fn set_u64(&mut self, pfn: u64, off: u64, v: u64) {
+        let pa = self.sp_pa(pfn) + off;
+        self.put_u64(pa, v);
+    }
+
+    pub fn set_u32(&mut self, pfn: u64, off: u64, v: u32) {
+        let pa = (self.sp_pa(pfn) + off) as usize;
+        self.mem[pa..pa + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn set_u8(&mut self, pfn: u64, off: u64, v: u8) {
+        let pa = (self.sp_pa(pfn) + off) as usize;
+        self.mem[pa] = v;
+    }
+
+    /// The virtual address of pfn's struct page.
+    pub fn page_va(pfn: u64) -> u64 {
+        VMEMMAP + pfn * sp::SIZE
+    }
+
+    /// Flag bit numbers of this flavor.
+    pub fn flag(&self, name: &str) -> u64 {
+        let n = match (self.flavor, name) {
+            (Flavor::Linux6_1, "lru") => 4,
+            (Flavor::Linux6_1, "private") => 13,
+            (Flavor::Linux6_1, "swapcache") => 10,
+            (Flavor::Linux6_1, "swapbacked") => 19,
+            (Flavor::Linux6_1, "slab") => 9,
+            (Flavor::Linux6_1, "hwpoison") => 23,
+            (Flavor::Linux6_1, "head") => 16,
+            (Flavor::Linux6_12, "lru") => 5,
+            (Flavor::Linux6_12, "private") => 14,
+            (Flavor::Linux6_12, "swapcache") => 10,
+            (Flavor::Linux6_12, "swapbacked") => 17,
+            (Flavor::Linux6_12, "hwpoison") => 20,
+            (Flavor::Linux6_12, "head") => 6,
+            _ => panic!("no flag {name} in {:?}", self.flavor),
+        };
+        1 << n
+    }
+
+    /// The page_type word of a type ("buddy", "offline", "slab", "hugetlb").
+    pub fn page_type(&self, name: &str) -> u32 {
+        match (self.flavor, name) {
+            (Flavor::Linux6_1, "buddy") => !0x80,
+            (Flavor::Linux6_1, "offline") => !0x100,
+            (Flavor::Linux6_12, "buddy") => 0xf000_0000,
+            (Flavor::Linux6_12, "offline") => 0xf100_0000,
+            (Flavor::Linux6_12, "hugetlb") => 0xf400_0000,
+            (Flavor::Linux6_12, "slab") => 0xf500_0000,
+            _ => panic!("no page type {name} in {:?}", self.flavor),
+        }
+    }
+
+    /// A free buddy block of 2^order pages at `pfn`.
+    pub fn buddy(&mut self, pfn: u64, order: u64) {
+        let t = self.page_type("buddy");
+        self.set_u32(pfn, sp::MAPCOUNT, t);
+        self.set_u64(pfn, sp::PRIVATE, order);
+    }
+
+    /// A compound page (folio) of 2^order pages at `pfn` with the given head flags and
+    /// mapping; `hugetlb` marks it as a hugetlb folio.
+    pub fn folio(&mut self, pfn: u64, order: u64, flags: u64, mapping: u64, hugetlb: bool) {
+        let head = self.flag("head");
+        self.set_u64(pfn, sp::FLAGS, flags | head);
+        self.set_u64(pfn, sp::MAPPING, mapping);
+        for t in pfn + 1..pfn + (1 << order) {
+            self.set_u64(t, sp::COMPOUND_HEAD, Self::page_va(pfn) | 1);
+        }
+        match self.flavor {
+            Flavor::Linux6_1 => {
+                self.set_u8(pfn + 1, sp::COMPOUND_ORDER_6_1, order as u8);
+                self.set_u8(pfn + 1, sp::COMPOUND_DTOR_6_1, if hugetlb { 2 } else { 1 });
+            }
+            Flavor::Linux6_12 => {
+                self.set_u64(pfn + 1, sp::FLAGS, order);
+                if hugetlb {
+                    let t = self.page_type("hugetlb");
+                    self.set_u32(pfn, sp::MAPCOUNT, t);
+                }
+            }
+        }
+    }
+
+    pub fn vmcoreinfo(&self) -> String {
+        let mut v = format!(
+            "OSRELEASE=synthetic\nPAGESIZE=4096\nSYMBOL(init_top_pgt)={:x}\nNUMBER(phys_base)=0\n\
+             NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(mem_section)={:x}\n\
+             LENGTH(mem_section)=4096\nSIZE(mem_section)=32\nOFFSET(mem_section.section_mem_map)=0\n\
+             NUMBER(SECTION_SIZE_BITS)=27\nNUMBER(MAX_PHYSMEM_BITS)=46\nSIZE(page)=64\n\
+             OFFSET(page.flags)=0\nOFFSET(page._refcount)=52\nOFFSET(page.mapping)=24\n\
+             OFFSET(page.lru)=8\nOFFSET(page._mapcount)=48\nOFFSET(page.private)=40\n\
+             OFFSET(page.compound_head)=8\nLENGTH(zone.free_area)=11\nCRASHTIME=1700000000\n",
+            START_KERNEL_MAP + PGD_PFN * 4096,
+            PAGE_OFFSET + self.roots_pfn * 4096,
+        );
+        let flags = ["lru", "private", "swapcache", "swapbacked", "hwpoison"];
+        for f in flags {
+            v += &format!("NUMBER(PG_{f})={}\n", self.flag(f).trailing_zeros());
+        }
+        v += &format!("NUMBER(PG_head_mask)={}\n", self.flag("head"));
+        match self.flavor {
+            Flavor::Linux6_1 => {
+                v += "OFFSET(page.compound_dtor)=16\nOFFSET(page.compound_order)=17\n\
+                      NUMBER(HUGETLB_PAGE_DTOR)=2\nNUMBER(PG_slab)=9\n\
+                      NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n";
+            }
+            Flavor::Linux6_12 => {
+                v += "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n\
+                      NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=-201326592\n\
+                      NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-251658240\n\
+                      NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=-184549376\n";
+            }
+        }
+        v
+    }
+
+    /// The ELF vmcore of this kernel: one PT_LOAD over all RAM, mapped at PAGE_OFFSET.
+    pub fn vmcore(&self) -> SynthVmcore {
+        let mut s = SynthVmcore::new()
+            .prstatus(1)
+            .vmcoreinfo(&self.vmcoreinfo());
+        s = s.load(0, self.mem.clone(), 0);
+        if let Some(l) = s.loads.last_mut() {
+            l.virt_start = PAGE_OFFSET;
+        }
+        s
+    }
+}

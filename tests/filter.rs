@@ -1,0 +1,213 @@
+//! Page classes on a synthetic kernel (real page tables, mem_section and struct pages in
+//! the 6.1 and 6.12 encodings): every rule of the filter, per dump level, through the
+//! binary; corrupt struct pages keep their pages; cycles of any size give the same bitmap.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vmsift::filter::{DumpLevel, Filter, load_ranges};
+use vmsift::input::Vmcore;
+use vmsift::input::kdump::{KdumpFile, Page};
+use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel, sp};
+
+const ANON: u64 = PAGE_OFFSET + 0x7000 | 1;
+const FILE: u64 = PAGE_OFFSET + 0x9000;
+
+/// The pfns excluded at each level bit, plus those always excluded.
+struct Expect {
+    cache: Vec<u64>,
+    cache_private: Vec<u64>,
+    user: Vec<u64>,
+    free: Vec<u64>,
+    always: Vec<u64>,
+}
+
+fn range(a: u64, n: u64) -> Vec<u64> {
+    (a..a + n).collect()
+}
+
+/// Builds a kernel with one page of every class (and some corrupt ones) from pfn 1024.
+fn kernel(flavor: Flavor) -> (SynthKernel, Expect) {
+    let mut k = SynthKernel::new(flavor, 4096);
+    assert!(k.first_free_pfn < 1024);
+    let f = |k: &SynthKernel, n: &str| k.flag(n);
+    // Free: a buddy block of order 3, and one of order 7 (crosses small cycles).
+    k.buddy(1024, 3);
+    k.buddy(1152, 7);
+    // User: an anonymous THP of order 4, a single anon page, an anon page in swap cache.
+    k.folio(1056, 4, f(&k, "lru") | f(&k, "swapbacked"), ANON, false);
+    k.set_u64(1080, sp::MAPPING, ANON);
+    k.set_u64(1081, sp::FLAGS, f(&k, "swapcache") | f(&k, "swapbacked"));
+    k.set_u64(1081, sp::MAPPING, ANON);
+    // A hugetlb folio of order 2 (its mapping is a hugetlbfs file).
+    k.folio(1084, 2, 0, FILE, true);
+    // Cache: plain, with private data, a large file folio, a shmem page in swap cache.
+    let lru = f(&k, "lru");
+    k.set_u64(1090, sp::FLAGS, lru);
+    k.set_u64(1090, sp::MAPPING, FILE);
+    k.set_u64(1091, sp::FLAGS, lru | f(&k, "private"));
+    k.set_u64(1091, sp::MAPPING, FILE);
+    k.folio(1092, 2, lru, FILE, false);
+    k.set_u64(1096, sp::FLAGS, f(&k, "swapcache") | f(&k, "swapbacked"));
+    k.set_u64(1096, sp::MAPPING, FILE);
+    // Always excluded: hwpoison and offline.
+    k.set_u64(1100, sp::FLAGS, f(&k, "hwpoison"));
+    let offline = k.page_type("offline");
+    k.set_u32(1101, sp::MAPCOUNT, offline);
+    // Kept whatever the level: a slab page whose mapping word has bit 0 set (as 6.12's
+    // slab fields do), an LRU page without mapping, a buddy order beyond MAX_ORDER, a
+    // misaligned compound head (its tails are kept), a typed page with an odd mapping.
+    match flavor {
+        Flavor::Linux6_1 => k.set_u64(1102, sp::FLAGS, 1 << 9),
+        Flavor::Linux6_12 => {
+            let t = k.page_type("slab");
+            k.set_u32(1102, sp::MAPCOUNT, t);
+        }
+    }
+    k.set_u64(1102, sp::MAPPING, ANON);
+    k.set_u64(1103, sp::FLAGS, lru);
+    k.buddy(1104, 30);
+    k.folio(1105, 3, 0, ANON, false);
+    k.set_u32(1120, sp::MAPCOUNT, 0xf200_0000);
+    k.set_u64(1120, sp::MAPPING, ANON);
+    let e = Expect {
+        cache: [vec![1090], range(1092, 4), vec![1096]].concat(),
+        cache_private: vec![1091],
+        user: [
+            range(1056, 16),
+            vec![1080, 1081],
+            range(1084, 4),
+            vec![1105],
+        ]
+        .concat(),
+        free: [range(1024, 8), range(1152, 128)].concat(),
+        always: vec![1100, 1101],
+    };
+    (k, e)
+}
+
+fn expected(e: &Expect, level: u8) -> BTreeSet<u64> {
+    let mut s: BTreeSet<u64> = e.always.iter().copied().collect();
+    if level & (2 | 4) != 0 {
+        s.extend(&e.cache);
+    }
+    if level & 4 != 0 {
+        s.extend(&e.cache_private);
+    }
+    if level & 8 != 0 {
+        s.extend(&e.user);
+    }
+    if level & 16 != 0 {
+        s.extend(&e.free);
+    }
+    s
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("filter-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn excluded_by_binary(vmcore: &Path, out: &Path, level: u8, pages: u64) -> (BTreeSet<u64>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-l", "--show-stats", "-d", &level.to_string()])
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "-d {level}: {err}");
+    let dump = KdumpFile::open(fs::File::open(out).expect("open")).expect("parse dump");
+    let mut set = BTreeSet::new();
+    for pfn in 0..pages {
+        match dump.read_page(pfn).expect("read") {
+            Page::Excluded => {
+                set.insert(pfn);
+            }
+            Page::Data(_) => {}
+            other => panic!("pfn {pfn}: {other:?}"),
+        }
+    }
+    fs::remove_file(out).expect("clean up");
+    (set, err)
+}
+
+fn every_level(flavor: Flavor, name: &str) {
+    let dir = scratch(name);
+    let (k, e) = kernel(flavor);
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, k.vmcore().to_bytes()).expect("write vmcore");
+    for level in [0u8, 1, 2, 4, 8, 16, 31] {
+        let (got, stderr) = excluded_by_binary(&vmcore, &dir.join("dump"), level, k.pages);
+        let want = expected(&e, level);
+        assert_eq!(
+            got, want,
+            "{name} -d {level}: excluded pfns differ\n{stderr}"
+        );
+        if level == 31 {
+            // Each corrupt kind is reported once.
+            assert_eq!(
+                stderr.matches("free block of order 30").count(),
+                1,
+                "{stderr}"
+            );
+            assert_eq!(stderr.matches("compound order 3").count(), 1, "{stderr}");
+            let user = format!("User process data pages : {:#018x}", e.user.len());
+            let free = format!("Free pages              : {:#018x}", e.free.len());
+            assert!(stderr.contains(&user) && stderr.contains(&free), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn linux_6_1_every_class_at_every_level() {
+    every_level(Flavor::Linux6_1, "6.1");
+}
+
+#[test]
+fn linux_6_12_every_class_at_every_level() {
+    every_level(Flavor::Linux6_12, "6.12");
+}
+
+/// The 2nd bitmap is the same whatever the cycle size: blocks that cross a cycle's end
+/// carry over into the next one.
+#[test]
+fn cycles_of_any_size_give_the_same_bitmap() {
+    let dir = scratch("cycles");
+    let (k, _) = kernel(Flavor::Linux6_12);
+    let path = dir.join("vmcore");
+    fs::write(&path, k.vmcore().to_bytes()).expect("write");
+    let vm = Vmcore::open(&path, true).expect("open");
+    let bitmap = |per_cycle: u64| {
+        let level = DumpLevel(31);
+        let (memory, file) = load_ranges(&vm.elf.loads, 4096);
+        let classes = vmsift::app::page_classes(&vm, level).expect("classes");
+        assert!(classes.is_some());
+        let mut f = Filter {
+            level,
+            memory,
+            file,
+            classes,
+        };
+        f.begin_pass();
+        let mut set = Vec::new();
+        let mut start = 0;
+        while start < k.pages {
+            let end = (start + per_cycle).min(k.pages);
+            set.extend(f.bitmap2(start, end).iter_set());
+            start = end;
+        }
+        (set, f.counts())
+    };
+    let (whole, counts) = bitmap(1 << 20);
+    for per_cycle in [64, 128, 192, 1024] {
+        let (got, c) = bitmap(per_cycle);
+        assert!(got == whole, "cycles of {per_cycle} pfns differ");
+        assert_eq!(c, counts, "cycles of {per_cycle}: counts differ");
+    }
+    assert_eq!(counts.free, 8 + 128);
+}
