@@ -287,7 +287,7 @@ impl SynthKernel {
             let slot = table + ((va >> shift) & 0x1ff) * 8;
             let mut e = self.get_u64(slot);
             if e & 1 == 0 {
-                e = self.next_table * 4096 | 0x63;
+                e = (self.next_table * 4096) | 0x63;
                 self.next_table += 1;
                 self.put_u64(slot, e);
             }

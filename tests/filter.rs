@@ -12,7 +12,7 @@ use vmsift::input::Vmcore;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel, sp};
 
-const ANON: u64 = PAGE_OFFSET + 0x7000 | 1;
+const ANON: u64 = (PAGE_OFFSET + 0x7000) | 1;
 const FILE: u64 = PAGE_OFFSET + 0x9000;
 
 /// The pfns excluded at each level bit, plus those always excluded.
