@@ -22,6 +22,20 @@ const DEB612: Kernel = Kernel {
     name: "deb612",
     kver: "6.12.117+deb12-amd64",
 };
+/// 1 GiB guests whose workload's 192 MiB of anonymous memory is in transparent huge pages.
+const THP61: Kernel = Kernel {
+    name: "thp61",
+    kver: "6.1.0-56-amd64",
+};
+const THP612: Kernel = Kernel {
+    name: "thp612",
+    kver: "6.12.117+deb12-amd64",
+};
+/// 4-level paging (QEMU -cpu qemu64); the others have 5-level paging (-cpu max).
+const L4_612: Kernel = Kernel {
+    name: "deb612-l4",
+    kver: "6.12.117+deb12-amd64",
+};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,7 +114,12 @@ fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
 
 /// Runs a checker from tests/readers and asserts it reports a match (exit 0).
 fn check(script: &str, args: &[&Path]) {
+    check_with(script, &[], args)
+}
+
+fn check_with(script: &str, options: &[&str], args: &[&Path]) {
     let o = Command::new(root().join("tests/readers").join(script))
+        .args(options)
         .args(args)
         .output()
         .expect("run checker");
@@ -209,4 +228,58 @@ fn deb61_flat_rebuild_is_identical() {
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn deb612_flat_rebuild_is_identical() {
     flat_rebuild_is_identical(&DEB612);
+}
+
+/// crash on a `-d 31` dump of 6.1 prints what it prints on the ELF, with no excluded page.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_level31_crash_sees_the_same_kernel() {
+    for k in [&DEB61, &THP61] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-crash", k.name));
+        let dump = dir.join("dump-l31");
+        vmsift(&["-l", "-d", "31"], &vmcore, &dump);
+        let cmds = ["sys", "log", "bt -a", "ps", "kmem -i"];
+        let options: Vec<&str> = cmds.iter().flat_map(|c| ["--cmd", c]).collect();
+        check_with("crash-same", &options, &[&k.vmlinux(), &vmcore, &dump]);
+    }
+}
+
+/// drgn on `-d 31` dumps: release, dmesg, tasks, every thread's stack, vm_zone_stat.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn level31_drgn_sees_the_same_kernel() {
+    for k in [&DEB61, &DEB612, &THP61, &THP612, &L4_612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-drgn", k.name));
+        let dump = dir.join("dump-z31");
+        vmsift(&["-z", "-d", "31"], &vmcore, &dump);
+        check("drgn-same", &[&k.vmlinux(), &vmcore, &dump]);
+        check_with("pages-identical", &["--allow-excluded"], &[&vmcore, &dump]);
+    }
+}
+
+/// Where makedumpfile 1.7.2 classifies correctly (6.1), our `-d 31 -l` dump is within 1%
+/// of its size.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_level31_size_matches_makedumpfile() {
+    for k in [&DEB61, &THP61] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-size", k.name));
+        let ours = dir.join("vmsift");
+        let theirs = dir.join("makedumpfile");
+        vmsift(&["-l", "-d", "31"], &vmcore, &ours);
+        let o = Command::new("makedumpfile")
+            .args(["-l", "-d", "31"])
+            .arg(&vmcore)
+            .arg(&theirs)
+            .output()
+            .expect("run makedumpfile (Debian package makedumpfile)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let a = std::fs::metadata(&ours).expect("ours").len() as f64;
+        let b = std::fs::metadata(&theirs).expect("theirs").len() as f64;
+        println!("{}: vmsift {a} bytes, makedumpfile {b} bytes", k.name);
+        assert!((a - b).abs() / b <= 0.01, "{}: {a} vs {b} bytes", k.name);
+    }
 }
