@@ -211,3 +211,49 @@ fn cycles_of_any_size_give_the_same_bitmap() {
     }
     assert_eq!(counts.free, 8 + 128);
 }
+
+/// Without what a level needs in VMCOREINFO, those pages are kept and a warning says which
+/// key is missing; the rest of the filter still works.
+#[test]
+fn missing_vmcoreinfo_keys_keep_pages_and_say_why() {
+    let dir = scratch("missing");
+    let (k, e) = kernel(Flavor::Linux6_12);
+    let info: String = k
+        .vmcoreinfo()
+        .lines()
+        .filter(|l| !l.starts_with("NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut s = vmsift::synth::SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(&info);
+    s = s.load(0, k.mem.clone(), 0);
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let (got, stderr) = excluded_by_binary(&vmcore, &dir.join("dump"), 31, k.pages);
+    let mut want = expected(&e, 31);
+    for pfn in &e.free {
+        want.remove(pfn);
+    }
+    assert_eq!(got, want, "{stderr}");
+    assert!(
+        stderr.contains("free pages are kept: VMCOREINFO lacks NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"),
+        "{stderr}"
+    );
+
+    // No usable mem_section at all: only zero pages are excluded, and the dump is written.
+    let info = k
+        .vmcoreinfo()
+        .replace("SYMBOL(mem_section)=", "SYMBOL(mem_section_gone)=");
+    let mut s = vmsift::synth::SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(&info);
+    s = s.load(0, k.mem.clone(), 0);
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let (got, stderr) = excluded_by_binary(&vmcore, &dir.join("dump"), 31, k.pages);
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        stderr.contains("cache, user and free pages are kept"),
+        "{stderr}"
+    );
+}

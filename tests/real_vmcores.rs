@@ -112,13 +112,13 @@ fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
     );
 }
 
-/// Runs a checker from tests/readers and asserts it reports a match (exit 0).
+/// Runs a checker (a path under tests/) and asserts it reports a match (exit 0).
 fn check(script: &str, args: &[&Path]) {
     check_with(script, &[], args)
 }
 
 fn check_with(script: &str, options: &[&str], args: &[&Path]) {
-    let o = Command::new(root().join("tests/readers").join(script))
+    let o = Command::new(root().join("tests").join(script))
         .args(options)
         .args(args)
         .output()
@@ -141,7 +141,7 @@ fn every_codec_reads_back(k: &Kernel) {
     for codec in ["-l", "-c", "-p", "-z"] {
         let out = dir.join(format!("dump{codec}"));
         vmsift(&[codec, "-d", "1"], &vmcore, &out);
-        check("pages-identical", &[&vmcore, &out]);
+        check("readers/pages-identical", &[&vmcore, &out]);
         std::fs::remove_file(&out).expect("clean up");
     }
 }
@@ -170,7 +170,10 @@ fn deb61_crash_sees_the_same_kernel() {
     vmsift(&["-l", "-d", "1"], &vmcore, &lzo);
     vmsift(&["-c", "-d", "1"], &vmcore, &zlib);
     vmsift_flat(&["-l", "-d", "1"], &vmcore, &flat);
-    check("crash-same", &[&k.vmlinux(), &vmcore, &lzo, &zlib, &flat]);
+    check(
+        "readers/crash-same",
+        &[&k.vmlinux(), &vmcore, &lzo, &zlib, &flat],
+    );
 }
 
 fn drgn_sees_the_same_kernel(k: &Kernel) {
@@ -180,7 +183,7 @@ fn drgn_sees_the_same_kernel(k: &Kernel) {
     let lzo = dir.join("dump-l");
     vmsift(&["-z", "-d", "1"], &vmcore, &zstd);
     vmsift(&["-l", "-d", "1"], &vmcore, &lzo);
-    check("drgn-same", &[&k.vmlinux(), &vmcore, &zstd, &lzo]);
+    check("readers/drgn-same", &[&k.vmlinux(), &vmcore, &zstd, &lzo]);
 }
 
 #[test]
@@ -241,7 +244,11 @@ fn deb61_level31_crash_sees_the_same_kernel() {
         vmsift(&["-l", "-d", "31"], &vmcore, &dump);
         let cmds = ["sys", "log", "bt -a", "ps", "kmem -i"];
         let options: Vec<&str> = cmds.iter().flat_map(|c| ["--cmd", c]).collect();
-        check_with("crash-same", &options, &[&k.vmlinux(), &vmcore, &dump]);
+        check_with(
+            "readers/crash-same",
+            &options,
+            &[&k.vmlinux(), &vmcore, &dump],
+        );
     }
 }
 
@@ -254,8 +261,12 @@ fn level31_drgn_sees_the_same_kernel() {
         let dir = scratch(&format!("{}-31-drgn", k.name));
         let dump = dir.join("dump-z31");
         vmsift(&["-z", "-d", "31"], &vmcore, &dump);
-        check("drgn-same", &[&k.vmlinux(), &vmcore, &dump]);
-        check_with("pages-identical", &["--allow-excluded"], &[&vmcore, &dump]);
+        check("readers/drgn-same", &[&k.vmlinux(), &vmcore, &dump]);
+        check_with(
+            "readers/pages-identical",
+            &["--allow-excluded"],
+            &[&vmcore, &dump],
+        );
     }
 }
 
@@ -277,9 +288,74 @@ fn deb61_level31_size_matches_makedumpfile() {
             .output()
             .expect("run makedumpfile (Debian package makedumpfile)");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // The header's utsname is init_uts_ns, as makedumpfile writes it.
+        let head = |p: &Path| std::fs::read(p).expect("read dump")[12..402].to_vec();
+        assert!(head(&ours) == head(&theirs), "{}: utsname differs", k.name);
         let a = std::fs::metadata(&ours).expect("ours").len() as f64;
         let b = std::fs::metadata(&theirs).expect("theirs").len() as f64;
         println!("{}: vmsift {a} bytes, makedumpfile {b} bytes", k.name);
         assert!((a - b).abs() / b <= 0.01, "{}: {a} vs {b} bytes", k.name);
     }
+}
+
+/// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
+/// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
+fn oracle(k: &Kernel) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oracle-{}.json", k.name));
+    let vmcore = k.vmcore();
+    let fresh = |p: &Path| {
+        let (o, v) = (std::fs::metadata(p), std::fs::metadata(&vmcore));
+        matches!((o.and_then(|m| m.modified()), v.and_then(|m| m.modified())), (Ok(o), Ok(v)) if o > v)
+    };
+    if !fresh(&out) {
+        let o = Command::new(root().join("tests/oracle/classify"))
+            .arg("--quiet")
+            .arg(k.vmlinux())
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("run tests/oracle/classify");
+        assert!(
+            o.status.success(),
+            "classify {}: {}{}",
+            k.name,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    out
+}
+
+/// Our exclusion at `level` against the oracle: no page wrongly excluded, at most 0.1% of
+/// the excludable pages kept.
+fn filter_matches_oracle(k: &Kernel, levels: &[u8]) {
+    let vmcore = k.vmcore();
+    let oracle = oracle(k);
+    let dir = scratch(&format!("{}-oracle", k.name));
+    for level in levels {
+        let dump = dir.join(format!("dump-d{level}"));
+        vmsift(&["-l", "-d", &level.to_string()], &vmcore, &dump);
+        check("oracle/check-dump", &[&oracle, &dump]);
+        std::fs::remove_file(&dump).expect("clean up");
+    }
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb61_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&DEB61, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb612_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&DEB612, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn thp_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&THP61, &[31]);
+    filter_matches_oracle(&THP612, &[31]);
+    filter_matches_oracle(&L4_612, &[31]);
 }
