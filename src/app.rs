@@ -138,6 +138,9 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
         codec: job.codec,
         level,
         pfns_per_cycle: PFNS_PER_CYCLE,
+        threads: job
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
     let classes = page_classes(vm, level)?;

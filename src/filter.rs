@@ -149,6 +149,16 @@ impl Bitmap {
         })
     }
 
+    /// The set pfns in increasing order, consuming the bitmap.
+    pub fn into_iter_set(self) -> IntoSetBits {
+        IntoSetBits {
+            start: self.start,
+            words: self.words,
+            index: 0,
+            current: 0,
+        }
+    }
+
     /// The bytes of this bitmap as they appear in the file.
     pub fn file_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.words.len() * 8);
@@ -157,6 +167,29 @@ impl Bitmap {
         }
         out.truncate(self.len.div_ceil(8) as usize);
         out
+    }
+}
+
+/// Owning iterator over the set pfns of a [`Bitmap`].
+pub struct IntoSetBits {
+    start: u64,
+    words: Vec<u64>,
+    /// Index of the next word to load.
+    index: usize,
+    /// Bits of word `index - 1` not yet returned.
+    current: u64,
+}
+
+impl Iterator for IntoSetBits {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        while self.current == 0 {
+            self.current = *self.words.get(self.index)?;
+            self.index += 1;
+        }
+        let b = self.current.trailing_zeros() as u64;
+        self.current &= self.current - 1;
+        Some(self.start + 64 * (self.index as u64 - 1) + b)
     }
 }
 
@@ -369,6 +402,7 @@ mod tests {
         assert_eq!(c.clear_range_count(60, 102), 6 + 2);
         assert_eq!(c.count(), b.count() - 8);
         let set: Vec<u64> = b.iter_set().collect();
+        assert_eq!(b.clone().into_iter_set().collect::<Vec<_>>(), set);
         assert_eq!(set.len() as u64, b.count());
         assert!(set.windows(2).all(|w| w[0] < w[1]));
         let bytes = b.file_bytes();

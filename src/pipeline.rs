@@ -1,13 +1,21 @@
 //! The hot path: for each cycle of page frames, write its two bitmaps, then read every
 //! dumpable page, check it for zero, compress it and append its descriptor and data, in pfn
 //! order. The descriptor table has to be sized before the first page is placed, so a first
-//! pass counts the dumpable pages cycle by cycle.
+//! pass counts the dumpable pages cycle by cycle (and keeps the cycles' bitmaps when they
+//! fit a small budget, so mem_map is scanned once).
+//!
+//! Pages travel in batches. With one thread the batches are processed inline; with N, N
+//! workers (each with its own input reader and codec context) read, zero-check and compress
+//! batches while this thread plans cycles and writes finished batches strictly in sequence.
+//! A fixed pool of batch buffers bounds memory, and the output is byte-identical whatever
+//! the thread count.
 
 use crate::codec::{Codec, Compressor};
 use crate::error::{Error, Result};
 use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};
 use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc};
 use crate::input::Vmcore;
+use crate::input::memory::ElfMemory;
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
@@ -21,7 +29,15 @@ pub struct WriteOptions {
     pub codec: Codec,
     pub level: DumpLevel,
     pub pfns_per_cycle: u64,
+    /// Threads that read and compress (1: everything on the calling thread).
+    pub threads: usize,
 }
+
+/// Pages per batch handed to a worker (512 KiB of page data at most with 4 KiB pages).
+const BATCH_PAGES: usize = 128;
+/// The 2nd bitmaps of pass 1 are kept for pass 2 when they take at most this much
+/// (16 MiB: 128 Mi pfns, 512 GiB of 4 KiB pages); beyond, pass 2 recomputes them.
+const BITMAP_CACHE_BUDGET: u64 = 16 << 20;
 
 /// What a run did, for the final messages and `--show-stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +97,104 @@ fn cycles(max_mapnr: u64, per_cycle: u64) -> impl Iterator<Item = (u64, u64)> {
     })
 }
 
+/// One page's result in a batch.
+#[derive(Debug, Clone, Copy)]
+enum Stored {
+    /// All zero, and zero pages share one blob (level bit 1).
+    Zero,
+    /// `len` bytes in the batch's data with these descriptor flags (0: raw page).
+    Bytes { len: u32, flags: u32 },
+}
+
+/// A run of dumpable pfns and, once processed, what to store for each.
+struct Batch {
+    seq: u64,
+    pfns: Vec<u64>,
+    out: Vec<Stored>,
+    data: Vec<u8>,
+}
+
+/// Reads, zero-checks and compresses batches: one per thread.
+struct Worker {
+    mem: ElfMemory,
+    compressor: Compressor,
+    shared_zero: bool,
+}
+
+impl Worker {
+    fn process(&mut self, batch: &mut Batch) -> Result<()> {
+        batch.out.clear();
+        batch.data.clear();
+        for &pfn in &batch.pfns {
+            let page = self.mem.read_page(pfn)?;
+            if self.shared_zero && is_zero_page(page) {
+                batch.out.push(Stored::Zero);
+                continue;
+            }
+            let flag = self.compressor.codec().flag();
+            let (bytes, flags) = match self.compressor.compress(page)? {
+                Some(c) => (c, flag),
+                None => (page, 0),
+            };
+            batch.data.extend_from_slice(bytes);
+            batch.out.push(Stored::Bytes {
+                len: bytes.len() as u32,
+                flags,
+            });
+        }
+        if let Some(msg) = self.mem.mmap_failure.take() {
+            crate::warn!("{msg}");
+        }
+        Ok(())
+    }
+}
+
+/// Appends descriptors and page data in pfn order.
+struct Writer {
+    descs: SeqWriter,
+    data: SeqWriter,
+    zero_desc: Option<PageDesc>,
+    endian: crate::input::bytes::Endian,
+    page_size: u64,
+    stats: Stats,
+    progress: Progress,
+}
+
+impl Writer {
+    fn write(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<()> {
+        let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
+        let mut at = 0usize;
+        for s in &b.out {
+            let desc = match *s {
+                Stored::Zero => {
+                    self.stats.zero += 1;
+                    self.zero_desc.unwrap_or_default()
+                }
+                Stored::Bytes { len, flags } => {
+                    if flags == 0 {
+                        self.stats.raw += 1;
+                    } else {
+                        self.stats.compressed += 1;
+                    }
+                    let offset = self.data.position();
+                    let bytes = &b.data[at..at + len as usize];
+                    at += len as usize;
+                    self.data.push(sink, bytes)?;
+                    PageDesc {
+                        offset,
+                        size: len,
+                        flags,
+                    }
+                }
+            };
+            desc.write(self.endian, &mut desc_bytes);
+            self.descs.push(sink, &desc_bytes)?;
+            self.progress.page(self.page_size);
+        }
+        Ok(())
+    }
+}
+
 /// Writes a kdump-compressed dump of `vm` to `sink`.
 pub fn write_kdump(
     vm: &mut Vmcore,
@@ -93,12 +207,19 @@ pub fn write_kdump(
     let max_mapnr = vm.max_mapnr();
     let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
 
-    // Pass 1: how many pages get a descriptor.
+    // Pass 1: how many pages get a descriptor; keep the bitmaps if they are small.
+    let keep = max_mapnr / 8 <= BITMAP_CACHE_BUDGET;
+    let mut kept: Vec<Bitmap> = Vec::new();
     let mut num_dumpable = 0u64;
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
-        num_dumpable += filter.bitmap2(start, end).count();
+        let b2 = filter.bitmap2(start, end);
+        num_dumpable += b2.count();
+        if keep {
+            kept.push(b2);
+        }
     }
+    let pass1_counts = filter.counts();
 
     let notes = &vm.elf.notes;
     let layout = Layout::new(
@@ -127,9 +248,7 @@ pub fn write_kdump(
     sub.extend_from_slice(notes);
     sink.write_at(layout.sub_header_offset(), &sub)?;
 
-    let mut descs = SeqWriter::new(layout.desc_offset(), WRITE_BUFFER);
     let mut data = SeqWriter::new(layout.data_offset(), WRITE_BUFFER);
-    let endian = header.endian;
     let zero_desc = if opts.level.excludes_zero() {
         let at = data.position();
         data.push(sink, &vec![0u8; vm.page_size])?;
@@ -141,72 +260,220 @@ pub fn write_kdump(
     } else {
         None
     };
-
-    let mut stats = Stats {
-        max_mapnr,
-        dumpable: num_dumpable,
-        ..Stats::default()
+    let mut writer = Writer {
+        descs: SeqWriter::new(layout.desc_offset(), WRITE_BUFFER),
+        data,
+        zero_desc,
+        endian: header.endian,
+        page_size: ps,
+        stats: Stats {
+            max_mapnr,
+            dumpable: num_dumpable,
+            ..Stats::default()
+        },
+        progress: Progress::new("Copying data", num_dumpable),
     };
-    let mut compressor = Compressor::new(opts.codec, vm.page_size)?;
-    let mut progress = Progress::new("Copying data", num_dumpable);
-    let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
-    let mut written = 0u64;
-    filter.begin_pass();
-    for (start, end) in cycles(max_mapnr, per_cycle) {
-        let b1 = filter.bitmap1(start, end);
-        stats.pages_in_input += b1.count();
-        sink.write_at(layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;
-        let b2: Bitmap = filter.bitmap2(start, end);
-        sink.write_at(layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
-        for pfn in b2.iter_set() {
-            written += 1;
-            if written > num_dumpable {
-                break;
-            }
-            let page = vm.memory.read_page(pfn)?;
-            let desc = match zero_desc {
-                Some(z) if is_zero_page(page) => {
-                    stats.zero += 1;
-                    z
-                }
-                _ => {
-                    let at = data.position();
-                    let (bytes, flags) = match compressor.compress(page)? {
-                        Some(c) => {
-                            stats.compressed += 1;
-                            (c, opts.codec.flag())
-                        }
-                        None => {
-                            stats.raw += 1;
-                            (page, 0)
-                        }
-                    };
-                    data.push(sink, bytes)?;
-                    PageDesc {
-                        offset: at,
-                        size: bytes.len() as u32,
-                        flags,
-                    }
-                }
-            };
-            desc.write(endian, &mut desc_bytes);
-            descs.push(sink, &desc_bytes)?;
-            progress.page(ps);
-        }
+
+    // Pass 2: bitmaps and pages, cycle by cycle.
+    let mut planner = Planner {
+        filter,
+        kept: kept.into_iter(),
+        reuse: keep,
+        cycles: cycles(max_mapnr, per_cycle).collect::<Vec<_>>().into_iter(),
+        layout,
+        pending: None,
+        pages_in_input: 0,
+        dumpable: 0,
+    };
+    if !planner.reuse {
+        planner.filter.begin_pass();
     }
-    stats.excluded = filter.counts();
-    if written != num_dumpable {
+    let threads = opts.threads.max(1);
+    let make_worker = |mem: ElfMemory| -> Result<Worker> {
+        Ok(Worker {
+            mem,
+            compressor: Compressor::new(opts.codec, vm.page_size)?,
+            shared_zero: zero_desc.is_some(),
+        })
+    };
+    if threads == 1 {
+        let mut worker = make_worker(vm.memory.duplicate()?)?;
+        let mut batch = Batch {
+            seq: 0,
+            pfns: Vec::with_capacity(BATCH_PAGES),
+            out: Vec::with_capacity(BATCH_PAGES),
+            data: Vec::with_capacity(BATCH_PAGES * vm.page_size),
+        };
+        while planner.next_batch(sink, &mut batch.pfns)? {
+            worker.process(&mut batch)?;
+            writer.write(sink, &batch)?;
+        }
+    } else {
+        let workers = (0..threads)
+            .map(|_| make_worker(vm.memory.duplicate()?))
+            .collect::<Result<Vec<_>>>()?;
+        run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
+    }
+
+    let counts = if planner.reuse {
+        pass1_counts
+    } else {
+        planner.filter.counts()
+    };
+    let mut stats = writer.stats;
+    stats.pages_in_input = planner.pages_in_input;
+    stats.excluded = counts;
+    if planner.dumpable != num_dumpable {
         return Err(Error::bad_input(format!(
-            "the page filter gave {written} dumpable pages on the second pass but {num_dumpable} on the first"
+            "the page filter gave {} dumpable pages on the second pass but {num_dumpable} on the first",
+            planner.dumpable
         )));
     }
-    if let Some(msg) = vm.memory.mmap_failure.take() {
-        crate::warn!("{msg}");
-    }
-    descs.flush(sink)?;
-    stats.file_size = data.position();
-    data.flush(sink)?;
+    writer.descs.flush(sink)?;
+    stats.file_size = writer.data.position();
+    writer.data.flush(sink)?;
     sink.finish()?;
-    progress.finish();
+    writer.progress.finish();
     Ok(stats)
+}
+
+/// Walks the cycles of pass 2: writes each cycle's bitmaps, then hands out its dumpable
+/// pfns in batches.
+struct Planner<'f> {
+    filter: &'f mut Filter,
+    /// Pass 1's bitmaps, when kept (then `reuse` is set and mem_map is not read again).
+    kept: std::vec::IntoIter<Bitmap>,
+    reuse: bool,
+    cycles: std::vec::IntoIter<(u64, u64)>,
+    layout: Layout,
+    /// The current cycle's dumpable pfns not handed out yet.
+    pending: Option<crate::filter::IntoSetBits>,
+    pages_in_input: u64,
+    dumpable: u64,
+}
+
+impl Planner<'_> {
+    /// Fills `pfns` with the next batch (at most BATCH_PAGES, within one cycle). Returns
+    /// false when every cycle is done.
+    fn next_batch(&mut self, sink: &mut dyn Sink, pfns: &mut Vec<u64>) -> Result<bool> {
+        pfns.clear();
+        loop {
+            if let Some(p) = self.pending.as_mut() {
+                while pfns.len() < BATCH_PAGES {
+                    match p.next() {
+                        Some(pfn) => pfns.push(pfn),
+                        None => break,
+                    }
+                }
+                if !pfns.is_empty() {
+                    self.dumpable += pfns.len() as u64;
+                    return Ok(true);
+                }
+                self.pending = None;
+            }
+            let Some((start, end)) = self.cycles.next() else {
+                return Ok(false);
+            };
+            let b1 = self.filter.bitmap1(start, end);
+            self.pages_in_input += b1.count();
+            sink.write_at(self.layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;
+            let b2 = match self.kept.next() {
+                Some(b) => b,
+                None => self.filter.bitmap2(start, end),
+            };
+            sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
+            self.pending = Some(b2.into_iter_set());
+        }
+    }
+}
+
+/// Runs pass 2 with one worker thread per `workers` entry: the calling thread plans batches
+/// and writes results in sequence; a fixed pool of batches (two per worker) bounds memory.
+fn run_parallel(
+    workers: Vec<Worker>,
+    planner: &mut Planner<'_>,
+    writer: &mut Writer,
+    sink: &mut dyn Sink,
+    page_size: usize,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex, mpsc};
+
+    let pool_size = 2 * workers.len() + 1;
+    let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(pool_size);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Result<Batch>>();
+    std::thread::scope(|scope| {
+        for mut worker in workers {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next batch.
+                    let next = rx
+                        .lock()
+                        .map_err(|_| ())
+                        .and_then(|r| r.recv().map_err(|_| ()));
+                    let Ok(mut batch) = next else { break };
+                    let result = worker.process(&mut batch).map(|()| batch);
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let mut free: Vec<Batch> = (0..pool_size)
+            .map(|_| Batch {
+                seq: 0,
+                pfns: Vec::with_capacity(BATCH_PAGES),
+                out: Vec::with_capacity(BATCH_PAGES),
+                data: Vec::with_capacity(BATCH_PAGES * page_size),
+            })
+            .collect();
+        let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
+        let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
+        let result = loop {
+            // Hand out batches while buffers are free.
+            while !planned_all && let Some(mut b) = free.pop() {
+                match planner.next_batch(sink, &mut b.pfns) {
+                    Ok(true) => {
+                        b.seq = next_seq;
+                        next_seq += 1;
+                        if job_tx.send(b).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(false) => {
+                        free.push(b);
+                        planned_all = true;
+                    }
+                    Err(e) => {
+                        drop(job_tx);
+                        return Err(e);
+                    }
+                }
+            }
+            if planned_all && next_write == next_seq {
+                break Ok(());
+            }
+            // Take finished batches; write those whose turn has come.
+            match done_rx.recv() {
+                Ok(Ok(b)) => {
+                    waiting.insert(b.seq, b);
+                }
+                Ok(Err(e)) => break Err(e),
+                Err(_) => break Err(Error::unsupported("the compression threads stopped")),
+            }
+            while let Some(b) = waiting.remove(&next_write) {
+                writer.write(sink, &b)?;
+                next_write += 1;
+                free.push(b);
+            }
+        };
+        drop(job_tx);
+        result
+    })
 }

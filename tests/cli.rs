@@ -306,3 +306,32 @@ fn version_lists_every_codec() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("--message-level"));
 }
+
+#[test]
+fn output_is_identical_whatever_the_thread_count() {
+    let dir = scratch("threads");
+    let vmcore = dir.join("vmcore");
+    // Enough pages for many batches, so workers finish out of order.
+    let s = SynthVmcore::new()
+        .prstatus(2)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0, mixed_pages(7, 3000, PS), 0)
+        .load(0x1000_0000, mixed_pages(9000, 500, PS), 0);
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    for codec in ["-c", "-z"] {
+        let mut first: Option<Vec<u8>> = None;
+        for threads in ["1", "2", "3", "8"] {
+            let out = dir.join(format!("dump{codec}-{threads}"));
+            let o = run(bin()
+                .args([codec, "-d", "1", "--num-threads", threads])
+                .arg(&vmcore)
+                .arg(&out));
+            assert!(o.status.success(), "{}", stderr(&o));
+            let bytes = fs::read(&out).expect("read");
+            match &first {
+                None => first = Some(bytes),
+                Some(f) => assert!(*f == bytes, "{codec} with {threads} threads differs"),
+            }
+        }
+    }
+}

@@ -359,3 +359,21 @@ fn thp_filter_matches_the_debug_info_oracle() {
     filter_matches_oracle(&THP612, &[31]);
     filter_matches_oracle(&L4_612, &[31]);
 }
+
+/// Threads change the speed, never the bytes: 1 and 2 threads give the same file.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn thread_count_does_not_change_the_dump() {
+    let k = THP612;
+    let vmcore = k.vmcore();
+    let dir = scratch("threads");
+    let one = dir.join("one");
+    let two = dir.join("two");
+    vmsift(&["-c", "-d", "31", "--num-threads", "1"], &vmcore, &one);
+    vmsift(&["-c", "-d", "31", "--num-threads", "2"], &vmcore, &two);
+    let (a, b) = (
+        std::fs::read(&one).expect("read"),
+        std::fs::read(&two).expect("read"),
+    );
+    assert!(a == b, "--num-threads 2 wrote a different dump than 1");
+}

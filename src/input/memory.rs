@@ -85,15 +85,13 @@ impl ElfMemory {
         {
             return Some(*l);
         }
-        // Segments are sorted by start: the candidate is the last one starting at or below pa.
+        // Segments are sorted by start: the candidate is the last one starting at or below
+        // pa. Segments may overlap (the kernel text segment lies inside the RAM segment of
+        // a vmcore), so when that one does not hold the page, an earlier one may.
         let i = self.loads.partition_point(|l| l.phys_start <= pa);
-        let l = *self.loads.get(i.checked_sub(1)?)?;
-        if fits(&l) {
-            self.last = i - 1;
-            Some(l)
-        } else {
-            None
-        }
+        let found = self.loads[..i].iter().rposition(fits)?;
+        self.last = found;
+        Some(self.loads[found])
     }
 
     /// Maps the window that holds `[offset, offset + page)` within the segment `seg`.
@@ -228,6 +226,27 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_segments() {
+        // A vmcore's kernel text segment lies inside its RAM segment: RAM 0..0x4000 at
+        // offset 0, "text" 0x1000..0x2000 again at offset 0x4000.
+        let mut bytes: Vec<u8> = (0..0x4000u32).map(|i| (i / 7) as u8).collect();
+        bytes.extend_from_within(0x1000..0x2000);
+        let load = |phys_start, file_offset, size| Load {
+            phys_start,
+            virt_start: 0,
+            file_offset,
+            file_size: size,
+            mem_size: size,
+        };
+        let loads = [load(0, 0, 0x4000), load(0x1000, 0x4000, 0x1000)];
+        let mut mem = ElfMemory::new(temp_file(&bytes), &loads, 4096, true);
+        for pfn in [3, 1, 2, 0] {
+            let want = &bytes[pfn as usize * 4096..(pfn as usize + 1) * 4096];
+            assert_eq!(mem.read_page(pfn).expect("page"), want, "pfn {pfn}");
+        }
+    }
+
+    #[test]
     fn whole_partial_and_missing_pages_both_paths() {
         let ps = 4096usize;
         // File: 2 pages of segment A (phys 0x0..0x2000) at offset 0, then segment B with
@@ -262,6 +281,8 @@ mod tests {
             // pfn 4: first 0x1000 of B's remaining bytes; offset 0x2800 is not page-aligned.
             assert_eq!(mem.read_page(4).expect("page 4"), &bytes[0x2800..0x3800]);
             // pfn 2 has nothing at all: not a page of the vmcore.
+            assert!(mem.read_page(2).is_err());
+
             assert!(mem.read_page(2).is_err());
             assert!(mem.read_page(u64::MAX).is_err());
         }
