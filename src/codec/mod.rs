@@ -3,6 +3,8 @@
 //! decode. Each `Compressor` owns its context and output buffer and reuses them for every
 //! page: per-page allocation of codec state is a known cost in makedumpfile's history.
 
+pub mod lzo;
+
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -62,7 +64,7 @@ impl fmt::Display for Codec {
 enum State {
     None,
     Zlib(flate2::Compress),
-    Lzo,
+    Lzo(Box<lzo::Lzo1x1>),
     Snappy(Box<snap::raw::Encoder>),
     Zstd(zstd::bulk::Compressor<'static>),
 }
@@ -79,7 +81,7 @@ impl Compressor {
         let state = match codec {
             Codec::None => State::None,
             Codec::Zlib => State::Zlib(flate2::Compress::new(flate2::Compression::new(1), true)),
-            Codec::Lzo => State::Lzo,
+            Codec::Lzo => State::Lzo(Box::default()),
             Codec::Snappy => State::Snappy(Box::new(snap::raw::Encoder::new())),
             Codec::Zstd => State::Zstd(
                 zstd::bulk::Compressor::new(1)
@@ -117,11 +119,7 @@ impl Compressor {
                     return Ok(None);
                 }
             }
-            State::Lzo => {
-                // LZO1X-1 with the classic 2^14-entry dictionary (lzo1x_1_compress).
-                let c = lzo1x::compress(page, lzo1x::CompressLevel::new(3));
-                self.out.extend_from_slice(&c);
-            }
+            State::Lzo(l) => l.compress(page, &mut self.out),
             State::Snappy(s) => {
                 let need = snap::raw::max_compress_len(page.len());
                 self.out.resize(need, 0);
