@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
+use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Result};
@@ -16,7 +17,7 @@ use crate::kernel::memmap::MemMap;
 use crate::kernel::page::Classifier;
 use crate::kernel::uts;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
-use crate::pipeline::{self, PFNS_PER_CYCLE, WriteOptions};
+use crate::pipeline::{self, WriteOptions};
 use crate::report;
 use crate::target::{self, FileSink, Sink, StreamSink};
 use crate::{common, debug, stats, warn};
@@ -134,10 +135,18 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
     if let Some(why) = &uts.fallback {
         warn!("{why}; the header's utsname is built from VMCOREINFO instead");
     }
+    let budget = Budget::new(budget::mem_available(), job.cyclic_buffer_kib);
+    debug!(
+        "memory budget: {} KiB cycle bitmap ({} pfns per cycle), up to {} KiB of kept bitmaps",
+        budget.cycle_bitmap >> 10,
+        budget.pfns_per_cycle(),
+        budget.bitmap_cache >> 10
+    );
     let opts = WriteOptions {
         codec: job.codec,
         level,
-        pfns_per_cycle: PFNS_PER_CYCLE,
+        pfns_per_cycle: budget.pfns_per_cycle(),
+        bitmap_cache: budget.bitmap_cache,
         threads: job
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),

@@ -39,6 +39,8 @@ pub struct Job {
     pub message_level: u32,
     pub use_mmap: bool,
     pub threads: Option<usize>,
+    /// `--cyclic-buffer KB`: bytes of one cycle's bitmap, in KiB.
+    pub cyclic_buffer_kib: Option<u64>,
 }
 
 fn command() -> Command {
@@ -86,6 +88,12 @@ fn command() -> Command {
                 .short('j')
                 .value_name("N")
                 .help("Threads that read and compress pages (default: the CPUs available)"),
+        )
+        .arg(
+            Arg::new("cyclic-buffer")
+                .long("cyclic-buffer")
+                .value_name("KB")
+                .help("Bitmap buffer per cycle in KiB (default: 4096, less when memory is short)"),
         )
         .arg(
             Arg::new("show-stats")
@@ -189,6 +197,11 @@ where
         Some(s) => Some(parse_number("--num-threads", s)?.clamp(0, 1024) as usize),
     };
 
+    let cyclic_buffer_kib = match m.get_one::<String>("cyclic-buffer") {
+        None => None,
+        Some(s) => Some(parse_number("--cyclic-buffer", s)?),
+    };
+
     let files: Vec<PathBuf> = m
         .get_many::<String>("files")
         .map(|v| v.map(PathBuf::from).collect())
@@ -239,6 +252,7 @@ where
         message_level,
         use_mmap: !on("non-mmap"),
         threads,
+        cyclic_buffer_kib,
     })
 }
 

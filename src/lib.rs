@@ -6,6 +6,7 @@
 //! `target` (file or stream). `cli` turns argv into a `Job`; `app` runs it.
 
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod codec;
 pub mod error;

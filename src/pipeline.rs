@@ -19,9 +19,6 @@ use crate::input::memory::ElfMemory;
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
-/// pfns handled per cycle: 32 Mi pfns (128 GiB of 4 KiB pages), a 4 MiB bitmap per cycle,
-/// as makedumpfile's default. A multiple of 64 so cycle bitmaps are whole words and bytes.
-pub const PFNS_PER_CYCLE: u64 = 32 << 20;
 /// Size of the buffered writes of descriptors and of page data.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -29,15 +26,14 @@ pub struct WriteOptions {
     pub codec: Codec,
     pub level: DumpLevel,
     pub pfns_per_cycle: u64,
+    /// Bytes of pass-1 bitmaps that may be kept for pass 2.
+    pub bitmap_cache: u64,
     /// Threads that read and compress (1: everything on the calling thread).
     pub threads: usize,
 }
 
 /// Pages per batch handed to a worker (512 KiB of page data at most with 4 KiB pages).
 const BATCH_PAGES: usize = 128;
-/// The 2nd bitmaps of pass 1 are kept for pass 2 when they take at most this much
-/// (16 MiB: 128 Mi pfns, 512 GiB of 4 KiB pages); beyond, pass 2 recomputes them.
-const BITMAP_CACHE_BUDGET: u64 = 16 << 20;
 
 /// What a run did, for the final messages and `--show-stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,7 +204,7 @@ pub fn write_kdump(
     let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
 
     // Pass 1: how many pages get a descriptor; keep the bitmaps if they are small.
-    let keep = max_mapnr / 8 <= BITMAP_CACHE_BUDGET;
+    let keep = max_mapnr / 8 <= opts.bitmap_cache;
     let mut kept: Vec<Bitmap> = Vec::new();
     let mut num_dumpable = 0u64;
     filter.begin_pass();
