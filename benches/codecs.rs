@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench codecs                       # synthetic pages
 //!     VMSIFT_BENCH_VMCORE=target/vmcores/deb61.elf cargo bench --bench codecs
+//!     VMSIFT_BENCH_DUMP=dump-of-d31 cargo bench --bench codecs   # pages a dump keeps
 //!
 //! With a vmcore, the corpus is up to 8192 non-zero pages spread evenly over it (what a
 //! dump compresses). Prints pages/s, MB/s of input and the mean stored size per page
@@ -59,7 +60,34 @@ fn zlib_rs(level: u32) -> Candidate {
     })
 }
 
+fn libdeflate(level: i32) -> Candidate {
+    let mut c =
+        libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).expect("level"));
+    let mut out = vec![0u8; 2 * PS];
+    Box::new(move |p| stored(c.zlib_compress(p, &mut out).unwrap_or(PS)))
+}
+
 fn corpus() -> (String, Vec<Vec<u8>>) {
+    if let Ok(path) = std::env::var("VMSIFT_BENCH_DUMP") {
+        // The pages a filtered dump keeps (e.g. -d 31: mostly kernel data).
+        let f = std::fs::File::open(&path).expect("open VMSIFT_BENCH_DUMP");
+        let dump = vmsift::input::kdump::KdumpFile::open(f).expect("a kdump file");
+        let mut pages = Vec::new();
+        for pfn in 0..dump.header.max_mapnr {
+            if let Ok(vmsift::input::kdump::Page::Data(p)) = dump.read_page(pfn)
+                && !is_zero_page(&p)
+            {
+                pages.push(p);
+                if pages.len() == 8192 {
+                    break;
+                }
+            }
+        }
+        return (
+            format!("{} non-zero pages kept in {path}", pages.len()),
+            pages,
+        );
+    }
     if let Ok(path) = std::env::var("VMSIFT_BENCH_VMCORE") {
         let mut vm = Vmcore::open(Path::new(&path), true).expect("open VMSIFT_BENCH_VMCORE");
         let max = vm.max_mapnr();
@@ -114,6 +142,8 @@ fn main() {
         ("  flate2/zlib-rs level 1", zlib_rs(1)),
         ("  flate2/zlib-rs level 2", zlib_rs(2)),
         ("  miniz_oxide level 1", miniz(1)),
+        ("  libdeflate level 1", libdeflate(1)),
+        ("  libdeflate level 2", libdeflate(2)),
         ("vmsift -p (snappy)", vmsift(Codec::Snappy)),
         ("vmsift -z (zstd level 1)", vmsift(Codec::Zstd)),
     ];
