@@ -32,8 +32,11 @@ pub fn worst_case(n: usize) -> usize {
     n + n / 16 + 64 + 3
 }
 
+const D_SIZE: usize = 1 << D_BITS;
+
 pub struct Lzo1x1 {
-    dict: Vec<u32>,
+    /// A fixed-size table, so that masked indexes need no bounds check.
+    dict: Box<[u32; D_SIZE]>,
     base: u32,
 }
 
@@ -117,7 +120,7 @@ fn push_match(out: &mut Vec<u8>, len: usize, off: usize) {
 impl Lzo1x1 {
     pub fn new() -> Lzo1x1 {
         Lzo1x1 {
-            dict: vec![0; 1 << D_BITS],
+            dict: Box::new([0; D_SIZE]),
             base: 1,
         }
     }
@@ -147,7 +150,7 @@ impl Lzo1x1 {
             let mut ip = 1;
             while ip < ip_end {
                 let dv = read_u32(src, ip);
-                let h = (dv.wrapping_mul(0x1824_429d) >> (32 - D_BITS)) as usize;
+                let h = (dv.wrapping_mul(0x1824_429d) >> (32 - D_BITS)) as usize & (D_SIZE - 1);
                 let cand = self.dict[h];
                 self.dict[h] = base + ip as u32;
                 let m_pos = cand.wrapping_sub(base) as usize;
