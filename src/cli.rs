@@ -53,6 +53,8 @@ fn command() -> Command {
     Command::new("vmsift")
         .about("Saves a crashed kernel's memory as a kdump-compressed dump (makedumpfile-compatible)")
         .disable_help_flag(true)
+        // getopt semantics: a repeated option is allowed, and the last one counts.
+        .args_override_self(true)
         .disable_version_flag(true)
         .override_usage(
             "vmsift [-c|-l|-p|-z] [-d DL] [-f] [--message-level ML] VMCORE DUMPFILE\n       \
@@ -316,6 +318,8 @@ mod tests {
             }
         );
         assert_eq!(p(&["-d", "31,1", "a", "b"]).expect("list").levels.len(), 2);
+        let j = p(&["-d", "1", "-l", "-d", "31", "-l", "a", "b"]).expect("repeats");
+        assert_eq!((j.levels[0], j.codec), (DumpLevel(31), Codec::Lzo));
         assert_eq!(p(&["-D", "a", "b"]).expect("-D").message_level, 15);
         assert_eq!(
             p(&["--show-stats", "a", "b"]).expect("stats").message_level,

@@ -308,7 +308,7 @@ fn version_lists_every_codec() {
 }
 
 #[test]
-fn output_is_identical_whatever_the_thread_count() {
+fn output_is_identical_whatever_the_thread_count_or_read_method() {
     let dir = scratch("threads");
     let vmcore = dir.join("vmcore");
     // Enough pages for many batches, so workers finish out of order.
@@ -322,8 +322,10 @@ fn output_is_identical_whatever_the_thread_count() {
         let mut first: Option<Vec<u8>> = None;
         for threads in ["1", "2", "3", "8"] {
             let out = dir.join(format!("dump{codec}-{threads}"));
+            // --non-mmap (pread only) must not change a byte either.
+            let mmap = if threads == "3" { "--non-mmap" } else { "-f" };
             let o = run(bin()
-                .args([codec, "-d", "1", "--num-threads", threads])
+                .args([codec, "-d", "1", mmap, "--num-threads", threads])
                 .arg(&vmcore)
                 .arg(&out));
             assert!(o.status.success(), "{}", stderr(&o));

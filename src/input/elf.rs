@@ -439,6 +439,57 @@ mod tests {
         }
     }
 
+    /// An i386 (ELF32) core: 52-byte header, 32-byte program headers.
+    #[test]
+    fn parses_elf32() {
+        let notes = note("VMCOREINFO", 0, b"PAGESIZE=4096\n");
+        let e = Endian::Little;
+        let mut f = vec![0u8; 52 + 2 * 32];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 1; // ELFCLASS32
+        f[5] = 1;
+        f[16..18].copy_from_slice(&4u16.to_le_bytes());
+        f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
+        e.put_u32(&mut f, 28, 52); // e_phoff
+        f[42..44].copy_from_slice(&32u16.to_le_bytes());
+        f[44..46].copy_from_slice(&2u16.to_le_bytes());
+        let notes_off = f.len() as u32;
+        let load_off = notes_off + notes.len() as u32;
+        // PT_NOTE, then PT_LOAD of 2 pages at phys 0x100000 (vaddr 0xc0100000).
+        for (i, (t, off, v, p, sz)) in [
+            (PT_NOTE, notes_off, 0, 0, notes.len() as u32),
+            (PT_LOAD, load_off, 0xc010_0000, 0x10_0000, 0x2000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let b = 52 + 32 * i;
+            for (o, v) in [(0, t), (4, off), (8, v), (12, p), (16, sz), (20, sz)] {
+                e.put_u32(&mut f, b + o, v);
+            }
+        }
+        f.extend_from_slice(&notes);
+        f.extend(std::iter::repeat_n(0xabu8, 0x2000));
+        let core = ElfCore::parse(&f[..]).expect("ELF32 core");
+        assert_eq!(core.class, Class::Elf32);
+        assert_eq!(core.machine, 3);
+        assert_eq!(
+            core.loads,
+            vec![Load {
+                phys_start: 0x10_0000,
+                virt_start: 0xc010_0000,
+                file_offset: load_off as u64,
+                file_size: 0x2000,
+                mem_size: 0x2000,
+            }]
+        );
+        assert_eq!(
+            core.notes().next().map(|n| n.desc),
+            Some(&b"PAGESIZE=4096\n"[..])
+        );
+        assert!(ElfCore::parse(&f[..f.len() - 1]).is_err());
+    }
+
     #[test]
     fn notes_iterator_stops_on_bad_sizes() {
         let mut blob = note("CORE", 1, &[0u8; 8]);

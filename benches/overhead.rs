@@ -1,0 +1,98 @@
+//! How much a whole dump costs beyond compression itself: vmsift's wall time for `-l -d 1`
+//! and `-c -d 1` on one thread, against the time to compress the very same pages (every
+//! non-zero page of the vmcore, as `-d 1` compresses them) with the same codec in a tight
+//! loop over pages already in memory.
+//!
+//!     VMSIFT_BENCH_VMCORE=target/vmcores/big61.elf cargo bench --bench overhead
+//!
+//! The dumps go to /dev/shm (a tmpfs), so disk speed stays out of the comparison.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmsift::codec::{Codec, Compressor};
+use vmsift::filter::{is_zero_page, load_ranges};
+use vmsift::input::Vmcore;
+
+/// Compresses every non-zero file-backed page; returns (pages, seconds compressing).
+fn tight_loop(path: &Path, codec: Codec) -> (u64, f64) {
+    let mut vm = Vmcore::open(path, true).expect("open vmcore");
+    let ps = vm.page_size;
+    let (_, file) = load_ranges(&vm.elf.loads, ps as u64);
+    let mut c = Compressor::new(codec, ps).expect("codec");
+    let mut chunk: Vec<u8> = Vec::with_capacity(16384 * ps);
+    let (mut pages, mut busy) = (0u64, Duration::ZERO);
+    let mut flush = |chunk: &mut Vec<u8>, pages: &mut u64| {
+        let t = Instant::now();
+        for p in chunk.chunks_exact(ps) {
+            std::hint::black_box(c.compress(p).expect("compress"));
+            *pages += 1;
+        }
+        busy += t.elapsed();
+        chunk.clear();
+    };
+    for (a, b) in file.iter() {
+        for pfn in a..b {
+            let page = vm.memory.read_page(pfn).expect("read page");
+            if is_zero_page(page) {
+                continue;
+            }
+            chunk.extend_from_slice(page);
+            if chunk.len() == chunk.capacity() {
+                flush(&mut chunk, &mut pages);
+            }
+        }
+    }
+    flush(&mut chunk, &mut pages);
+    (pages, busy.as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let Ok(path) = std::env::var("VMSIFT_BENCH_VMCORE") else {
+        println!("overhead: set VMSIFT_BENCH_VMCORE to a vmcore (e.g. target/vmcores/big61.elf)");
+        return;
+    };
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vmsift");
+    let out = Path::new("/dev/shm/vmsift-overhead.kdump");
+    println!("vmcore: {path}");
+    println!(
+        "{:<10} {:>9} {:>12} {:>12} {:>7}",
+        "flags", "pages", "compress s", "vmsift s", "ratio"
+    );
+    for (flag, codec) in [("-l", Codec::Lzo), ("-c", Codec::Zlib)] {
+        let (pages, compress) = tight_loop(Path::new(&path), codec);
+        let mut walls = Vec::new();
+        for _ in 0..3 {
+            let _ = std::fs::remove_file(out);
+            let t = Instant::now();
+            let st = Command::new(&bin)
+                .args([
+                    flag,
+                    "-d",
+                    "1",
+                    "--num-threads",
+                    "1",
+                    "--message-level",
+                    "0",
+                ])
+                .arg(&path)
+                .arg(out)
+                .status()
+                .expect("run target/release/vmsift (cargo build --release first)");
+            assert!(st.success());
+            walls.push(t.elapsed().as_secs_f64());
+        }
+        let _ = std::fs::remove_file(out);
+        let wall = median(walls);
+        println!(
+            "{flag:<5} -d 1 {pages:>9} {compress:>12.2} {wall:>12.2} {:>7.2}",
+            wall / compress
+        );
+    }
+}
