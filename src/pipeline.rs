@@ -159,7 +159,10 @@ struct Writer {
 impl Writer {
     fn write(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<()> {
         let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
-        let mut at = 0usize;
+        // The batch's stored bytes are contiguous in the file: place them in one write,
+        // then give each page its descriptor.
+        let mut offset = self.data.position();
+        self.data.write_through(sink, &b.data)?;
         for s in &b.out {
             let desc = match *s {
                 Stored::Zero => {
@@ -172,15 +175,13 @@ impl Writer {
                     } else {
                         self.stats.compressed += 1;
                     }
-                    let offset = self.data.position();
-                    let bytes = &b.data[at..at + len as usize];
-                    at += len as usize;
-                    self.data.push(sink, bytes)?;
-                    PageDesc {
+                    let desc = PageDesc {
                         offset,
                         size: len,
                         flags,
-                    }
+                    };
+                    offset += len as u64;
+                    desc
                 }
             };
             desc.write(self.endian, &mut desc_bytes);

@@ -158,6 +158,18 @@ impl SeqWriter {
         Ok(())
     }
 
+    /// Writes `data` at the current position straight from the caller's buffer (after
+    /// what is pending), saving a copy for large pieces.
+    pub fn write_through(&mut self, sink: &mut dyn Sink, data: &[u8]) -> Result<()> {
+        if data.len() < self.capacity / 4 {
+            return self.push(sink, data);
+        }
+        self.flush(sink)?;
+        sink.write_at(self.next, data)?;
+        self.next += data.len() as u64;
+        Ok(())
+    }
+
     pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<()> {
         if !self.buf.is_empty() {
             sink.write_at(self.next, &self.buf)?;
