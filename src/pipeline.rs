@@ -205,6 +205,7 @@ pub fn write_kdump(
     let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
 
     // Pass 1: how many pages get a descriptor; keep the bitmaps if they are small.
+    let step = std::time::Instant::now();
     let keep = max_mapnr / 8 <= opts.bitmap_cache;
     let mut kept: Vec<Bitmap> = Vec::new();
     let mut num_dumpable = 0u64;
@@ -217,6 +218,11 @@ pub fn write_kdump(
         }
     }
     let pass1_counts = filter.counts();
+    crate::debug!(
+        "STEP [Excluding unnecessary pages] : {:.6} seconds",
+        step.elapsed().as_secs_f64()
+    );
+    let step = std::time::Instant::now();
 
     let notes = &vm.elf.notes;
     let layout = Layout::new(
@@ -331,6 +337,10 @@ pub fn write_kdump(
     writer.data.flush(sink)?;
     sink.finish()?;
     writer.progress.finish();
+    crate::debug!(
+        "STEP [Copying data               ] : {:.6} seconds",
+        step.elapsed().as_secs_f64()
+    );
     Ok(stats)
 }
 

@@ -120,6 +120,33 @@ impl ElfMemory {
         Ok(())
     }
 
+    /// `len` bytes of physical memory at `pa` straight from the mmap window, when they lie
+    /// in one segment and one window (no copy); `None` otherwise (read them page by page).
+    pub fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
+        if !self.use_mmap || len == 0 {
+            return None;
+        }
+        let end = pa.checked_add(len as u64)?;
+        let ps = self.page_size as u64;
+        let seg = self.whole_page_segment(pa - pa % ps)?;
+        if end > seg.file_phys_end() {
+            return None;
+        }
+        let offset = seg.file_offset + (pa - seg.phys_start);
+        let page_offset = offset - offset % ps;
+        if (seg.file_offset + (pa - pa % ps - seg.phys_start)) % ps != 0 {
+            return None;
+        }
+        let inside =
+            |w: &Window| offset >= w.start && offset + len as u64 <= w.start + w.map.len() as u64;
+        if !self.window.as_ref().is_some_and(inside) {
+            self.map_window(&seg, page_offset).ok()?;
+        }
+        let w = self.window.as_ref().filter(|w| inside(w))?;
+        let at = (offset - w.start) as usize;
+        w.map.get(at..at + len)
+    }
+
     /// Returns the bytes of page frame `pfn`: zeros where the input has none of the page's
     /// bytes but some; an error when it has none at all.
     pub fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {

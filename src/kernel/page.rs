@@ -36,14 +36,19 @@ struct Warned {
 
 pub struct Classifier {
     km: KernelMemory,
-    layout: PageLayout,
     memmap: MemMap,
-    wanted: Wanted,
+    rules: Rules,
     pub counts: ClassCounts,
     /// An excluded block that runs past the end of the previous cycle.
     carry: Option<(u64, Class)>,
-    warned: Warned,
     buf: Vec<u8>,
+}
+
+/// The per-page decision: the kernel's table, what is asked for, and what was reported.
+struct Rules {
+    layout: PageLayout,
+    wanted: Wanted,
+    warned: Warned,
 }
 
 fn u64_at(b: &[u8], off: u64) -> u64 {
@@ -98,18 +103,22 @@ impl Classifier {
         (
             Classifier {
                 km,
-                layout,
                 memmap,
-                wanted,
+                rules: Rules {
+                    layout,
+                    wanted,
+                    warned: Warned::default(),
+                },
                 counts: ClassCounts::default(),
                 carry: None,
-                warned: Warned::default(),
                 buf,
             },
             notes,
         )
     }
+}
 
+impl Rules {
     fn is_slab(&self, flags: u64, mapcount: u32) -> bool {
         match self.layout.slab {
             Some(SlabTest::Flag(m)) => flags & m != 0,
@@ -225,14 +234,20 @@ impl Classifier {
         }
         None
     }
+}
 
-    /// Clears `[from, to)` in the cycle and counts the pages that were dumpable.
-    fn exclude_range(&mut self, cycle: &mut Bitmap, from: u64, to: u64, class: Class) {
-        let n = cycle.clear_range_count(from, to);
-        self.counts.add(class, n);
-        if to > cycle.end() {
-            self.carry = Some((to, class));
-        }
+/// Clears `[from, to)` in the cycle, counts the pages that were dumpable, and remembers
+/// the part beyond the cycle for the next one.
+fn exclude_range(
+    counts: &mut ClassCounts,
+    carry: &mut Option<(u64, Class)>,
+    cycle: &mut Bitmap,
+    (from, to): (u64, u64),
+    class: Class,
+) {
+    counts.add(class, cycle.clear_range_count(from, to));
+    if to > cycle.end() {
+        *carry = Some((to, class));
     }
 }
 
@@ -246,11 +261,17 @@ impl PageClasses for Classifier {
         let (start, end) = (cycle.start(), cycle.end());
         let mut skip_until = start;
         if let Some((carry_end, class)) = self.carry.take() {
-            self.exclude_range(cycle, start, carry_end, class);
+            exclude_range(
+                &mut self.counts,
+                &mut self.carry,
+                cycle,
+                (start, carry_end),
+                class,
+            );
             skip_until = carry_end;
         }
         let sections: Vec<_> = self.memmap.overlapping(start, end).copied().collect();
-        let size = self.layout.size;
+        let size = self.rules.layout.size;
         for s in sections {
             let mut chunk = s.start.max(start);
             let stop = s.end.min(end);
@@ -266,38 +287,43 @@ impl PageClasses for Classifier {
                 } else {
                     chunk_end
                 };
-                let n = with_next - chunk;
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.resize((n * size) as usize, 0);
+                let len = ((with_next - chunk) * size) as usize;
                 let va = self.memmap.page_va(&s, chunk);
-                if self.km.read(va, &mut buf).is_none() {
-                    if !self.warned.unreadable {
-                        self.warned.unreadable = true;
-                        crate::warn!(
-                            "struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (at {va:#x}); those pages are kept"
-                        );
+                // Straight from the input's mmap window when the struct pages are
+                // contiguous there; otherwise copied page by page into `buf`.
+                let pages: &[u8] = match self.km.slice(va, len) {
+                    Some(p) => p,
+                    None => {
+                        self.buf.resize(len, 0);
+                        if self.km.read(va, &mut self.buf).is_none() {
+                            if !self.rules.warned.unreadable {
+                                self.rules.warned.unreadable = true;
+                                crate::warn!(
+                                    "struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (at {va:#x}); those pages are kept"
+                                );
+                            }
+                            chunk = chunk_end;
+                            continue;
+                        }
+                        &self.buf
                     }
-                    self.buf = buf;
-                    chunk = chunk_end;
-                    continue;
-                }
+                };
                 for pfn in chunk..chunk_end {
                     if pfn < skip_until || !cycle.get(pfn) {
                         continue;
                     }
                     let i = ((pfn - chunk) * size) as usize;
-                    let sp = &buf[i..i + size as usize];
-                    let next = buf.get(i + size as usize..i + 2 * size as usize);
-                    if let Some((class, pages)) = self.decide(pfn, sp, next) {
-                        let to = pfn.saturating_add(pages);
-                        self.exclude_range(cycle, pfn, to, class);
+                    let sp = &pages[i..i + size as usize];
+                    let next = pages.get(i + size as usize..i + 2 * size as usize);
+                    if let Some((class, n)) = self.rules.decide(pfn, sp, next) {
+                        let to = pfn.saturating_add(n);
+                        exclude_range(&mut self.counts, &mut self.carry, cycle, (pfn, to), class);
                         skip_until = to;
                         if skip_until >= chunk_end {
                             break;
                         }
                     }
                 }
-                self.buf = buf;
                 chunk = chunk_end.max(skip_until.min(stop));
             }
         }

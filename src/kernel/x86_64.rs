@@ -132,6 +132,17 @@ impl KernelMemory {
         Some(())
     }
 
+    /// `len` bytes at `va` without copying, when they are physically contiguous and in one
+    /// window of the input; `None` means "use `read`".
+    pub fn slice(&mut self, va: u64, len: usize) -> Option<&[u8]> {
+        let pa = self.translate(va)?;
+        let m = self.last?;
+        if va.checked_add(len as u64)? > m.va + m.len {
+            return None;
+        }
+        self.mem.span(pa, len)
+    }
+
     pub fn read_u64(&mut self, va: u64) -> Option<u64> {
         let mut b = [0u8; 8];
         self.read(va, &mut b)?;
