@@ -134,9 +134,6 @@ impl ElfMemory {
         }
         let offset = seg.file_offset + (pa - seg.phys_start);
         let page_offset = offset - offset % ps;
-        if (seg.file_offset + (pa - pa % ps - seg.phys_start)) % ps != 0 {
-            return None;
-        }
         let inside =
             |w: &Window| offset >= w.start && offset + len as u64 <= w.start + w.map.len() as u64;
         if !self.window.as_ref().is_some_and(inside) {
