@@ -8,14 +8,17 @@ use std::path::Path;
 use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::filter::{DumpLevel, Filter, PageClasses, load_ranges};
 use crate::format::flat;
-use crate::input::Vmcore;
+use crate::input::kdump::{KdumpFile, KdumpPages};
+use crate::input::{PhysPages, Vmcore};
+use crate::kernel::dmesg;
 use crate::kernel::layout::PageLayout;
 use crate::kernel::memmap::MemMap;
 use crate::kernel::page::Classifier;
 use crate::kernel::uts;
+use crate::kernel::vmcoreinfo::VmcoreInfo;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, WriteOptions};
 use crate::report;
@@ -64,6 +67,7 @@ pub fn run(job: &Job) -> Result<()> {
             Ok(())
         }
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
+        Mode::DumpDmesg { vmcore, logfile } => dump_dmesg(job, vmcore, logfile.as_deref()),
         Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),
     }
 }
@@ -80,6 +84,69 @@ fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
         "The dumpfile is saved to {} ({n} bytes of data).",
         dumpfile.display()
     );
+    common!("\nvmsift Completed.");
+    Ok(())
+}
+
+/// `--dump-dmesg`: the kernel log of an ELF vmcore or a kdump-compressed dump.
+fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
+    let shown = input.display();
+    let mut head = [0u8; 16];
+    {
+        use std::io::Read;
+        let mut f =
+            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
+        let _ = f.read(&mut head);
+    }
+    let (info, pages): (VmcoreInfo, Box<dyn PhysPages>) = if head.starts_with(b"\x7fELF") {
+        let vm = Vmcore::open(input, job.use_mmap)?;
+        let mem = Box::new(vm.memory.duplicate()?);
+        (vm.info, mem)
+    } else if head.starts_with(crate::format::kdump::SIGNATURE) {
+        let file =
+            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
+        let dump = KdumpFile::open(file).map_err(|e| e.context(&shown))?;
+        let notes = dump.notes().map_err(|e| e.context(&shown))?;
+        let endian = crate::input::bytes::Endian::Little;
+        let text = crate::input::elf::Notes::new(&notes, endian)
+            .find(|n| n.name == b"VMCOREINFO")
+            .map(|n| n.desc.to_vec())
+            .ok_or_else(|| Error::bad_input(format!("{shown}: the dump has no VMCOREINFO note")))?;
+        (VmcoreInfo::parse(&text), Box::new(KdumpPages::new(dump)))
+    } else if head.starts_with(flat::SIGNATURE) {
+        return Err(Error::unsupported(format!(
+            "{shown} is a flattened dump: rebuild it first with vmsift -R FILE < {shown}"
+        )));
+    } else {
+        return Err(Error::bad_input(format!(
+            "{shown} is neither an ELF vmcore nor a kdump file"
+        )));
+    };
+    for (key, value) in info.lines() {
+        debug!("  {key}={value}");
+    }
+    let arch = X86_64::from_vmcoreinfo(&info).ok_or_else(|| {
+        Error::unsupported(format!(
+            "{shown}: VMCOREINFO lacks what x86_64 address translation needs"
+        ))
+    })?;
+    let mut km = KernelMemory::new(pages, arch);
+    let log = dmesg::lockless(&mut km, &info)
+        .map_err(|why| Error::bad_input(format!("{shown}: {why}")))?;
+    match logfile {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&log)
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::io(e, "cannot write the log to stdout"))?;
+        }
+        Some(path) => {
+            let file = target::create_output(path, job.force)?;
+            let mut sink = FileSink::new(file, path);
+            sink.write_at(0, &log)?;
+            common!("The dmesg log is saved to {}.", path.display());
+        }
+    }
     common!("\nvmsift Completed.");
     Ok(())
 }
@@ -190,7 +257,7 @@ pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn Page
         say("VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation");
         return Ok(None);
     };
-    let mut km = KernelMemory::new(vm.memory.duplicate()?, arch);
+    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch);
     let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
         Ok(m) => m,
         Err(why) => {

@@ -25,6 +25,11 @@ pub enum Mode {
     Rearrange {
         dumpfile: PathBuf,
     },
+    /// `--dump-dmesg VMCORE LOGFILE` (`None`: with -F, the log goes to stdout).
+    DumpDmesg {
+        vmcore: PathBuf,
+        logfile: Option<PathBuf>,
+    },
     Version,
     Help,
 }
@@ -90,6 +95,12 @@ fn command() -> Command {
                 .short('j')
                 .value_name("N")
                 .help("Threads that read and compress pages (default: the CPUs available)"),
+        )
+        .arg(
+            Arg::new("dump-dmesg")
+                .long("dump-dmesg")
+                .action(ArgAction::SetTrue)
+                .help("Write the kernel log of VMCOREINFO's kernel to LOGFILE (with -F, to stdout)"),
         )
         .arg(
             Arg::new("cyclic-buffer")
@@ -213,6 +224,22 @@ where
         Mode::Help
     } else if on("version") {
         Mode::Version
+    } else if on("dump-dmesg") {
+        match (files.as_slice(), on("flatten")) {
+            ([vmcore], true) => Mode::DumpDmesg {
+                vmcore: vmcore.clone(),
+                logfile: None,
+            },
+            ([vmcore, logfile], false) => Mode::DumpDmesg {
+                vmcore: vmcore.clone(),
+                logfile: Some(logfile.clone()),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
+                ));
+            }
+        }
     } else if on("rearrange") {
         match files.as_slice() {
             [dumpfile] => Mode::Rearrange {
@@ -310,6 +337,17 @@ mod tests {
             (j.codec, j.threads, j.message_level),
             (Codec::Zstd, Some(4), 6)
         );
+        // Debian's and SUSE's dmesg calls.
+        let j = p(&["--dump-dmesg", "/proc/vmcore", "/var/crash/dmesg.1"]).expect("dmesg");
+        assert!(matches!(
+            j.mode,
+            Mode::DumpDmesg {
+                logfile: Some(_),
+                ..
+            }
+        ));
+        let j = p(&["-F", "--message-level", "8", "--dump-dmesg", "/proc/vmcore"]).expect("-F");
+        assert!(matches!(j.mode, Mode::DumpDmesg { logfile: None, .. }));
         let j = p(&["-R", "dump"]).expect("-R");
         assert_eq!(
             j.mode,

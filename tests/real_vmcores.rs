@@ -377,3 +377,52 @@ fn thread_count_does_not_change_the_dump() {
     );
     assert!(a == b, "--num-threads 2 wrote a different dump than 1");
 }
+
+/// `--dump-dmesg` on the ELF and on our own `-d 31` dump prints exactly what Debian's
+/// makedumpfile prints for the ELF.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn dump_dmesg_matches_makedumpfile() {
+    for k in [&DEB61, &DEB612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-dmesg", k.name));
+        let theirs = dir.join("makedumpfile.txt");
+        let o = Command::new("makedumpfile")
+            .arg("--dump-dmesg")
+            .arg(&vmcore)
+            .arg(&theirs)
+            .output()
+            .expect("run makedumpfile (Debian package makedumpfile)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let want = std::fs::read(&theirs).expect("read");
+        assert!(want.len() > 10_000, "{}: a real log", k.name);
+
+        let ours = dir.join("vmsift.txt");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .arg("--dump-dmesg")
+            .arg(&vmcore)
+            .arg(&ours)
+            .output()
+            .expect("run vmsift");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            std::fs::read(&ours).expect("read") == want,
+            "{}: ELF log differs",
+            k.name
+        );
+
+        let dump = dir.join("dump-d31");
+        vmsift(&["-l", "-d", "31"], &vmcore, &dump);
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-F", "--dump-dmesg"])
+            .arg(&dump)
+            .output()
+            .expect("run vmsift");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.stdout == want,
+            "{}: log from our -d 31 dump differs",
+            k.name
+        );
+    }
+}

@@ -217,3 +217,37 @@ impl KdumpFile {
         Ok(Page::Data(page))
     }
 }
+
+/// A kdump file's pages as physical memory (for `--dump-dmesg` and re-filtering): pages
+/// left out of the dump are errors.
+pub struct KdumpPages {
+    pub file: KdumpFile,
+    buf: Vec<u8>,
+}
+
+impl KdumpPages {
+    pub fn new(file: KdumpFile) -> KdumpPages {
+        KdumpPages {
+            file,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl super::PhysPages for KdumpPages {
+    fn page_size(&self) -> usize {
+        self.file.header.block_size as usize
+    }
+
+    fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
+        match self.file.read_page(pfn)? {
+            Page::Data(d) => {
+                self.buf = d;
+                Ok(&self.buf)
+            }
+            other => Err(Error::bad_input(format!(
+                "pfn {pfn:#x} is not in the dump ({other:?})"
+            ))),
+        }
+    }
+}

@@ -14,6 +14,30 @@ use crate::kernel::vmcoreinfo::VmcoreInfo;
 use elf::{ElfCore, NT_PRSTATUS};
 use memory::ElfMemory;
 
+/// Physical memory read a page at a time, from whatever holds it (an ELF vmcore, a
+/// kdump-compressed file).
+pub trait PhysPages {
+    fn page_size(&self) -> usize;
+    /// The page's bytes; an error when the input does not have them.
+    fn read_page(&mut self, pfn: u64) -> Result<&[u8]>;
+    /// `len` bytes at `pa` without copying, when the input can hand them out in one piece.
+    fn span(&mut self, _pa: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl PhysPages for ElfMemory {
+    fn page_size(&self) -> usize {
+        ElfMemory::page_size(self)
+    }
+    fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
+        ElfMemory::read_page(self, pfn)
+    }
+    fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
+        ElfMemory::span(self, pa, len)
+    }
+}
+
 /// An opened ELF vmcore: its layout, its notes and its memory.
 pub struct Vmcore {
     pub path: PathBuf,

@@ -2,6 +2,7 @@
 //! its utsname. Address translation by page-table walk, mem_map and page classes, and the
 //! printk ring buffer join this layer as the filter and `--dump-dmesg` need them.
 
+pub mod dmesg;
 pub mod layout;
 pub mod memmap;
 pub mod page;

@@ -5,7 +5,7 @@
 //! but never a loop.
 
 use super::vmcoreinfo::VmcoreInfo;
-use crate::input::memory::ElfMemory;
+use crate::input::PhysPages;
 
 const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 const PRESENT: u64 = 0x1;
@@ -48,7 +48,7 @@ impl X86_64 {
         self.five_level
     }
 
-    fn entry(mem: &mut ElfMemory, table: u64, index: u64) -> Option<u64> {
+    fn entry(mem: &mut dyn PhysPages, table: u64, index: u64) -> Option<u64> {
         let ps = mem.page_size() as u64;
         let pa = table.checked_add(index * 8)?;
         let page = mem.read_page(pa / ps).ok()?;
@@ -57,7 +57,7 @@ impl X86_64 {
     }
 
     /// Translates `va`, returning the whole page (4 KiB, 2 MiB or 1 GiB) that holds it.
-    pub fn translate(&self, mem: &mut ElfMemory, va: u64) -> Option<Mapping> {
+    pub fn translate(&self, mem: &mut dyn PhysPages, va: u64) -> Option<Mapping> {
         let mut table = self.root;
         let shifts: &[u32] = if self.five_level {
             &[48, 39, 30, 21, 12]
@@ -90,13 +90,13 @@ impl X86_64 {
 /// Reads the crashed kernel's virtual memory, remembering the last mapping so that reading
 /// a large contiguous area (mem_map) walks the tables once per mapped page, not per read.
 pub struct KernelMemory {
-    pub mem: ElfMemory,
+    pub mem: Box<dyn PhysPages>,
     arch: X86_64,
     last: Option<Mapping>,
 }
 
 impl KernelMemory {
-    pub fn new(mem: ElfMemory, arch: X86_64) -> KernelMemory {
+    pub fn new(mem: Box<dyn PhysPages>, arch: X86_64) -> KernelMemory {
         KernelMemory {
             mem,
             arch,
@@ -111,7 +111,7 @@ impl KernelMemory {
         {
             return Some(m.pa + (va - m.va));
         }
-        let m = self.arch.translate(&mut self.mem, va)?;
+        let m = self.arch.translate(self.mem.as_mut(), va)?;
         self.last = Some(m);
         Some(m.pa + (va - m.va))
     }
