@@ -157,12 +157,24 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes the batch: its stored bytes (contiguous in the file, in one write) and the
+    /// descriptors of its pages.
     fn write(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<()> {
-        let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
-        // The batch's stored bytes are contiguous in the file: place them in one write,
-        // then give each page its descriptor.
-        let mut offset = self.data.position();
+        let offset = self.data.position();
         self.data.write_through(sink, &b.data)?;
+        self.describe(sink, b, offset)
+    }
+
+    /// Places the batch's bytes at the next data offset without writing them (another
+    /// thread will), writes its descriptors, and returns the offset.
+    fn place(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<u64> {
+        let offset = self.data.reserve(sink, b.data.len() as u64)?;
+        self.describe(sink, b, offset)?;
+        Ok(offset)
+    }
+
+    fn describe(&mut self, sink: &mut dyn Sink, b: &Batch, mut offset: u64) -> Result<()> {
+        let mut desc_bytes = [0u8; PAGE_DESC_SIZE as usize];
         for s in &b.out {
             let desc = match *s {
                 Stored::Zero => {
@@ -394,8 +406,23 @@ impl Planner<'_> {
     }
 }
 
-/// Runs pass 2 with one worker thread per `workers` entry: the calling thread plans batches
-/// and writes results in sequence; a fixed pool of batches (two per worker) bounds memory.
+/// Work for a helper thread.
+enum Job {
+    Compress(Batch),
+    /// Write the batch's bytes at this offset (files only; the writer placed them).
+    Write(u64, Batch),
+}
+
+enum Done {
+    Compressed(Result<Batch>),
+    Written(Result<Batch>),
+}
+
+/// Runs pass 2 with one worker thread per `workers` entry: the calling thread plans
+/// batches, places finished ones in sequence and writes their descriptors; the workers
+/// compress, and for a file they also write the placed page data, so the copies into the
+/// page cache do not all fall on one thread. A fixed pool of batches (two per worker, plus
+/// one) bounds memory.
 fn run_parallel(
     workers: Vec<Worker>,
     planner: &mut Planner<'_>,
@@ -407,24 +434,34 @@ fn run_parallel(
     use std::sync::{Arc, Mutex, mpsc};
 
     let pool_size = 2 * workers.len() + 1;
-    let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(pool_size);
+    let parallel_out = sink.parallel_writer();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(pool_size);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Result<Batch>>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
     std::thread::scope(|scope| {
         for mut worker in workers {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
+            let out = parallel_out.clone();
             scope.spawn(move || {
                 loop {
-                    // The lock is held only to take the next batch.
+                    // The lock is held only to take the next job.
                     let next = rx
                         .lock()
                         .map_err(|_| ())
                         .and_then(|r| r.recv().map_err(|_| ()));
-                    let Ok(mut batch) = next else { break };
-                    let result = worker.process(&mut batch).map(|()| batch);
-                    let failed = result.is_err();
-                    if tx.send(result).is_err() || failed {
+                    let done = match next {
+                        Err(()) => break,
+                        Ok(Job::Compress(mut b)) => {
+                            Done::Compressed(worker.process(&mut b).map(|()| b))
+                        }
+                        Ok(Job::Write(at, b)) => Done::Written(match &out {
+                            Some(out) => out.write_at(at, &b.data).map(|()| b),
+                            None => Err(Error::unsupported("no parallel output")),
+                        }),
+                    };
+                    let failed = matches!(done, Done::Compressed(Err(_)) | Done::Written(Err(_)));
+                    if tx.send(done).is_err() || failed {
                         break;
                     }
                 }
@@ -442,44 +479,52 @@ fn run_parallel(
             .collect();
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
-        let result = loop {
-            // Hand out batches while buffers are free.
-            while !planned_all && let Some(mut b) = free.pop() {
-                match planner.next_batch(sink, &mut b.pfns) {
-                    Ok(true) => {
+        let mut writes_out = 0usize;
+        let result = (|| -> Result<()> {
+            loop {
+                // Hand out batches while buffers are free.
+                while !planned_all && let Some(mut b) = free.pop() {
+                    if planner.next_batch(sink, &mut b.pfns)? {
                         b.seq = next_seq;
                         next_seq += 1;
-                        if job_tx.send(b).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(false) => {
+                        job_tx
+                            .send(Job::Compress(b))
+                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                    } else {
                         free.push(b);
                         planned_all = true;
                     }
-                    Err(e) => {
-                        drop(job_tx);
-                        return Err(e);
+                }
+                if planned_all && next_write == next_seq && writes_out == 0 {
+                    return Ok(());
+                }
+                match done_rx.recv() {
+                    Ok(Done::Compressed(b)) => {
+                        let b = b?;
+                        waiting.insert(b.seq, b);
+                    }
+                    Ok(Done::Written(b)) => {
+                        writes_out -= 1;
+                        free.push(b?);
+                    }
+                    Err(_) => return Err(Error::unsupported("the compression threads stopped")),
+                }
+                // Place every batch whose turn has come.
+                while let Some(b) = waiting.remove(&next_write) {
+                    next_write += 1;
+                    if parallel_out.is_some() && !b.data.is_empty() {
+                        let at = writer.place(sink, &b)?;
+                        writes_out += 1;
+                        job_tx
+                            .send(Job::Write(at, b))
+                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                    } else {
+                        writer.write(sink, &b)?;
+                        free.push(b);
                     }
                 }
             }
-            if planned_all && next_write == next_seq {
-                break Ok(());
-            }
-            // Take finished batches; write those whose turn has come.
-            match done_rx.recv() {
-                Ok(Ok(b)) => {
-                    waiting.insert(b.seq, b);
-                }
-                Ok(Err(e)) => break Err(e),
-                Err(_) => break Err(Error::unsupported("the compression threads stopped")),
-            }
-            while let Some(b) = waiting.remove(&next_write) {
-                writer.write(sink, &b)?;
-                next_write += 1;
-                free.push(b);
-            }
-        };
+        })();
         drop(job_tx);
         result
     })

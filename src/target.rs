@@ -15,6 +15,32 @@ pub trait Sink {
     fn finish(&mut self) -> Result<()>;
     /// Whether earlier writes can be rewritten in place (false for streams).
     fn seekable(&self) -> bool;
+    /// A handle other threads can write through at known offsets (files only).
+    fn parallel_writer(&self) -> Option<ParallelWriter> {
+        None
+    }
+}
+
+/// Positional writes into the output file from worker threads (pwrite on a shared fd).
+#[derive(Clone)]
+pub struct ParallelWriter {
+    file: std::sync::Arc<File>,
+    path: std::sync::Arc<PathBuf>,
+}
+
+impl ParallelWriter {
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(|e| {
+            Error::io(
+                e,
+                format!(
+                    "cannot write {} bytes at offset {offset:#x} of {}",
+                    data.len(),
+                    self.path.display()
+                ),
+            )
+        })
+    }
 }
 
 /// Creates the output file the way makedumpfile does, and more carefully: mode 0600 (dumps
@@ -81,6 +107,13 @@ impl Sink for FileSink {
 
     fn seekable(&self) -> bool {
         true
+    }
+
+    fn parallel_writer(&self) -> Option<ParallelWriter> {
+        Some(ParallelWriter {
+            file: std::sync::Arc::new(self.file.try_clone().ok()?),
+            path: std::sync::Arc::new(self.path.clone()),
+        })
     }
 }
 
@@ -168,6 +201,15 @@ impl SeqWriter {
         sink.write_at(self.next, data)?;
         self.next += data.len() as u64;
         Ok(())
+    }
+
+    /// Reserves `len` bytes at the current position for someone else to write (after
+    /// what is pending); returns their offset.
+    pub fn reserve(&mut self, sink: &mut dyn Sink, len: u64) -> Result<u64> {
+        self.flush(sink)?;
+        let at = self.next;
+        self.next += len;
+        Ok(at)
     }
 
     pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<()> {

@@ -15,7 +15,10 @@
 //! - the low 2 bits of the second-to-last byte of a match carry 0–3 following literals;
 //! - end of stream: M4 with distance 0 (`0x11 0x00 0x00`).
 
+/// Dictionary size: 2^14 entries at most (liblzo's LZO1X-1); a page of 2^k bytes uses
+/// 2^k entries (k ≥ 10), so a 4 KiB page's table stays in the L1 cache (16 KiB).
 const D_BITS: u32 = 14;
+const MIN_D_BITS: u32 = 10;
 const M2_MAX_LEN: usize = 8;
 const M2_MAX_OFFSET: usize = 0x0800;
 const M3_MAX_LEN: usize = 33;
@@ -144,13 +147,14 @@ impl Lzo1x1 {
         let base = self.base;
         self.base += span;
 
+        let bits = (n.next_power_of_two().trailing_zeros()).clamp(MIN_D_BITS, D_BITS);
         let mut ii = 0; // first byte not yet emitted
         if n > TAIL {
             let ip_end = n - TAIL;
             let mut ip = 1;
             while ip < ip_end {
                 let dv = read_u32(src, ip);
-                let h = (dv.wrapping_mul(0x1824_429d) >> (32 - D_BITS)) as usize & (D_SIZE - 1);
+                let h = (dv.wrapping_mul(0x1824_429d) >> (32 - bits)) as usize & (D_SIZE - 1);
                 let cand = self.dict[h];
                 self.dict[h] = base + ip as u32;
                 let m_pos = cand.wrapping_sub(base) as usize;
