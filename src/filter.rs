@@ -78,16 +78,12 @@ impl Bitmap {
         self.words[(i / 64) as usize] >> (i % 64) & 1 == 1
     }
 
-    /// Sets or clears the bits of `[from, to)` clipped to the bitmap.
-    pub fn set_range(&mut self, from: u64, to: u64, value: bool) {
-        let from = from.max(self.start);
-        let to = to.min(self.end());
-        if from >= to {
-            return;
-        }
+    /// The words covering `[from, to)` (non-empty, inside the bitmap) and, for each, the
+    /// mask of the range's bits in it.
+    fn word_masks(&self, from: u64, to: u64) -> impl Iterator<Item = (usize, u64)> + use<> {
         let (a, b) = (from - self.start, to - self.start);
         let (wa, wb) = ((a / 64) as usize, ((b - 1) / 64) as usize);
-        for w in wa..=wb {
+        (wa..=wb).map(move |w| {
             let lo = if w == wa { a % 64 } else { 0 };
             let hi = if w == wb { (b - 1) % 64 + 1 } else { 64 };
             let mask = if hi - lo == 64 {
@@ -95,6 +91,18 @@ impl Bitmap {
             } else {
                 ((1u64 << (hi - lo)) - 1) << lo
             };
+            (w, mask)
+        })
+    }
+
+    /// Sets or clears the bits of `[from, to)` clipped to the bitmap.
+    pub fn set_range(&mut self, from: u64, to: u64, value: bool) {
+        let from = from.max(self.start);
+        let to = to.min(self.end());
+        if from >= to {
+            return;
+        }
+        for (w, mask) in self.word_masks(from, to) {
             if value {
                 self.words[w] |= mask;
             } else {
@@ -114,19 +122,8 @@ impl Bitmap {
         if from >= to {
             return 0;
         }
-        let (a, b) = (from - self.start, to - self.start);
-        let (wa, wb) = ((a / 64) as usize, ((b - 1) / 64) as usize);
-        (wa..=wb)
-            .map(|w| {
-                let lo = if w == wa { a % 64 } else { 0 };
-                let hi = if w == wb { (b - 1) % 64 + 1 } else { 64 };
-                let mask = if hi - lo == 64 {
-                    u64::MAX
-                } else {
-                    ((1u64 << (hi - lo)) - 1) << lo
-                };
-                (self.words[w] & mask).count_ones() as u64
-            })
+        self.word_masks(from, to)
+            .map(|(w, mask)| (self.words[w] & mask).count_ones() as u64)
             .sum()
     }
 

@@ -160,18 +160,21 @@ pub fn page(fill: Fill, seed: u64, page_size: usize) -> Vec<u8> {
             .cycle()
             .take(page_size)
             .collect(),
-        Fill::Random => {
-            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            (0..page_size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        }
+        Fill::Random => noise(seed, page_size),
     }
+}
+
+/// `n` incompressible bytes (xorshift), deterministic from `seed`.
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// `n` pages cycling through zero, text and random contents.

@@ -30,16 +30,7 @@ pub struct ParallelWriter {
 
 impl ParallelWriter {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, offset).map_err(|e| {
-            Error::io(
-                e,
-                format!(
-                    "cannot write {} bytes at offset {offset:#x} of {}",
-                    data.len(),
-                    self.path.display()
-                ),
-            )
-        })
+        write_all_at(&self.file, &self.path, offset, data)
     }
 }
 
@@ -87,18 +78,23 @@ impl FileSink {
     }
 }
 
+/// pwrite of all of `data`, with an error that says where.
+fn write_all_at(file: &File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    file.write_all_at(data, offset).map_err(|e| {
+        Error::io(
+            e,
+            format!(
+                "cannot write {} bytes at offset {offset:#x} of {}",
+                data.len(),
+                path.display()
+            ),
+        )
+    })
+}
+
 impl Sink for FileSink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, offset).map_err(|e| {
-            Error::io(
-                e,
-                format!(
-                    "cannot write {} bytes at offset {offset:#x} of {}",
-                    data.len(),
-                    self.path.display()
-                ),
-            )
-        })
+        write_all_at(&self.file, &self.path, offset, data)
     }
 
     fn finish(&mut self) -> Result<()> {

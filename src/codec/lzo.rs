@@ -197,7 +197,7 @@ impl Lzo1x1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{Fill, mixed_pages, page};
+    use crate::synth::{Fill, mixed_pages, noise, page};
 
     fn round_trip(c: &mut Lzo1x1, data: &[u8]) -> usize {
         let mut out = Vec::new();
@@ -213,19 +213,8 @@ mod tests {
     #[test]
     fn round_trips_every_shape() {
         let mut c = Lzo1x1::new();
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
         for n in (0..300).chain([4095, 4096, 4097, 20000, 65536, 70000]) {
-            round_trip(&mut c, &noise(n));
+            round_trip(&mut c, &noise(n as u64, n));
             round_trip(&mut c, &vec![0u8; n]);
             let text: Vec<u8> = b"abcdefgh".iter().copied().cycle().take(n).collect();
             round_trip(&mut c, &text);
@@ -238,7 +227,7 @@ mod tests {
         // Literal runs of every length between matches, and long matches.
         let mut mixed = Vec::new();
         for i in 0..600usize {
-            mixed.extend(noise(i % 40));
+            mixed.extend(noise(i as u64, i % 40));
             mixed.extend(std::iter::repeat_n((i % 7) as u8, i % 300));
         }
         round_trip(&mut c, &mixed);
