@@ -53,6 +53,10 @@ where
 }
 
 pub fn run(job: &Job) -> Result<()> {
+    if job.check_params {
+        // The command line parsed into a job: that is all --check-params asks.
+        return Ok(());
+    }
     match &job.mode {
         Mode::Help => {
             print!("{}", cli::help());
@@ -155,6 +159,12 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     // Check the input, then claim the output, before any other work or message: bad input
     // leaves no file, and an existing file is refused before anything else is said.
     let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    if job.dry_run {
+        let stats = write_dump(job, &mut vm, &mut target::NullSink)?;
+        debug!("dry run: {} bytes would have been written", stats.file_size);
+        common!("\nvmsift Completed (dry run: nothing written).");
+        return Ok(());
+    }
     let output = match dumpfile {
         Some(path) => Some((target::create_output(path, job.force)?, path)),
         None => None,

@@ -46,6 +46,10 @@ pub struct Job {
     pub threads: Option<usize>,
     /// `--cyclic-buffer KB`: bytes of one cycle's bitmap, in KiB.
     pub cyclic_buffer_kib: Option<u64>,
+    /// `--check-params`: validate the command line only (RHEL's mkdumprd calls this).
+    pub check_params: bool,
+    /// `--dry-run`: do all the work, write nothing.
+    pub dry_run: bool,
 }
 
 fn command() -> Command {
@@ -107,6 +111,18 @@ fn command() -> Command {
                 .long("cyclic-buffer")
                 .value_name("KB")
                 .help("Bitmap buffer per cycle in KiB (default: 4096, less when memory is short)"),
+        )
+        .arg(
+            Arg::new("check-params")
+                .long("check-params")
+                .action(ArgAction::SetTrue)
+                .help("Only check the options and files given, then exit 0 (valid) or 1"),
+        )
+        .arg(
+            Arg::new("dry-run")
+                .long("dry-run")
+                .action(ArgAction::SetTrue)
+                .help("Do everything but write the dump"),
         )
         .arg(
             Arg::new("show-stats")
@@ -282,6 +298,8 @@ where
         use_mmap: !on("non-mmap"),
         threads,
         cyclic_buffer_kib,
+        check_params: on("check-params"),
+        dry_run: on("dry-run"),
     })
 }
 
@@ -348,6 +366,19 @@ mod tests {
         ));
         let j = p(&["-F", "--message-level", "8", "--dump-dmesg", "/proc/vmcore"]).expect("-F");
         assert!(matches!(j.mode, Mode::DumpDmesg { logfile: None, .. }));
+        // RHEL's mkdumprd: `makedumpfile --check-params <core_collector options> vmcore dumpfile`.
+        let j = p(&[
+            "--check-params",
+            "-l",
+            "--message-level",
+            "7",
+            "-d",
+            "31",
+            "vmcore",
+            "dumpfile",
+        ])
+        .expect("check-params");
+        assert!(j.check_params && !j.dry_run);
         let j = p(&["-R", "dump"]).expect("-R");
         assert_eq!(
             j.mode,

@@ -113,6 +113,23 @@ impl Sink for FileSink {
     }
 }
 
+/// Discards everything (`--dry-run`).
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+}
+
 /// A flattened stream on stdout (or any writer).
 pub struct StreamSink<W: Write> {
     flat: FlatWriter<io::BufWriter<W>>,

@@ -337,3 +337,27 @@ fn output_is_identical_whatever_the_thread_count_or_read_method() {
         }
     }
 }
+
+#[test]
+fn check_params_and_dry_run_write_nothing() {
+    let dir = scratch("check");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("write");
+    let out = dir.join("dump");
+    let o = run(bin()
+        .args(["--check-params", "-l", "--message-level", "7", "-d", "31"])
+        .arg(&vmcore)
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(bin()
+        .args(["--check-params", "-l", "-c"])
+        .arg(&vmcore)
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(1), "bad options fail --check-params");
+    let o = run(bin()
+        .args(["--dry-run", "-z", "-d", "1"])
+        .arg(&vmcore)
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing written");
+}
