@@ -86,11 +86,32 @@ pub fn base_header(
     }
 }
 
-fn cycles(max_mapnr: u64, per_cycle: u64) -> impl Iterator<Item = (u64, u64)> {
-    (0..max_mapnr.div_ceil(per_cycle)).map(move |i| {
-        let start = i * per_cycle;
-        (start, (start + per_cycle).min(max_mapnr))
-    })
+/// The cycles `[start, end)` covering `0..max_mapnr`, `per_cycle` pfns each.
+#[derive(Debug, Clone)]
+struct Cycles {
+    next: u64,
+    max_mapnr: u64,
+    per_cycle: u64,
+}
+
+impl Iterator for Cycles {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if self.next >= self.max_mapnr {
+            return None;
+        }
+        let start = self.next;
+        self.next = start.saturating_add(self.per_cycle).min(self.max_mapnr);
+        Some((start, self.next))
+    }
+}
+
+fn cycles(max_mapnr: u64, per_cycle: u64) -> Cycles {
+    Cycles {
+        next: 0,
+        max_mapnr,
+        per_cycle,
+    }
 }
 
 /// One page's result in a batch.
@@ -294,7 +315,7 @@ pub fn write_kdump(
         filter,
         kept: kept.into_iter(),
         reuse: keep,
-        cycles: cycles(max_mapnr, per_cycle).collect::<Vec<_>>().into_iter(),
+        cycles: cycles(max_mapnr, per_cycle),
         layout,
         pending: None,
         pages_in_input: 0,
@@ -363,7 +384,7 @@ struct Planner<'f> {
     /// Pass 1's bitmaps, when kept (then `reuse` is set and mem_map is not read again).
     kept: std::vec::IntoIter<Bitmap>,
     reuse: bool,
-    cycles: std::vec::IntoIter<(u64, u64)>,
+    cycles: Cycles,
     layout: Layout,
     /// The current cycle's dumpable pfns not handed out yet.
     pending: Option<crate::filter::IntoSetBits>,

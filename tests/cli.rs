@@ -247,6 +247,19 @@ fn bad_input_gives_exit_1_and_one_clear_line() {
     fs::write(&no_info, s.to_bytes()).expect("write");
     expect_one_line_failure(&[os(&no_info).as_ref(), os(&out).as_ref()], "no VMCOREINFO");
 
+    // A PT_LOAD claiming 2^60 bytes of memory (p_memsz) with 4 pages in the file.
+    let huge = dir.join("huge-memsz");
+    let s = SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0, mixed_pages(0, 4, PS), 1 << 60);
+    fs::write(&huge, s.to_bytes()).expect("write");
+    expect_one_line_failure(
+        &[os(&huge).as_ref(), os(&out).as_ref()],
+        "physical address space",
+    );
+    assert!(!out.exists());
+
     let empty = dir.join("empty");
     fs::write(&empty, b"").expect("write");
     expect_one_line_failure(&[os(&empty).as_ref(), os(&out).as_ref()], "not an ELF file");

@@ -80,6 +80,15 @@ impl Vmcore {
                 "{shown}: no VMCOREINFO note{why}; vmsift needs the kernel's VMCOREINFO to know its page size and layout"
             )));
         };
+        // No machine has 2^52 bytes of physical address space in use (x86_64's and
+        // arm64's limit); a PT_LOAD reaching beyond is corrupt, and would ask for bitmaps
+        // of hundreds of GiB.
+        if let Some(l) = elf.loads.iter().find(|l| l.phys_end() > 1 << 52) {
+            return Err(Error::bad_input(format!(
+                "{shown}: a PT_LOAD claims memory up to {:#x}, beyond any machine's physical address space",
+                l.phys_end()
+            )));
+        }
         let (at, len) = vmcoreinfo_at;
         let info = VmcoreInfo::parse(&elf.notes[at..at + len]);
         let page_size = info.page_size().map_err(|e| e.context(&shown))?;

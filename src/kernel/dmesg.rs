@@ -25,9 +25,14 @@ fn off(info: &VmcoreInfo, name: &str) -> Result<u64, String> {
 }
 
 fn size(info: &VmcoreInfo, name: &str) -> Result<u64, String> {
-    info.size(name)
+    let v = info
+        .size(name)
         .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| format!("VMCOREINFO has no SIZE({name})"))
+        .ok_or_else(|| format!("VMCOREINFO has no SIZE({name})"))?;
+    if v == 0 || v > MAX_STRUCT {
+        return Err(format!("VMCOREINFO SIZE({name})={v} is implausible"));
+    }
+    Ok(v)
 }
 
 fn le(b: &[u8], at: u64, n: usize) -> u64 {
@@ -39,8 +44,19 @@ fn le(b: &[u8], at: u64, n: usize) -> u64 {
     u64::from_le_bytes(v)
 }
 
+/// The most kernel memory one structure of the log may take (the text ring is at most
+/// 2^28 bytes; descriptors and infos are smaller).
+const MAX_READ: u64 = 1 << 28;
+/// Sizes of the ring's structures beyond these are corrupt VMCOREINFO.
+const MAX_STRUCT: u64 = 4096;
+
 /// Reads `len` bytes of kernel memory, refusing absurd sizes.
 fn read(km: &mut KernelMemory, va: u64, len: u64, what: &str) -> Result<Vec<u8>, String> {
+    if len > MAX_READ {
+        return Err(format!(
+            "{what} would be {len} bytes: corrupt VMCOREINFO or ring"
+        ));
+    }
     let mut buf = vec![0u8; len as usize];
     km.read(va, &mut buf)
         .ok_or_else(|| format!("cannot read {what} ({len} bytes at {va:#x})"))?;

@@ -127,6 +127,13 @@ impl MemMap {
             map.sections.push(section);
         };
 
+        // The tables read are proportional to the memory the vmcore claims; a corrupt
+        // PT_LOAD size must not turn into a huge allocation.
+        if nr_sections > 1 << 24 {
+            return Err(format!(
+                "{nr_sections} memory sections for {max_pfn:#x} page frames is implausible"
+            ));
+        }
         if extreme {
             let nr_roots = nr_sections.div_ceil(per_root);
             let mut roots = vec![0u8; (nr_roots * 8) as usize];
