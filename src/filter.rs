@@ -226,14 +226,6 @@ impl PfnRanges {
         self.0.iter().copied()
     }
 
-    pub fn end(&self) -> u64 {
-        self.0.last().map_or(0, |r| r.1)
-    }
-
-    pub fn count(&self) -> u64 {
-        self.0.iter().map(|(a, b)| b - a).sum()
-    }
-
     pub fn count_in(&self, from: u64, to: u64) -> u64 {
         self.0
             .iter()

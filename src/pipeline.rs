@@ -131,6 +131,18 @@ struct Batch {
     data: Vec<u8>,
 }
 
+impl Batch {
+    /// An empty batch with room for BATCH_PAGES pages stored raw.
+    fn new(page_size: usize) -> Batch {
+        Batch {
+            seq: 0,
+            pfns: Vec::with_capacity(BATCH_PAGES),
+            out: Vec::with_capacity(BATCH_PAGES),
+            data: Vec::with_capacity(BATCH_PAGES * page_size),
+        }
+    }
+}
+
 /// Reads, zero-checks and compresses batches: one per thread.
 struct Worker {
     mem: ElfMemory,
@@ -334,12 +346,7 @@ pub fn write_kdump(
     };
     if threads == 1 {
         let mut worker = make_worker(vm.memory.duplicate()?)?;
-        let mut batch = Batch {
-            seq: 0,
-            pfns: Vec::with_capacity(BATCH_PAGES),
-            out: Vec::with_capacity(BATCH_PAGES),
-            data: Vec::with_capacity(BATCH_PAGES * vm.page_size),
-        };
+        let mut batch = Batch::new(vm.page_size);
         while planner.next_batch(sink, &mut batch.pfns)? {
             worker.process(&mut batch)?;
             writer.write(sink, &batch)?;
@@ -490,14 +497,7 @@ fn run_parallel(
         }
         drop(done_tx);
 
-        let mut free: Vec<Batch> = (0..pool_size)
-            .map(|_| Batch {
-                seq: 0,
-                pfns: Vec::with_capacity(BATCH_PAGES),
-                out: Vec::with_capacity(BATCH_PAGES),
-                data: Vec::with_capacity(BATCH_PAGES * page_size),
-            })
-            .collect();
+        let mut free: Vec<Batch> = (0..pool_size).map(|_| Batch::new(page_size)).collect();
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
         let mut writes_out = 0usize;

@@ -131,8 +131,4 @@ impl Progress {
             self.print(true);
         }
     }
-
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
 }

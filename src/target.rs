@@ -13,8 +13,6 @@ pub trait Sink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
     /// Flushes everything; the output is complete only if this succeeds.
     fn finish(&mut self) -> Result<()>;
-    /// Whether earlier writes can be rewritten in place (false for streams).
-    fn seekable(&self) -> bool;
     /// A handle other threads can write through at known offsets (files only).
     fn parallel_writer(&self) -> Option<ParallelWriter> {
         None
@@ -101,10 +99,6 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn seekable(&self) -> bool {
-        true
-    }
-
     fn parallel_writer(&self) -> Option<ParallelWriter> {
         Some(ParallelWriter {
             file: std::sync::Arc::new(self.file.try_clone().ok()?),
@@ -123,10 +117,6 @@ impl Sink for NullSink {
 
     fn finish(&mut self) -> Result<()> {
         Ok(())
-    }
-
-    fn seekable(&self) -> bool {
-        true
     }
 }
 
@@ -162,10 +152,6 @@ impl<W: Write> Sink for StreamSink<W> {
                 format!("cannot write the flattened dump to {}", self.what),
             )
         })
-    }
-
-    fn seekable(&self) -> bool {
-        false
     }
 }
 
@@ -247,9 +233,6 @@ mod tests {
         }
         fn finish(&mut self) -> Result<()> {
             Ok(())
-        }
-        fn seekable(&self) -> bool {
-            true
         }
     }
 

@@ -120,64 +120,52 @@ impl ElfMemory {
         Ok(())
     }
 
-    /// `len` bytes of physical memory at `pa` straight from the mmap window, when they lie
-    /// in one segment and one window (no copy); `None` otherwise (read them page by page).
-    pub fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
+    /// Where the `len` bytes at `pa` start in the mmap window, mapping the window if
+    /// needed; `None` when they are not all file bytes of one segment within one window,
+    /// or mmap is off. An mmap failure turns mmap off for the rest of the run (reported
+    /// once through `mmap_failure`).
+    fn window_index(&mut self, pa: u64, len: usize) -> Option<usize> {
         if !self.use_mmap || len == 0 {
             return None;
         }
-        let end = pa.checked_add(len as u64)?;
         let ps = self.page_size as u64;
+        let end = pa.checked_add(len as u64)?;
         let seg = self.whole_page_segment(pa - pa % ps)?;
         if end > seg.file_phys_end() {
             return None;
         }
         let offset = seg.file_offset + (pa - seg.phys_start);
-        let page_offset = offset - offset % ps;
         let inside =
             |w: &Window| offset >= w.start && offset + len as u64 <= w.start + w.map.len() as u64;
-        if !self.window.as_ref().is_some_and(inside) {
-            self.map_window(&seg, page_offset).ok()?;
+        if !self.window.as_ref().is_some_and(inside)
+            && let Err(e) = self.map_window(&seg, offset - offset % ps)
+        {
+            self.use_mmap = false;
+            self.mmap_failure = Some(format!(
+                "mmap of the input failed at offset {offset:#x} ({e}); reading with pread instead"
+            ));
+            return None;
         }
         let w = self.window.as_ref().filter(|w| inside(w))?;
-        let at = (offset - w.start) as usize;
-        w.map.get(at..at + len)
+        Some((offset - w.start) as usize)
+    }
+
+    /// `len` bytes of physical memory at `pa` straight from the mmap window, when they lie
+    /// in one segment and one window (no copy); `None` otherwise (read them page by page).
+    pub fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
+        let at = self.window_index(pa, len)?;
+        self.window.as_ref()?.map.get(at..at + len)
     }
 
     /// Returns the bytes of page frame `pfn`: zeros where the input has none of the page's
     /// bytes but some; an error when it has none at all.
     pub fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
-        let ps = self.page_size as u64;
         let pa = pfn
-            .checked_mul(ps)
+            .checked_mul(self.page_size as u64)
             .ok_or_else(|| Error::bad_input(format!("pfn {pfn:#x} is out of range")))?;
-        let mut mapped_at = None;
-        if self.use_mmap
-            && let Some(seg) = self.whole_page_segment(pa)
-        {
-            let offset = seg.file_offset + (pa - seg.phys_start);
-            if offset % ps == 0 {
-                let covered = self.window.as_ref().is_some_and(|w| {
-                    offset >= w.start && offset + ps <= w.start + w.map.len() as u64
-                });
-                let mapped = covered
-                    || match self.map_window(&seg, offset) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            self.use_mmap = false;
-                            self.mmap_failure = Some(format!(
-                                "mmap of the input failed at offset {offset:#x} ({e}); reading with pread instead"
-                            ));
-                            false
-                        }
-                    };
-                if mapped {
-                    mapped_at = self.window.as_ref().map(|w| (offset - w.start) as usize);
-                }
-            }
-        }
-        // Decided first, borrowed after: returning a borrow from inside the branch above
-        // would keep `self` borrowed on the fallback path too.
+        let mapped_at = self.window_index(pa, self.page_size);
+        // Decided first, borrowed after: returning a borrow from inside a branch would keep
+        // `self` borrowed on the fallback path too.
         if mapped_at.is_none() {
             self.assemble_page(pa)?;
         }

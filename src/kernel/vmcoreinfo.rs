@@ -64,10 +64,6 @@ impl VmcoreInfo {
         info
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
     pub fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
         self.lines.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }

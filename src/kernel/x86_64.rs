@@ -44,10 +44,6 @@ impl X86_64 {
         })
     }
 
-    pub fn five_level(&self) -> bool {
-        self.five_level
-    }
-
     fn entry(mem: &mut dyn PhysPages, table: u64, index: u64) -> Option<u64> {
         let ps = mem.page_size() as u64;
         let pa = table.checked_add(index * 8)?;
