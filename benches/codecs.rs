@@ -4,9 +4,10 @@
 //!     cargo bench --bench codecs                       # synthetic pages
 //!     VMSIFT_BENCH_VMCORE=target/vmcores/deb61.elf cargo bench --bench codecs
 //!     VMSIFT_BENCH_DUMP=dump-of-d31 cargo bench --bench codecs   # pages a dump keeps
+//!     VMSIFT_BENCH_SAVE=pages.raw ...   # also writes the corpus as raw pages
 //!
-//! With a vmcore, the corpus is up to 8192 non-zero pages spread evenly over it (what a
-//! dump compresses). Prints pages/s, MB/s of input and the mean stored size per page
+//! With a vmcore or a dump, the corpus is up to 8192 non-zero pages spread evenly over it
+//! (what a dump compresses). Prints pages/s, MB/s of input and the mean stored size per page
 //! (a page that does not shrink is stored whole, as in the dump).
 
 use std::hint::black_box;
@@ -78,11 +79,11 @@ fn corpus() -> (String, Vec<Vec<u8>>) {
                 && !is_zero_page(&p)
             {
                 pages.push(p);
-                if pages.len() == 8192 {
-                    break;
-                }
             }
         }
+        // Evenly spread, so the sample has the dump's mix (low pfns are not typical).
+        let step = pages.len().div_ceil(8192).max(1);
+        let pages: Vec<_> = pages.into_iter().step_by(step).collect();
         return (
             format!("{} non-zero pages kept in {path}", pages.len()),
             pages,
@@ -134,6 +135,12 @@ fn measure(mut f: Candidate, pages: &[Vec<u8>]) -> (f64, f64) {
 fn main() {
     let (what, pages) = corpus();
     println!("corpus: {what}");
+    if let Ok(path) = std::env::var("VMSIFT_BENCH_SAVE") {
+        // The corpus as raw pages, to measure other implementations (e.g. liblzo2 from C)
+        // on exactly the same input.
+        std::fs::write(&path, pages.concat()).expect("write VMSIFT_BENCH_SAVE");
+        println!("corpus saved to {path}");
+    }
     let candidates: Vec<(&str, Candidate)> = vec![
         ("vmsift -l (lzo)", vmsift(Codec::Lzo)),
         ("  lzo1x crate, level 3 (LZO1X-1)", lzo1x_crate()),

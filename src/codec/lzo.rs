@@ -2,10 +2,14 @@
 //! produces and every LZO1X decompressor (crash, libkdumpfile, the kernel) reads.
 //!
 //! Why not a crate: the safe port allocates its output and clears a 32 KiB dictionary on
-//! every call, which costs a quarter of the time on 4 KiB pages. Here the dictionary is
-//! kept between calls and invalidated by a moving base instead of being cleared: an entry
-//! is `base + position`, valid only if it is at least this call's base. Output depends only
-//! on the input page, never on earlier pages (so threads cannot change the dump).
+//! every call. Here a page (any input up to 48 KiB) uses a 16 KiB table of 2-byte positions
+//! cleared per call, as the kernel's LZO1X-1 does, so a candidate needs no validity check
+//! beyond comparing its bytes; the output buffer keeps its length between calls and short
+//! literal runs are copied 16 bytes at a time. On the pages a `-d 31` dump keeps this runs
+//! at about 0.8 of liblzo2's speed (benches/codecs, `VMSIFT_BENCH_SAVE` for a C run).
+//! Larger inputs keep a 2^14-entry table between calls, invalidated by a moving base: an
+//! entry is `base + position`, valid only if it is at least this call's base. Output
+//! depends only on the input, never on earlier calls (so threads cannot change the dump).
 //!
 //! Stream summary (instruction byte t):
 //! - first byte > 17: a literal run of t − 17 bytes (stream start only);
@@ -15,10 +19,11 @@
 //! - the low 2 bits of the second-to-last byte of a match carry 0–3 following literals;
 //! - end of stream: M4 with distance 0 (`0x11 0x00 0x00`).
 
-/// Dictionary size: 2^14 entries at most (liblzo's LZO1X-1); a page of 2^k bytes uses
-/// 2^k entries (k ≥ 10), so a 4 KiB page's table stays in the L1 cache (16 KiB).
+/// Dictionary size for inputs over 48 KiB: 2^14 entries at most (liblzo's LZO1X-1).
 const D_BITS: u32 = 14;
 const MIN_D_BITS: u32 = 10;
+/// For pages: 2^13 two-byte entries (16 KiB), as the kernel's LZO1X-1.
+const SMALL_D_BITS: u32 = 13;
 const M2_MAX_LEN: usize = 8;
 const M2_MAX_OFFSET: usize = 0x0800;
 const M3_MAX_LEN: usize = 33;
@@ -38,7 +43,9 @@ pub fn worst_case(n: usize) -> usize {
 const D_SIZE: usize = 1 << D_BITS;
 
 pub struct Lzo1x1 {
-    /// A fixed-size table, so that masked indexes need no bounds check.
+    /// Inputs up to `M4_MAX_OFFSET` bytes (pages): positions, cleared per call.
+    small: Box<[u16; 1 << SMALL_D_BITS]>,
+    /// Larger inputs: `base + position`, invalidated by moving the base.
     dict: Box<[u32; D_SIZE]>,
     base: u32,
 }
@@ -61,79 +68,128 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Appends a run-length extension: zero bytes for each 255, then the rest (1..=255).
-fn push_extension(out: &mut Vec<u8>, mut n: usize) {
-    while n > 255 {
-        out.push(0);
-        n -= 255;
-    }
-    out.push(n as u8);
+/// Extra room `compress_into` wants past `worst_case`: short literal runs are copied 16
+/// bytes at a time, which may write (never read) past the run's end.
+pub const SLACK: usize = 16;
+
+/// The output cursor. Every write is bounds-checked by the slice; `out` holds
+/// `worst_case + SLACK` bytes, so the checks never fail.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    op: usize,
 }
 
-fn push_literals(out: &mut Vec<u8>, lit: &[u8]) {
-    let t = lit.len();
-    if t == 0 {
-        return;
+impl Out<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.op] = b;
+        self.op += 1;
     }
-    if out.is_empty() && t <= 238 {
-        out.push(17 + t as u8);
-    } else if t <= 3 {
-        // Carried in the low bits of the previous match's second-to-last byte.
-        let at = out.len() - 2;
-        out[at] |= t as u8;
-    } else if t <= 18 {
-        out.push((t - 3) as u8);
-    } else {
-        out.push(0);
-        push_extension(out, t - 18);
-    }
-    out.extend_from_slice(lit);
-}
 
-fn push_match(out: &mut Vec<u8>, len: usize, off: usize) {
-    if len <= M2_MAX_LEN && off <= M2_MAX_OFFSET {
-        let o = off - 1;
-        out.push((((len - 1) << 5) | ((o & 7) << 2)) as u8);
-        out.push((o >> 3) as u8);
-        return;
+    /// A run-length extension: zero bytes for each 255, then the rest (1..=255).
+    #[inline(always)]
+    fn extension(&mut self, mut n: usize) {
+        while n > 255 {
+            self.byte(0);
+            n -= 255;
+        }
+        self.byte(n as u8);
     }
-    let o = if off <= M3_MAX_OFFSET {
-        if len <= M3_MAX_LEN {
-            out.push(M3_MARKER | (len - 2) as u8);
-        } else {
-            out.push(M3_MARKER);
-            push_extension(out, len - M3_MAX_LEN);
+
+    /// The literal run `src[ii..ip]`; `ip + 16 <= src.len()` when `fast` (the main loop,
+    /// where matches start at least `TAIL` bytes before the end).
+    #[inline(always)]
+    fn literals(&mut self, src: &[u8], ii: usize, ip: usize) {
+        let t = ip - ii;
+        if t == 0 {
+            return;
         }
-        off - 1
-    } else {
-        let o = off - 0x4000;
-        let high = ((o >> 11) & 8) as u8;
-        if len <= M4_MAX_LEN {
-            out.push(M4_MARKER | high | (len - 2) as u8);
+        if self.op == 0 && t <= 238 {
+            self.byte(17 + t as u8);
+        } else if t <= 3 {
+            // Carried in the low bits of the previous match's second-to-last byte.
+            self.buf[self.op - 2] |= t as u8;
+        } else if t <= 18 {
+            self.byte((t - 3) as u8);
         } else {
-            out.push(M4_MARKER | high);
-            push_extension(out, len - M4_MAX_LEN);
+            self.byte(0);
+            self.extension(t - 18);
         }
-        o
-    };
-    out.push(((o & 0x3f) << 2) as u8);
-    out.push((o >> 6) as u8);
+        if t <= 16 && ii + 16 <= src.len() {
+            self.buf[self.op..self.op + 16].copy_from_slice(&src[ii..ii + 16]);
+        } else {
+            self.buf[self.op..self.op + t].copy_from_slice(&src[ii..ip]);
+        }
+        self.op += t;
+    }
+
+    #[inline(always)]
+    fn matched(&mut self, len: usize, off: usize) {
+        if len <= M2_MAX_LEN && off <= M2_MAX_OFFSET {
+            let o = off - 1;
+            self.byte((((len - 1) << 5) | ((o & 7) << 2)) as u8);
+            self.byte((o >> 3) as u8);
+            return;
+        }
+        let o = if off <= M3_MAX_OFFSET {
+            if len <= M3_MAX_LEN {
+                self.byte(M3_MARKER | (len - 2) as u8);
+            } else {
+                self.byte(M3_MARKER);
+                self.extension(len - M3_MAX_LEN);
+            }
+            off - 1
+        } else {
+            let o = off - 0x4000;
+            let high = ((o >> 11) & 8) as u8;
+            if len <= M4_MAX_LEN {
+                self.byte(M4_MARKER | high | (len - 2) as u8);
+            } else {
+                self.byte(M4_MARKER | high);
+                self.extension(len - M4_MAX_LEN);
+            }
+            o
+        };
+        self.byte(((o & 0x3f) << 2) as u8);
+        self.byte((o >> 6) as u8);
+    }
 }
 
 impl Lzo1x1 {
     pub fn new() -> Lzo1x1 {
         Lzo1x1 {
+            small: Box::new([0; 1 << SMALL_D_BITS]),
             dict: Box::new([0; D_SIZE]),
             base: 1,
         }
     }
 
-    /// Compresses `src` into `out` (cleared first). Inputs larger than 4 GiB are not
-    /// supported (pages are at most 1 MiB).
+    /// Compresses `src` into `out` (replacing its contents). Inputs larger than 4 GiB are
+    /// not supported (pages are at most 1 MiB).
     pub fn compress(&mut self, src: &[u8], out: &mut Vec<u8>) {
         out.clear();
-        out.reserve(worst_case(src.len()));
+        out.resize(worst_case(src.len()) + SLACK, 0);
+        let n = self.compress_into(src, out);
+        out.truncate(n);
+    }
+
+    /// Compresses `src` into `out`, which must hold at least `worst_case(src.len()) + SLACK`
+    /// bytes (shorter panics), and returns the compressed length.
+    pub fn compress_into(&mut self, src: &[u8], out: &mut [u8]) -> usize {
         let n = src.len();
+        if n <= M4_MAX_OFFSET {
+            // Pages: a small table cleared per call (a few nanoseconds), so every entry is
+            // an earlier position of this input and every distance is in range.
+            self.small.fill(0);
+            let dict = &mut self.small;
+            return run(src, out, SMALL_D_BITS, |h, ip| {
+                // h < 2^bits; the mask only spares the bounds check.
+                let h = h & ((1 << SMALL_D_BITS) - 1);
+                let m_pos = dict[h] as usize;
+                dict[h] = ip as u16;
+                Some(m_pos)
+            });
+        }
         // A fresh base for this call; entries below it are from earlier calls.
         let span = n as u32 + 1;
         if self
@@ -146,52 +202,72 @@ impl Lzo1x1 {
         }
         let base = self.base;
         self.base += span;
-
         let bits = (n.next_power_of_two().trailing_zeros()).clamp(MIN_D_BITS, D_BITS);
-        let mut ii = 0; // first byte not yet emitted
-        if n > TAIL {
-            let ip_end = n - TAIL;
-            let mut ip = 1;
-            while ip < ip_end {
-                let dv = read_u32(src, ip);
-                let h = (dv.wrapping_mul(0x1824_429d) >> (32 - bits)) as usize & (D_SIZE - 1);
-                let cand = self.dict[h];
-                self.dict[h] = base + ip as u32;
-                let m_pos = cand.wrapping_sub(base) as usize;
-                if cand < base
-                    || m_pos >= ip
-                    || ip - m_pos > M4_MAX_OFFSET
-                    || read_u32(src, m_pos) != dv
-                {
+        let dict = &mut self.dict;
+        run(src, out, bits, |h, ip| {
+            let h = h & (D_SIZE - 1);
+            let cand = dict[h];
+            dict[h] = base + ip as u32;
+            // Entries from earlier calls wrap to a huge position and fail `< ip`.
+            let m_pos = cand.wrapping_sub(base) as usize;
+            (m_pos < ip && ip - m_pos <= M4_MAX_OFFSET).then_some(m_pos)
+        })
+    }
+}
+
+/// The LZO1X-1 loop. `probe(hash, ip)` records `ip` under `hash` and returns the earlier
+/// position stored there if it may be matched (before `ip`, within `M4_MAX_OFFSET`).
+#[inline(always)]
+fn run(
+    src: &[u8],
+    out: &mut [u8],
+    bits: u32,
+    mut probe: impl FnMut(usize, usize) -> Option<usize>,
+) -> usize {
+    let n = src.len();
+    let mut o = Out { buf: out, op: 0 };
+    let mut ii = 0; // first byte not yet emitted
+    if n > TAIL {
+        let ip_end = n - TAIL;
+        let mut ip = 1;
+        while ip < ip_end {
+            let dv = read_u32(src, ip);
+            let h = (dv.wrapping_mul(0x1824_429d) >> (32 - bits)) as usize;
+            let m_pos = match probe(h, ip) {
+                Some(m) if read_u32(src, m) == dv => m,
+                _ => {
                     // No match: step further the longer the literal run (skips fast over
                     // incompressible data, as LZO1X-1 does).
                     ip += 1 + ((ip - ii) >> 5);
                     continue;
                 }
-                push_literals(out, &src[ii..ip]);
-                // Extend the match 8 bytes at a time, then byte by byte.
-                let mut len = 4;
-                while ip + len + 8 <= n {
-                    let x = read_u64(src, ip + len) ^ read_u64(src, m_pos + len);
-                    if x != 0 {
-                        len += (x.trailing_zeros() / 8) as usize;
-                        break;
-                    }
-                    len += 8;
+            };
+            o.literals(src, ii, ip);
+            // Extend the match 8 bytes at a time, then byte by byte.
+            let mut len = 4;
+            while ip + len + 8 <= n {
+                let x = read_u64(src, ip + len) ^ read_u64(src, m_pos + len);
+                if x != 0 {
+                    len += (x.trailing_zeros() / 8) as usize;
+                    break;
                 }
-                if ip + len + 8 > n {
-                    while ip + len < n && src[ip + len] == src[m_pos + len] {
-                        len += 1;
-                    }
-                }
-                push_match(out, len, ip - m_pos);
-                ip += len;
-                ii = ip;
+                len += 8;
             }
+            if ip + len + 8 > n {
+                while ip + len < n && src[ip + len] == src[m_pos + len] {
+                    len += 1;
+                }
+            }
+            o.matched(len, ip - m_pos);
+            ip += len;
+            ii = ip;
         }
-        push_literals(out, &src[ii..]);
-        out.extend_from_slice(&[M4_MARKER | 1, 0, 0]);
     }
+    o.literals(src, ii, n);
+    for b in [M4_MARKER | 1, 0, 0] {
+        o.byte(b);
+    }
+    o.op
 }
 
 #[cfg(test)]

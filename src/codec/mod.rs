@@ -70,7 +70,8 @@ impl fmt::Display for Codec {
 enum State {
     None,
     Zlib(Box<libdeflater::Compressor>),
-    Lzo(Box<lzo::Lzo1x1>),
+    /// The LZO output buffer keeps its full length between pages (no clearing per page).
+    Lzo(Box<lzo::Lzo1x1>, Vec<u8>),
     Snappy(Box<snap::raw::Encoder>),
     Zstd(zstd::bulk::Compressor<'static>),
 }
@@ -93,7 +94,10 @@ impl Compressor {
                     .map_err(|e| Error::unsupported(format!("libdeflate level 1: {e:?}")))?;
                 State::Zlib(Box::new(libdeflater::Compressor::new(level)))
             }
-            Codec::Lzo => State::Lzo(Box::default()),
+            Codec::Lzo => State::Lzo(
+                Box::default(),
+                vec![0; lzo::worst_case(page_size) + lzo::SLACK],
+            ),
             Codec::Snappy => State::Snappy(Box::new(snap::raw::Encoder::new())),
             Codec::Zstd => State::Zstd(
                 zstd::bulk::Compressor::new(1)
@@ -128,7 +132,13 @@ impl Compressor {
                     Err(_) => return Ok(None),
                 }
             }
-            State::Lzo(l) => l.compress(page, &mut self.out),
+            State::Lzo(l, buf) => {
+                if buf.len() < lzo::worst_case(page.len()) + lzo::SLACK {
+                    buf.resize(lzo::worst_case(page.len()) + lzo::SLACK, 0);
+                }
+                let n = l.compress_into(page, buf);
+                return Ok((n < page.len()).then(|| &buf[..n]));
+            }
             State::Snappy(s) => {
                 let need = snap::raw::max_compress_len(page.len());
                 self.out.resize(need, 0);
