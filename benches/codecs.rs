@@ -5,6 +5,7 @@
 //!     VMSIFT_BENCH_VMCORE=target/vmcores/deb61.elf cargo bench --bench codecs
 //!     VMSIFT_BENCH_DUMP=dump-of-d31 cargo bench --bench codecs   # pages a dump keeps
 //!     VMSIFT_BENCH_SAVE=pages.raw ...   # also writes the corpus as raw pages
+//!     VMSIFT_BENCH_ONLY=lzo ...         # only the candidates whose name has this
 //!
 //! With a vmcore or a dump, the corpus is up to 8192 non-zero pages spread evenly over it
 //! (what a dump compresses). Prints pages/s, MB/s of input and the mean stored size per page
@@ -158,7 +159,11 @@ fn main() {
         "{:<36} {:>11} {:>9} {:>11}",
         "codec", "pages/s", "MB/s", "bytes/page"
     );
+    let only = std::env::var("VMSIFT_BENCH_ONLY").unwrap_or_default();
     for (name, f) in candidates {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let (rate, mean) = measure(f, &pages);
         println!(
             "{name:<36} {rate:>11.0} {:>9.1} {mean:>11.0}",
