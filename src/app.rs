@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
 use crate::filter::{DumpLevel, Filter, PageClasses, load_ranges};
 use crate::format::flat;
 use crate::input::kdump::{KdumpFile, KdumpPages};
@@ -159,54 +159,95 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     // Check the input, then claim the output, before any other work or message: bad input
     // leaves no file, and an existing file is refused before anything else is said.
     let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    crate::signals::install()?;
+    let levels: &[DumpLevel] = if job.levels.is_empty() {
+        &[DumpLevel(0)]
+    } else {
+        &job.levels
+    };
     if job.dry_run {
-        let stats = write_dump(job, &mut vm, &mut target::NullSink)?;
-        debug!("dry run: {} bytes would have been written", stats.file_size);
+        let done = write_dump(job, levels[0], &mut vm, &mut target::NullSink)?;
+        debug!(
+            "dry run: {} bytes would have been written",
+            done.stats.file_size
+        );
         common!("\nvmsift Completed (dry run: nothing written).");
         return Ok(());
     }
-    let output = match dumpfile {
-        Some(path) => Some((target::create_output(path, job.force)?, path)),
-        None => None,
+    let Some(path) = dumpfile else {
+        // A stream cannot be taken back, so there is no second level to fall back to.
+        let mut sink = StreamSink::new(std::io::stdout().lock(), "stdout");
+        let done = write_dump(job, levels[0], &mut vm, &mut sink)?;
+        return finish(done, None);
     };
-    let result = match output {
-        None => {
-            let mut sink = StreamSink::new(std::io::stdout().lock(), "stdout");
-            write_dump(job, &mut vm, &mut sink)
+    let mut file = target::create_output(path, job.force)?;
+    for (i, &level) in levels.iter().enumerate() {
+        let mut sink = FileSink::new(file, path).with_limit(job.size_limit);
+        let result = write_dump(job, level, &mut vm, &mut sink);
+        drop(sink);
+        let failure = match &result {
+            Ok(done) => done.failure.as_ref(),
+            Err(e) => Some(e),
+        };
+        if let (Some(e), Some(next)) = (failure, levels.get(i + 1))
+            && e.kind() == ErrorKind::NoSpace
+        {
+            common!("The dump at level {level} did not fit ({e}); trying dump level {next}.");
+            let _ = std::fs::remove_file(path);
+            file = target::create_output(path, false)?;
+            continue;
         }
-        Some((file, path)) => {
-            let mut sink = FileSink::new(file, path);
-            write_dump(job, &mut vm, &mut sink).map_err(|e| {
-                // Nothing of a failed run may look like a finished dump.
+        match result {
+            Ok(done) => return finish(done, Some(path)),
+            Err(e) => {
+                // Failed before any page: nothing in the file is worth keeping.
                 let _ = std::fs::remove_file(path);
-                e.context(format!("writing {}", path.display()))
-            })
+                return Err(e.context(format!("writing {}", path.display())));
+            }
         }
-    };
-    let stats = result?;
-    debug!(
-        "pages: {} in the input, {} dumped ({} zero, {} compressed, {} raw)",
-        stats.pages_in_input, stats.dumpable, stats.zero, stats.compressed, stats.raw
-    );
-    if let Some(path) = dumpfile {
-        common!("The dumpfile is saved to {}.", path.display());
     }
-    common!("\nvmsift Completed.");
-    Ok(())
+    Err(Error::usage("no dump level to try"))
 }
 
-fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipeline::Stats> {
+/// The closing messages; an incomplete dump is a failure (exit status 1), but its file is
+/// kept: every page it has can be read.
+fn finish(done: pipeline::Dumped, path: Option<&Path>) -> Result<()> {
+    let s = &done.stats;
+    debug!(
+        "pages: {} in the input, {} dumped ({} zero, {} compressed, {} raw, {} lost)",
+        s.pages_in_input, s.dumpable, s.zero, s.compressed, s.raw, s.lost
+    );
+    match (done.failure, path) {
+        (None, Some(path)) => {
+            common!("The dumpfile is saved to {}.", path.display());
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        (None, None) => {
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        (Some(e), Some(path)) => {
+            common!(
+                "The dumpfile {} is incomplete: {} of its {} pages are missing (marked lost, the header says incomplete).",
+                path.display(),
+                s.lost,
+                s.dumpable
+            );
+            Err(e.context(format!("writing {}", path.display())))
+        }
+        (Some(e), None) => Err(e),
+    }
+}
+
+fn write_dump(
+    job: &Job,
+    level: DumpLevel,
+    vm: &mut Vmcore,
+    sink: &mut dyn Sink,
+) -> Result<pipeline::Dumped> {
     for (key, value) in vm.info.lines() {
         debug!("  {key}={value}");
-    }
-    let level = job.levels.first().copied().unwrap_or_default();
-    if job.levels.len() > 1 {
-        debug!("dump level fallbacks after {level} are not used yet");
-    }
-    if let Some(n) = job.threads
-        && n > 1
-    {
-        debug!("--num-threads {n}: pages are compressed on one thread in this version");
     }
     let uts = uts::read(vm);
     if let Some(why) = &uts.fallback {
@@ -237,9 +278,9 @@ fn write_dump(job: &Job, vm: &mut Vmcore, sink: &mut dyn Sink) -> Result<pipelin
         classes,
     };
     let header = pipeline::base_header(vm, uts.name, &opts);
-    let stats = pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?;
-    report_stats(&stats);
-    Ok(stats)
+    let done = pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?;
+    report_stats(&done.stats);
+    Ok(done)
 }
 
 /// The mem_map reader for page classes. Without it only zero pages can be excluded: that

@@ -50,6 +50,8 @@ pub struct Job {
     pub check_params: bool,
     /// `--dry-run`: do all the work, write nothing.
     pub dry_run: bool,
+    /// `-L SIZE`: the dump file may not grow past this many bytes.
+    pub size_limit: Option<u64>,
 }
 
 fn command() -> Command {
@@ -87,6 +89,12 @@ fn command() -> Command {
         .arg(flag("debug", 'D', "Print debugging messages (adds 8 to the message level)"))
         .arg(flag("version", 'v', "Print the version and the built-in codecs"))
         .arg(flag("help", 'h', "Print this help"))
+        .arg(
+            Arg::new("size-limit")
+                .short('L')
+                .value_name("SIZE")
+                .help("Limit the dump file to SIZE bytes (suffixes K, M, G, T, P, E); reaching it is handled like a full disk"),
+        )
         .arg(
             Arg::new("message-level")
                 .long("message-level")
@@ -149,6 +157,33 @@ fn parse_number(what: &str, value: &str) -> Result<u64> {
         .trim()
         .parse()
         .map_err(|_| Error::usage(format!("{what} must be a number, not \"{value}\"")))
+}
+
+/// `-L` sizes: a number with an optional binary suffix K, M, G, T, P or E.
+fn parse_size(value: &str) -> Result<u64> {
+    let v = value.trim();
+    let (digits, shift) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                'P' => 50,
+                'E' => 60,
+                _ => {
+                    return Err(Error::usage(format!(
+                        "-L: unknown size suffix in \"{value}\""
+                    )));
+                }
+            };
+            (&v[..i], shift)
+        }
+        _ => (v, 0),
+    };
+    parse_number("-L", digits)?
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| Error::usage(format!("-L: {value} is too large")))
 }
 
 /// Parses makedumpfile's arguments (argv[0] included).
@@ -226,6 +261,11 @@ where
         Some(s) => Some(parse_number("--num-threads", s)?.clamp(0, 1024) as usize),
     };
 
+    let size_limit = match m.get_one::<String>("size-limit") {
+        None => None,
+        Some(s) => Some(parse_size(s)?),
+    };
+
     let cyclic_buffer_kib = match m.get_one::<String>("cyclic-buffer") {
         None => None,
         Some(s) => Some(parse_number("--cyclic-buffer", s)?),
@@ -298,6 +338,7 @@ where
         use_mmap: !on("non-mmap"),
         threads,
         cyclic_buffer_kib,
+        size_limit,
         check_params: on("check-params"),
         dry_run: on("dry-run"),
     })

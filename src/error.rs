@@ -20,6 +20,8 @@ pub enum ErrorKind {
     NoSpace,
     /// Any other I/O failure.
     Io,
+    /// A signal (SIGTERM, SIGINT) asked the run to stop.
+    Interrupted,
 }
 
 #[derive(Debug)]

@@ -16,6 +16,7 @@ pub mod input;
 pub mod kernel;
 pub mod pipeline;
 pub mod report;
+pub mod signals;
 pub mod synth;
 pub mod target;
 

@@ -11,9 +11,9 @@
 //! the thread count.
 
 use crate::codec::{Codec, Compressor};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};
-use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc};
+use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::Vmcore;
 use crate::input::memory::ElfMemory;
 use crate::report::Progress;
@@ -47,10 +47,24 @@ pub struct Stats {
     pub zero: u64,
     pub compressed: u64,
     pub raw: u64,
+    /// Pages that could not be read (descriptor offset 0: "data lost").
+    pub unreadable: u64,
+    /// Pages with a descriptor whose data did not make it into the file (a run that
+    /// stopped early: disk full, size limit, signal); includes `unreadable`.
+    pub lost: u64,
     /// Size of the dump file.
     pub file_size: u64,
     /// Pages left out per class.
     pub excluded: ClassCounts,
+}
+
+/// A dump that was written, completely or not.
+#[derive(Debug)]
+pub struct Dumped {
+    pub stats: Stats,
+    /// Why the dump is incomplete (`None`: complete). An incomplete kdump file has the
+    /// header's incomplete flag set and descriptor offset 0 for every page it lacks.
+    pub failure: Option<Error>,
 }
 
 /// The header fields that come from the vmcore and the options, before the layout is known.
@@ -121,6 +135,8 @@ enum Stored {
     Zero,
     /// `len` bytes in the batch's data with these descriptor flags (0: raw page).
     Bytes { len: u32, flags: u32 },
+    /// The input could not be read (I/O error): recorded as lost.
+    Lost,
 }
 
 /// A run of dumpable pfns and, once processed, what to store for each.
@@ -129,6 +145,8 @@ struct Batch {
     pfns: Vec<u64>,
     out: Vec<Stored>,
     data: Vec<u8>,
+    /// The first read error in this batch, for the message.
+    read_error: Option<String>,
 }
 
 impl Batch {
@@ -139,6 +157,7 @@ impl Batch {
             pfns: Vec::with_capacity(BATCH_PAGES),
             out: Vec::with_capacity(BATCH_PAGES),
             data: Vec::with_capacity(BATCH_PAGES * page_size),
+            read_error: None,
         }
     }
 }
@@ -154,8 +173,18 @@ impl Worker {
     fn process(&mut self, batch: &mut Batch) -> Result<()> {
         batch.out.clear();
         batch.data.clear();
+        batch.read_error = None;
         for &pfn in &batch.pfns {
-            let page = self.mem.read_page(pfn)?;
+            let page = match self.mem.read_page(pfn) {
+                Ok(page) => page,
+                // The rest of the dump is worth more than this page.
+                Err(e) if e.kind() == ErrorKind::Io => {
+                    batch.out.push(Stored::Lost);
+                    batch.read_error.get_or_insert_with(|| e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if self.shared_zero && is_zero_page(page) {
                 batch.out.push(Stored::Zero);
                 continue;
@@ -178,7 +207,9 @@ impl Worker {
     }
 }
 
-/// Appends descriptors and page data in pfn order.
+/// Appends descriptors and page data in pfn order, and keeps track of which descriptors
+/// have their data safely written, so that a run that stops early can leave a file whose
+/// every descriptor is either right or says "lost".
 struct Writer {
     descs: SeqWriter,
     data: SeqWriter,
@@ -187,6 +218,16 @@ struct Writer {
     page_size: u64,
     stats: Stats,
     progress: Progress,
+    /// Descriptors handed to `descs` so far.
+    described: u64,
+    /// Of those, how many have their data known to be written.
+    committed: u64,
+    /// `(described, data end)` after each batch, oldest first, until committed.
+    checkpoints: std::collections::VecDeque<(u64, u64)>,
+    /// Page data placed for other threads to write and not confirmed yet: start → end.
+    in_flight: std::collections::BTreeMap<u64, u64>,
+    /// The first page read error, for the final message.
+    read_error: Option<String>,
 }
 
 impl Writer {
@@ -199,11 +240,37 @@ impl Writer {
     }
 
     /// Places the batch's bytes at the next data offset without writing them (another
-    /// thread will), writes its descriptors, and returns the offset.
+    /// thread will, then `confirm`s), writes its descriptors, and returns the offset.
     fn place(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<u64> {
         let offset = self.data.reserve(sink, b.data.len() as u64)?;
+        self.in_flight.insert(offset, offset + b.data.len() as u64);
         self.describe(sink, b, offset)?;
         Ok(offset)
+    }
+
+    /// The placed data at `offset` has been written.
+    fn confirm(&mut self, offset: u64) {
+        self.in_flight.remove(&offset);
+        self.commit();
+    }
+
+    /// Every byte of page data below this offset is in the file.
+    fn data_written_up_to(&self) -> u64 {
+        match self.in_flight.keys().next() {
+            Some(&start) => start,
+            None => self.data.flushed(),
+        }
+    }
+
+    fn commit(&mut self) {
+        let safe = self.data_written_up_to();
+        while let Some(&(n, end)) = self.checkpoints.front() {
+            if end > safe {
+                break;
+            }
+            self.committed = n;
+            self.checkpoints.pop_front();
+        }
     }
 
     fn describe(&mut self, sink: &mut dyn Sink, b: &Batch, mut offset: u64) -> Result<()> {
@@ -228,12 +295,42 @@ impl Writer {
                     offset += len as u64;
                     desc
                 }
+                Stored::Lost => {
+                    self.stats.unreadable += 1;
+                    PageDesc::default()
+                }
             };
             desc.write(self.endian, &mut desc_bytes);
             self.descs.push(sink, &desc_bytes)?;
             self.progress.page(self.page_size);
         }
+        if self.read_error.is_none() {
+            self.read_error.clone_from(&b.read_error);
+        }
+        self.described += b.out.len() as u64;
+        self.checkpoints.push_back((self.described, offset));
+        self.commit();
         Ok(())
+    }
+
+    /// After a failure in the middle of the pages: writes what can still be written, then
+    /// makes every descriptor whose data is not known to be in the file say "lost"
+    /// (offset 0). Errors are ignored: a descriptor that cannot be written stays a hole,
+    /// which reads as zero, which is "lost" too. Returns how many described pages lost
+    /// their data this way.
+    fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64) -> u64 {
+        let _ = self.data.flush(sink);
+        self.commit();
+        let _ = self.descs.flush(sink);
+        let zeros = vec![0u8; WRITE_BUFFER];
+        let mut at = desc_start + self.committed * PAGE_DESC_SIZE;
+        let end = desc_start + self.described * PAGE_DESC_SIZE;
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64);
+            let _ = sink.write_at(at, &zeros[..n as usize]);
+            at += n;
+        }
+        self.described - self.committed
     }
 }
 
@@ -244,7 +341,7 @@ pub fn write_kdump(
     mut header: Header,
     sink: &mut dyn Sink,
     opts: &WriteOptions,
-) -> Result<Stats> {
+) -> Result<Dumped> {
     let ps = vm.page_size as u64;
     let max_mapnr = vm.max_mapnr();
     let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
@@ -256,6 +353,7 @@ pub fn write_kdump(
     let mut num_dumpable = 0u64;
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
+        crate::signals::check()?;
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
         if keep {
@@ -295,6 +393,7 @@ pub fn write_kdump(
     let mut sub = header.sub_bytes();
     sub.extend_from_slice(notes);
     sink.write_at(layout.sub_header_offset(), &sub)?;
+    sink.reserve(layout.desc_offset(), num_dumpable * PAGE_DESC_SIZE)?;
 
     let mut data = SeqWriter::new(layout.data_offset(), WRITE_BUFFER);
     let zero_desc = if opts.level.excludes_zero() {
@@ -320,6 +419,11 @@ pub fn write_kdump(
             ..Stats::default()
         },
         progress: Progress::new("Copying data", num_dumpable),
+        described: 0,
+        committed: 0,
+        checkpoints: Default::default(),
+        in_flight: Default::default(),
+        read_error: None,
     };
 
     // Pass 2: bitmaps and pages, cycle by cycle.
@@ -344,44 +448,73 @@ pub fn write_kdump(
             shared_zero: zero_desc.is_some(),
         })
     };
-    if threads == 1 {
-        let mut worker = make_worker(vm.memory.duplicate()?)?;
-        let mut batch = Batch::new(vm.page_size);
-        while planner.next_batch(sink, &mut batch.pfns)? {
-            worker.process(&mut batch)?;
-            writer.write(sink, &batch)?;
+    let pages = (|| -> Result<()> {
+        if threads == 1 {
+            let mut worker = make_worker(vm.memory.duplicate()?)?;
+            let mut batch = Batch::new(vm.page_size);
+            while planner.next_batch(sink, &mut batch.pfns)? {
+                worker.process(&mut batch)?;
+                writer.write(sink, &batch)?;
+            }
+        } else {
+            let workers = (0..threads)
+                .map(|_| make_worker(vm.memory.duplicate()?))
+                .collect::<Result<Vec<_>>>()?;
+            run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
         }
-    } else {
-        let workers = (0..threads)
-            .map(|_| make_worker(vm.memory.duplicate()?))
-            .collect::<Result<Vec<_>>>()?;
-        run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
-    }
+        if planner.dumpable != num_dumpable {
+            return Err(Error::bad_input(format!(
+                "the page filter gave {} dumpable pages on the second pass but {num_dumpable} on the first",
+                planner.dumpable
+            )));
+        }
+        writer.descs.flush(sink)?;
+        writer.data.flush(sink)
+    })();
 
     let counts = if planner.reuse {
         pass1_counts
     } else {
         planner.filter.counts()
     };
+    let mut failure = match pages {
+        Ok(()) => None,
+        // A stream cannot be patched afterwards: the reader sees it end early.
+        Err(e) if !sink.seekable() => return Err(e),
+        Err(e) => {
+            let unwritten = writer.salvage(sink, layout.desc_offset());
+            writer.stats.lost = unwritten + (num_dumpable - writer.described);
+            Some(e)
+        }
+    };
+    writer.stats.lost += writer.stats.unreadable;
+    if failure.is_none() && writer.stats.unreadable > 0 {
+        failure = Some(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{} pages could not be read and are marked lost in the dump (first: {})",
+                writer.stats.unreadable,
+                writer.read_error.as_deref().unwrap_or("unknown error")
+            ),
+        ));
+    }
     let mut stats = writer.stats;
     stats.pages_in_input = planner.pages_in_input;
     stats.excluded = counts;
-    if planner.dumpable != num_dumpable {
-        return Err(Error::bad_input(format!(
-            "the page filter gave {} dumpable pages on the second pass but {num_dumpable} on the first",
-            planner.dumpable
-        )));
-    }
-    writer.descs.flush(sink)?;
     stats.file_size = writer.data.position();
-    writer.data.flush(sink)?;
+    if failure.is_some() {
+        header.status |= STATUS_INCOMPLETE;
+        if let Err(e) = sink.write_at(0, &header.main_bytes()) {
+            crate::warn!("cannot mark the dump incomplete in its header: {e}");
+        }
+    }
     sink.finish()?;
     writer.progress.finish();
     crate::debug!(
         "STEP [Copying data               ] : {:.6} seconds",
         step.elapsed().as_secs_f64()
     );
-    Ok(stats)
+    Ok(Dumped { stats, failure })
 }
 
 /// Walks the cycles of pass 2: writes each cycle's bitmaps, then hands out its dumpable
@@ -404,6 +537,7 @@ impl Planner<'_> {
     /// false when every cycle is done.
     fn next_batch(&mut self, sink: &mut dyn Sink, pfns: &mut Vec<u64>) -> Result<bool> {
         pfns.clear();
+        crate::signals::check()?;
         loop {
             if let Some(p) = self.pending.as_mut() {
                 while pfns.len() < BATCH_PAGES {
@@ -443,7 +577,8 @@ enum Job {
 
 enum Done {
     Compressed(Result<Batch>),
-    Written(Result<Batch>),
+    /// The batch's data is written at this offset (or not).
+    Written(u64, Result<Batch>),
 }
 
 /// Runs pass 2 with one worker thread per `workers` entry: the calling thread plans
@@ -483,12 +618,16 @@ fn run_parallel(
                         Ok(Job::Compress(mut b)) => {
                             Done::Compressed(worker.process(&mut b).map(|()| b))
                         }
-                        Ok(Job::Write(at, b)) => Done::Written(match &out {
-                            Some(out) => out.write_at(at, &b.data).map(|()| b),
-                            None => Err(Error::unsupported("no parallel output")),
-                        }),
+                        Ok(Job::Write(at, b)) => Done::Written(
+                            at,
+                            match &out {
+                                Some(out) => out.write_at(at, &b.data).map(|()| b),
+                                None => Err(Error::unsupported("no parallel output")),
+                            },
+                        ),
                     };
-                    let failed = matches!(done, Done::Compressed(Err(_)) | Done::Written(Err(_)));
+                    let failed =
+                        matches!(done, Done::Compressed(Err(_)) | Done::Written(_, Err(_)));
                     if tx.send(done).is_err() || failed {
                         break;
                     }
@@ -524,9 +663,10 @@ fn run_parallel(
                         let b = b?;
                         waiting.insert(b.seq, b);
                     }
-                    Ok(Done::Written(b)) => {
+                    Ok(Done::Written(at, b)) => {
                         writes_out -= 1;
                         free.push(b?);
+                        writer.confirm(at);
                     }
                     Err(_) => return Err(Error::unsupported("the compression threads stopped")),
                 }

@@ -17,6 +17,18 @@ pub trait Sink {
     fn parallel_writer(&self) -> Option<ParallelWriter> {
         None
     }
+    /// Claims disk space for `len` bytes at `offset` now, so that writing them later
+    /// cannot fail for lack of space (the page descriptors: a dump whose disk fills up
+    /// must still be able to describe the pages it holds). Best effort where the
+    /// filesystem cannot.
+    fn reserve(&mut self, _offset: u64, _len: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Whether bytes already written can be written again (a file, not a stream): what
+    /// marking a failed dump incomplete needs.
+    fn seekable(&self) -> bool {
+        true
+    }
 }
 
 /// Positional writes into the output file from worker threads (pwrite on a shared fd).
@@ -24,11 +36,25 @@ pub trait Sink {
 pub struct ParallelWriter {
     file: std::sync::Arc<File>,
     path: std::sync::Arc<PathBuf>,
+    limit: Option<u64>,
 }
 
 impl ParallelWriter {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        check_limit(self.limit, offset, data.len())?;
         write_all_at(&self.file, &self.path, offset, data)
+    }
+}
+
+/// `-L`: a write that would end past the limit fails like a full disk, so the same
+/// fallback (next dump level, or an incomplete dump) follows.
+fn check_limit(limit: Option<u64>, offset: u64, len: usize) -> Result<()> {
+    match limit {
+        Some(max) if offset.saturating_add(len as u64) > max => Err(Error::new(
+            ErrorKind::NoSpace,
+            format!("the dump reached its size limit of {max} bytes (-L)"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -65,6 +91,7 @@ pub fn create_output(path: &Path, force: bool) -> Result<File> {
 pub struct FileSink {
     file: File,
     path: PathBuf,
+    limit: Option<u64>,
 }
 
 impl FileSink {
@@ -72,7 +99,14 @@ impl FileSink {
         FileSink {
             file,
             path: path.to_path_buf(),
+            limit: None,
         }
+    }
+
+    /// No write may end past `limit` bytes (`-L`).
+    pub fn with_limit(mut self, limit: Option<u64>) -> FileSink {
+        self.limit = limit;
+        self
     }
 }
 
@@ -92,17 +126,54 @@ fn write_all_at(file: &File, path: &Path, offset: u64, data: &[u8]) -> Result<()
 
 impl Sink for FileSink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        check_limit(self.limit, offset, data.len())?;
         write_all_at(&self.file, &self.path, offset, data)
     }
 
+    /// The data reaches the disk before the run says it is saved (a capture kernel
+    /// reboots right after).
     fn finish(&mut self) -> Result<()> {
-        Ok(())
+        match self.file.sync_all() {
+            // Not a file that can be synced (/dev/null, some pipes and devices).
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Ok(()),
+            r => {
+                r.map_err(|e| Error::io(e, format!("cannot flush {} to disk", self.path.display())))
+            }
+        }
+    }
+
+    fn reserve(&mut self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = offset.saturating_add(len);
+        check_limit(self.limit, offset, len as usize)?;
+        let (Ok(start), Ok(size)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(Error::unsupported(format!(
+                "cannot reserve up to offset {end}"
+            )));
+        };
+        use nix::errno::Errno;
+        use nix::fcntl::{FallocateFlags, fallocate};
+        match fallocate(&self.file, FallocateFlags::empty(), start, size) {
+            Ok(()) => Ok(()),
+            // NFS, some FUSE filesystems, devices: nothing to reserve with.
+            Err(Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EINVAL | Errno::ENODEV) => Ok(()),
+            Err(e) => Err(Error::io(
+                std::io::Error::from(e),
+                format!(
+                    "cannot reserve {len} bytes for page descriptors in {}",
+                    self.path.display()
+                ),
+            )),
+        }
     }
 
     fn parallel_writer(&self) -> Option<ParallelWriter> {
         Some(ParallelWriter {
             file: std::sync::Arc::new(self.file.try_clone().ok()?),
             path: std::sync::Arc::new(self.path.clone()),
+            limit: self.limit,
         })
     }
 }
@@ -136,6 +207,10 @@ impl<W: Write> StreamSink<W> {
 }
 
 impl<W: Write> Sink for StreamSink<W> {
+    fn seekable(&self) -> bool {
+        false
+    }
+
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.flat.write_at(offset, data).map_err(|e| {
             Error::io(
@@ -170,6 +245,11 @@ impl SeqWriter {
             buf: Vec::with_capacity(capacity),
             capacity,
         }
+    }
+
+    /// Everything before this offset has been handed to the sink.
+    pub fn flushed(&self) -> u64 {
+        self.next
     }
 
     /// The offset the next byte will land at.

@@ -1,0 +1,309 @@
+//! Faults during a dump: pages that cannot be read, a size limit, a full disk, a stop
+//! signal, a closed pipe. Each run that stops early or loses pages must end with exit
+//! status 1 and a clear message, and a seekable dump must stay readable: every page it
+//! has is right, every page it lacks is marked lost (descriptor offset 0), and the header
+//! says incomplete.
+//!
+//! Read errors and slowness are injected by tests/faults/preload.c (LD_PRELOAD into this
+//! dynamically linked build, which reads with pread under --non-mmap).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use vmsift::format::kdump::STATUS_INCOMPLETE;
+use vmsift::input::elf::ElfCore;
+use vmsift::input::kdump::{KdumpFile, Page};
+use vmsift::synth::{MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages};
+
+const PS: usize = 4096;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The fault-injection library, built once with the system C compiler.
+fn preload() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let so = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-preload.so");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/preload.c");
+        let st = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .arg("-ldl")
+            .status()
+            .expect("gcc (tests/install-deps installs it)");
+        assert!(st.success(), "building {}", src.display());
+        so
+    })
+}
+
+/// `n` pages at physical address 0 (a quarter of them zero) and the ELF's bytes.
+fn vmcore(dir: &Path, n: usize) -> (PathBuf, Vec<u8>, u64) {
+    let pages = mixed_pages(7, n, PS);
+    let s = SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0, pages.clone(), 0);
+    let bytes = s.to_bytes();
+    let elf = ElfCore::parse(&bytes[..]).expect("synthetic ELF");
+    let data_at = elf.loads[0].file_offset;
+    let path = dir.join("vmcore");
+    fs::write(&path, &bytes).expect("write vmcore");
+    (path, pages, data_at)
+}
+
+fn vmsift() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmsift"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Reads the dump back: every page is either identical to the vmcore's or lost. Returns
+/// the lost pfns and whether the header says incomplete.
+fn read_back(dump: &Path, pages: &[u8]) -> (Vec<u64>, bool) {
+    let f = fs::File::open(dump).expect("open dump");
+    let d = KdumpFile::open(f).expect("the dump opens");
+    let mut lost = Vec::new();
+    for pfn in 0..(pages.len() / PS) as u64 {
+        let want = &pages[pfn as usize * PS..][..PS];
+        match d.read_page(pfn).expect("read page") {
+            Page::Data(got) => assert!(got == want, "pfn {pfn} differs"),
+            Page::Lost => lost.push(pfn),
+            Page::Excluded if want.iter().all(|&b| b == 0) => {}
+            other => panic!("pfn {pfn}: {other:?}"),
+        }
+    }
+    (lost, d.header.status & STATUS_INCOMPLETE != 0)
+}
+
+/// The number in "... N of its M pages are missing".
+fn reported_lost(err: &str) -> u64 {
+    let at = err.find(" of its ").expect("the incomplete-dump message");
+    let head = &err[..at];
+    let digits = head.rsplit(' ').next().unwrap_or("");
+    digits.parse().expect("a page count")
+}
+
+#[test]
+fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
+    let dir = scratch("eio");
+    let (vmcore, pages, data_at) = vmcore(&dir, 64);
+    // Pages 10, 11 and 12 sit on a bad stretch of the input.
+    let bad = format!("{}:{}", data_at + 10 * PS as u64, data_at + 13 * PS as u64);
+    for threads in ["1", "2"] {
+        let dump = dir.join(format!("dump-{threads}"));
+        let out = vmsift()
+            .args(["-l", "-d", "0", "--non-mmap", "--num-threads", threads])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("LD_PRELOAD", preload())
+            .env("FAULT_EIO", &bad)
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("3 pages could not be read"), "{err}");
+        assert!(err.contains("Input/output error"), "{err}");
+        let (lost, incomplete) = read_back(&dump, &pages);
+        assert_eq!(lost, vec![10, 11, 12], "threads {threads}");
+        assert!(incomplete);
+    }
+    // The same input without the fault is a complete dump: the check above can tell.
+    let dump = dir.join("clean");
+    let out = vmsift()
+        .args(["-l", "-d", "0", "--non-mmap"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .env("LD_PRELOAD", preload())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_back(&dump, &pages), (vec![], false));
+}
+
+#[test]
+fn size_limit_leaves_an_incomplete_dump_and_levels_fall_back() {
+    let dir = scratch("limit");
+    let (vmcore, pages, _) = vmcore(&dir, 256);
+    let size = |level: &str| {
+        let dump = dir.join(format!("full-{level}"));
+        let out = vmsift()
+            .args(["-d", level])
+            .arg(&vmcore)
+            .arg(&dump)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        fs::metadata(&dump).expect("dump").len()
+    };
+    // Uncompressed: level 0 stores the 64 zero pages, level 1 shares one.
+    let (at0, at1) = (size("0"), size("1"));
+    assert!(at1 + 60 * PS as u64 <= at0, "{at0} vs {at1}");
+    let limit = (at0 + at1) / 2;
+
+    let dump = dir.join("limited");
+    let out = vmsift()
+        .args(["-d", "0", "-L", &limit.to_string()])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("size limit"), "{err}");
+    assert!(fs::metadata(&dump).expect("kept").len() <= limit);
+    let (lost, incomplete) = read_back(&dump, &pages);
+    assert!(incomplete);
+    assert!(!lost.is_empty() && lost.len() < 256, "{} lost", lost.len());
+    assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+    // Lost pages are the tail: everything before the limit was written.
+    let first = lost[0];
+    assert_eq!(lost, (first..256).collect::<Vec<_>>());
+
+    // With a fallback level that fits, the dump is complete at that level.
+    let dump = dir.join("fallback");
+    let out = vmsift()
+        .args(["-d", "0,1", "-L", &limit.to_string()])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("trying dump level 1")
+            || err.contains("trying dump level 1"),
+        "{err}"
+    );
+    assert_eq!(fs::metadata(&dump).expect("dump").len(), at1);
+    assert_eq!(read_back(&dump, &pages), (vec![], false));
+}
+
+#[test]
+fn a_stop_signal_leaves_a_readable_incomplete_dump() {
+    let dir = scratch("signal");
+    let (vmcore, pages, _) = vmcore(&dir, 512);
+    let dump = dir.join("dump");
+    // 3 ms per read: about 1.5 s for the pages, stopped after 0.5 s.
+    let child = vmsift()
+        .args(["-c", "-d", "1", "--non-mmap", "--num-threads", "1"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .env("LD_PRELOAD", preload())
+        .env("FAULT_SLOW_US", "3000")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    let (lost, incomplete) = read_back(&dump, &pages);
+    assert!(incomplete);
+    assert!(!lost.is_empty() && lost.len() < 512, "{} lost", lost.len());
+    assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+}
+
+#[test]
+fn a_closed_pipe_ends_a_flattened_dump_with_a_clear_message() {
+    let dir = scratch("pipe");
+    let (vmcore, _, _) = vmcore(&dir, 256);
+    let mut child = vmsift()
+        .args(["-F", "-d", "0"])
+        .arg(&vmcore)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The reader goes away after the first bytes (ssh died, the disk on the other end
+    // filled up): 1 MiB of dump cannot fit in a pipe.
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first)
+        .expect("some output");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write the flattened dump to stdout"),
+        "{err}"
+    );
+    assert!(err.contains("Broken pipe"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "{err}"
+    );
+}
+
+/// A real full filesystem: a 4 MiB tmpfs (needs root to mount; run by tests/run-all).
+#[test]
+#[ignore = "mounts a tmpfs: needs root"]
+fn a_full_disk_leaves_a_readable_incomplete_dump_and_levels_fall_back() {
+    let dir = scratch("enospc");
+    // 4 MiB of pages, a quarter of them zero: level 0 cannot fit, level 1 can.
+    let (vmcore, pages, _) = vmcore(&dir, 1024);
+    let mnt = dir.join("small");
+    fs::create_dir_all(&mnt).expect("mount point");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mounting a tmpfs needs root");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+
+    let dump = mnt.join("dump");
+    let out = vmsift()
+        .args(["-d", "0"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let (lost, incomplete) = read_back(&dump, &pages);
+    assert!(incomplete);
+    assert!(!lost.is_empty() && lost.len() < 1024, "{} lost", lost.len());
+    assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+    fs::remove_file(&dump).expect("rm");
+
+    let out = vmsift()
+        .args(["-d", "0,1"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("trying dump level 1")
+            || err.contains("trying dump level 1"),
+        "{err}"
+    );
+    assert_eq!(read_back(&dump, &pages), (vec![], false));
+}

@@ -1,0 +1,40 @@
+/* Fault injection for tests/faults.rs, loaded with LD_PRELOAD into the (dynamically
+ * linked) test build of vmsift, which reads its input with pread when given --non-mmap.
+ *
+ *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO
+ *   FAULT_SLOW_US=N       every pread64 first sleeps N microseconds (to stop a run midway)
+ *
+ * Only reads are affected; the dump is written with pwrite. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
+
+ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
+{
+    static pread_fn real;
+    if (!real)
+        real = (pread_fn)dlsym(RTLD_NEXT, "pread64");
+    const char *slow = getenv("FAULT_SLOW_US");
+    if (slow)
+        usleep((useconds_t)atol(slow));
+    const char *eio = getenv("FAULT_EIO");
+    unsigned long long start, end;
+    if (eio && sscanf(eio, "%llu:%llu", &start, &end) == 2 &&
+        (unsigned long long)offset < end &&
+        (unsigned long long)offset + count > start) {
+        errno = EIO;
+        return -1;
+    }
+    return real(fd, buf, count, offset);
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+    return pread64(fd, buf, count, offset);
+}
