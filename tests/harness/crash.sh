@@ -4,13 +4,24 @@
 #
 # Inputs (globals, set by the caller):
 #   KVER CRASH_MEM_MB CRASH_CRASHKERNEL CRASH_WORKLOAD_MB CRASH_CPU CRASH_THP CRASH_COMPRESSIBLE
+#                       (crash_defaults and crash_option set them from the command line)
 #   CRASH_COLLECTOR     optional: collector binary to run in the capture kernel
-#   CRASH_ARGS          array: arguments for the collector (before `-F /proc/vmcore`)
+#   CRASH_ARGS          array: collector options (the guest adds the vmcore and the target)
+#   CRASH_TARGET        where the collector writes (guest/init-capture): "flat" (default:
+#                       `-F` stream onto a raw disk), or disk, nfs, ssh-pipe, ssh-native
+#                       set up by the caller through the hooks below (capture-to)
 #   CRASH_WORK          scratch directory (created by the caller, deleted by the caller)
+# Optional hooks for the caller:
+#   CAPTURE_MODULES+=(...)      more kernel modules for the capture initramfs
+#   CRASH_CAPTURE_CONF=(K=V..)  more settings for the capture kernel's /etc/harness.conf
+#   CRASH_QEMU_ARGS=(...)       more QEMU arguments (disks, network)
+#   CRASH_CAPTURE_HOOK=FUNC     called as FUNC ROOT to add files to the capture initramfs
+#   CRASH_TICK_HOOK=FUNC        called about once a second while QEMU runs
 # Outputs:
 #   $CRASH_WORK/vmcore.raw   disk with the raw /proc/vmcore copy at offset 0
-#   $CRASH_WORK/flat.raw     (collector mode) disk with the collector's stdout at offset 0
+#   $CRASH_WORK/flat.raw     (target flat) disk with the collector's stdout at offset 0
 #   $CRASH_WORK/console.log  serial console of both kernels (CRs removed)
+#   $CRASH_WORK/monitor.sock QEMU's human monitor while it runs (qemu_monitor CMD)
 #   marker VALUE functions below read results from the console log.
 
 QEMU_TIMEOUT=${HARNESS_QEMU_TIMEOUT:-540}   # seconds; the whole crash+capture, <= 9 min
@@ -19,6 +30,36 @@ PAGE_CACHE_TEXT_MB=16
 
 # Modules the capture kernel needs to see a virtio-blk disk (plus their dependencies).
 CAPTURE_MODULES=(virtio_pci virtio_blk)
+CRASH_TARGET=flat
+CRASH_CAPTURE_CONF=() CRASH_QEMU_ARGS=() CRASH_CAPTURE_HOOK="" CRASH_TICK_HOOK=""
+
+# The crash options shared by make-vmcore, capture-with and capture-to.
+crash_defaults() {
+    CRASH_MEM_MB=640 CRASH_CRASHKERNEL=192M CRASH_WORKLOAD_MB=96 CRASH_CPU=max
+    CRASH_THP=0 CRASH_COMPRESSIBLE=0
+}
+
+# crash_option ARG [VALUE]: take one crash option; sets CRASH_SHIFT to the number of
+# arguments used (0: not a crash option).
+crash_option() {
+    CRASH_SHIFT=2
+    case $1 in
+    --mem) CRASH_MEM_MB=${2:?--mem wants MiB} ;;
+    --crashkernel) CRASH_CRASHKERNEL=${2:?--crashkernel wants a size} ;;
+    --workload) CRASH_WORKLOAD_MB=${2:?--workload wants MiB} ;;
+    --cpu) CRASH_CPU=${2:?--cpu wants max or qemu64} ;;
+    --thp) CRASH_THP=1 CRASH_SHIFT=1 ;;
+    --compressible) CRASH_COMPRESSIBLE=1 CRASH_SHIFT=1 ;;
+    *) CRASH_SHIFT=0 ;;
+    esac
+}
+
+crash_check_options() {
+    [[ $CRASH_MEM_MB =~ ^[0-9]+$ ]] || die "--mem wants MiB"
+    [[ $CRASH_WORKLOAD_MB =~ ^[0-9]+$ ]] || die "--workload wants MiB"
+    [[ $CRASH_CRASHKERNEL =~ ^[0-9]+[MG]$ ]] || die "--crashkernel wants e.g. 192M"
+    case $CRASH_CPU in max | qemu64) ;; *) die "--cpu must be max or qemu64" ;; esac
+}
 
 # build_static SRC OUT: compile a static C program if OUT is missing or older than SRC.
 build_static() {
@@ -128,10 +169,12 @@ build_images() {
         else
             : > "$root/etc/collector.args"
         fi
-        write_conf "$root/etc/harness.conf" MODE=collect
+        write_conf "$root/etc/harness.conf" MODE=collect "TARGET=$CRASH_TARGET" \
+            ${CRASH_CAPTURE_CONF[@]+"${CRASH_CAPTURE_CONF[@]}"}
     else
         write_conf "$root/etc/harness.conf" MODE=copy
     fi
+    [ -z "$CRASH_CAPTURE_HOOK" ] || "$CRASH_CAPTURE_HOOK" "$root"
     make_cpio "$root" "$CRASH_WORK/capture.img"
 
     # First kernel's initramfs: kexec (+ libraries), workload, the capture kernel and image.
@@ -200,7 +243,7 @@ run_crash() {
         -drive "file=$CRASH_WORK/vmcore.raw,if=none,id=vmcore,format=raw,cache=unsafe"
         -device "virtio-blk-pci,drive=vmcore,serial=vmcore"
     )
-    if [ -n "${CRASH_COLLECTOR:-}" ]; then
+    if [ -n "${CRASH_COLLECTOR:-}" ] && [ "$CRASH_TARGET" = flat ]; then
         # A flattened stream is at most the input plus 16 bytes per record and a header.
         truncate -s "$((disk_mb + 64))M" "$CRASH_WORK/flat.raw"
         disks+=(
@@ -227,11 +270,14 @@ run_crash() {
             -accel tcg,thread=multi -machine pc -cpu "$CRASH_CPU" -smp 2 -m "$CRASH_MEM_MB" \
             -kernel "$kdir/boot/vmlinuz-$KVER" -initrd "$CRASH_WORK/first.img" -append "$append" \
             -serial "file:$CRASH_WORK/serial.log" \
-            "${disks[@]}" > "$CRASH_WORK/qemu.out" 2>&1 &
+            -monitor "unix:$CRASH_WORK/monitor.sock,server=on,wait=off" \
+            "${disks[@]}" ${CRASH_QEMU_ARGS[@]+"${CRASH_QEMU_ARGS[@]}"} \
+            > "$CRASH_WORK/qemu.out" 2>&1 &
         _qemu_pid=$!
         while kill -0 "$_qemu_pid" 2>/dev/null; do
             sleep 1
             report_progress
+            [ -z "$CRASH_TICK_HOOK" ] || "$CRASH_TICK_HOOK"
         done
         wait "$_qemu_pid" || qemu_rc=$?
         _qemu_pid=
@@ -255,6 +301,23 @@ run_crash() {
         die "$why (kernel $KVER); no vmcore captured"
     done
     log "capture finished in ${CRASH_SECONDS}s"
+}
+
+# qemu_monitor CMD: run one human-monitor command in the running QEMU (e.g.
+# `set_link net0 off`); prints the monitor's answer.
+qemu_monitor() {
+    python3 - "$CRASH_WORK/monitor.sock" "$1" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(2)
+s.sendall(sys.argv[2].encode() + b"\n")
+time.sleep(0.5)
+try:
+    print(s.recv(65536).decode(errors="replace").replace("\r", ""), end="")
+except socket.timeout:
+    pass
+PY
 }
 
 # Kill QEMU if the caller exits early (Ctrl-C, error).
