@@ -295,21 +295,32 @@ fn write_dump(
     if let Some(why) = &uts.fallback {
         warn!("{why}; the header's utsname is built from VMCOREINFO instead");
     }
-    let budget = Budget::new(budget::mem_available(), job.cyclic_buffer_kib);
+    let limit = budget::limit();
+    let budget = Budget::new(limit.map(|l| l.bytes), job.cyclic_buffer_kib);
     debug!(
         "memory budget: {} KiB cycle bitmap ({} pfns per cycle), up to {} KiB of kept bitmaps",
         budget.cycle_bitmap >> 10,
         budget.pfns_per_cycle(),
         budget.bitmap_cache >> 10
     );
+    let requested = job
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = budget::threads_within(requested, &budget, limit);
+    if let (true, Some(l)) = (threads < requested, limit) {
+        warn!(
+            "only {} MiB can be used ({}): {threads} compression thread{} instead of {requested}",
+            l.bytes >> 20,
+            l.by,
+            if threads == 1 { "" } else { "s" }
+        );
+    }
     let opts = WriteOptions {
         codec: job.codec,
         level,
         pfns_per_cycle: budget.pfns_per_cycle(),
         bitmap_cache: budget.bitmap_cache,
-        threads: job
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads,
     };
     let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
     let classes = page_classes(vm, level)?;
