@@ -22,6 +22,7 @@ use crate::kernel::vmcoreinfo::VmcoreInfo;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, WriteOptions};
 use crate::report;
+use crate::target::ssh::{Remote, Upload};
 use crate::target::{self, FileSink, Sink, StreamSink};
 use crate::{common, debug, stats, warn};
 
@@ -180,9 +181,25 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
         let done = write_dump(job, levels[0], &mut vm, &mut sink)?;
         return finish(done, None);
     };
-    let mut file = target::create_output(path, job.force)?;
+    if let Some(remote) = Remote::parse(path)? {
+        return dump_ssh(job, levels[0], &mut vm, remote);
+    }
+    // --atomic: the dump is DUMPFILE.incomplete until it is complete.
+    let staged = job.atomic.then(|| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".incomplete");
+        std::path::PathBuf::from(name)
+    });
+    if staged.is_some() && !job.force && path.symlink_metadata().is_ok() {
+        return Err(Error::new(
+            ErrorKind::Exists,
+            format!("{} already exists (use -f to overwrite it)", path.display()),
+        ));
+    }
+    let file_path = staged.as_deref().unwrap_or(path);
+    let mut file = target::create_output(file_path, job.force)?;
     for (i, &level) in levels.iter().enumerate() {
-        let mut sink = FileSink::new(file, path).with_limit(job.size_limit);
+        let mut sink = FileSink::new(file, file_path).with_limit(job.size_limit);
         let result = write_dump(job, level, &mut vm, &mut sink);
         drop(sink);
         let failure = match &result {
@@ -193,20 +210,45 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
             && e.kind() == ErrorKind::NoSpace
         {
             common!("The dump at level {level} did not fit ({e}); trying dump level {next}.");
-            let _ = std::fs::remove_file(path);
-            file = target::create_output(path, false)?;
+            let _ = std::fs::remove_file(file_path);
+            file = target::create_output(file_path, false)?;
             continue;
         }
-        match result {
-            Ok(done) => return finish(done, Some(path)),
+        return match result {
+            Ok(done) if done.failure.is_none() && staged.is_some() => {
+                target::publish(file_path, path, job.force)?;
+                finish(done, Some(path))
+            }
+            Ok(done) => finish(done, Some(file_path)),
             Err(e) => {
                 // Failed before any page: nothing in the file is worth keeping.
-                let _ = std::fs::remove_file(path);
-                return Err(e.context(format!("writing {}", path.display())));
+                let _ = std::fs::remove_file(file_path);
+                Err(e.context(format!("writing {}", file_path.display())))
             }
-        }
+        };
     }
     Err(Error::usage("no dump level to try"))
+}
+
+/// A dump streamed to `ssh://...`; the remote file gets its final name only when the
+/// stream is complete.
+fn dump_ssh(job: &Job, level: DumpLevel, vm: &mut Vmcore, remote: Remote) -> Result<()> {
+    let shown = remote.display();
+    let (upload, out) = Upload::start(remote, job.ssh_key.as_deref(), &job.ssh_options, job.force)?;
+    let mut sink = StreamSink::new(out, shown.clone());
+    let result = write_dump(job, level, vm, &mut sink);
+    drop(sink); // end of stream: the remote side finishes
+    let complete = matches!(&result, Ok(d) if d.failure.is_none());
+    let remote_result = upload.finish(complete);
+    match (result, remote_result) {
+        (Ok(done), Ok(name)) => {
+            let name = format!("{shown} ({name} on the remote host)");
+            finish(done, Some(Path::new(&name)))
+        }
+        // The stream broke because ssh ended: say both.
+        (Err(e), Err(r)) => Err(Error::new(e.kind(), format!("{e}; {r}"))),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 /// The closing messages; an incomplete dump is a failure (exit status 1), but its file is
@@ -253,21 +295,32 @@ fn write_dump(
     if let Some(why) = &uts.fallback {
         warn!("{why}; the header's utsname is built from VMCOREINFO instead");
     }
-    let budget = Budget::new(budget::mem_available(), job.cyclic_buffer_kib);
+    let limit = budget::limit();
+    let budget = Budget::new(limit.map(|l| l.bytes), job.cyclic_buffer_kib);
     debug!(
         "memory budget: {} KiB cycle bitmap ({} pfns per cycle), up to {} KiB of kept bitmaps",
         budget.cycle_bitmap >> 10,
         budget.pfns_per_cycle(),
         budget.bitmap_cache >> 10
     );
+    let requested = job
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = budget::threads_within(requested, &budget, limit);
+    if let (true, Some(l)) = (threads < requested, limit) {
+        warn!(
+            "only {} MiB can be used ({}): {threads} compression thread{} instead of {requested}",
+            l.bytes >> 20,
+            l.by,
+            if threads == 1 { "" } else { "s" }
+        );
+    }
     let opts = WriteOptions {
         codec: job.codec,
         level,
         pfns_per_cycle: budget.pfns_per_cycle(),
         bitmap_cache: budget.bitmap_cache,
-        threads: job
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads,
     };
     let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
     let classes = page_classes(vm, level)?;

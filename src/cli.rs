@@ -52,6 +52,11 @@ pub struct Job {
     pub dry_run: bool,
     /// `-L SIZE`: the dump file may not grow past this many bytes.
     pub size_limit: Option<u64>,
+    /// `--atomic`: write `DUMPFILE.incomplete`, rename it to DUMPFILE only on success.
+    pub atomic: bool,
+    /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_options: Vec<String>,
 }
 
 fn command() -> Command {
@@ -69,6 +74,7 @@ fn command() -> Command {
         .disable_version_flag(true)
         .override_usage(
             "vmsift [-c|-l|-p|-z] [-d DL] [-f] [--message-level ML] VMCORE DUMPFILE\n       \
+             vmsift [-c|-l|-p|-z] [-d DL] [--ssh-key FILE] VMCORE ssh://[USER@]HOST[:PORT]/PATH\n       \
              vmsift -F [-c|-l|-p|-z] [-d DL] VMCORE > FLATTENED\n       \
              vmsift -R DUMPFILE < FLATTENED\n       \
              vmsift -v | -h",
@@ -137,6 +143,25 @@ fn command() -> Command {
                 .long("show-stats")
                 .action(ArgAction::SetTrue)
                 .help("Print the report of excluded pages per class (adds 16 to the message level)"),
+        )
+        .arg(
+            Arg::new("atomic")
+                .long("atomic")
+                .action(ArgAction::SetTrue)
+                .help("Write DUMPFILE.incomplete and rename it to DUMPFILE only when the dump is complete"),
+        )
+        .arg(
+            Arg::new("ssh-key")
+                .long("ssh-key")
+                .value_name("FILE")
+                .help("Identity file for an ssh://[USER@]HOST[:PORT]/PATH dump file"),
+        )
+        .arg(
+            Arg::new("ssh-option")
+                .long("ssh-option")
+                .value_name("OPT")
+                .action(ArgAction::Append)
+                .help("An ssh -o option for an ssh:// dump file (repeatable)"),
         )
         .arg(
             Arg::new("non-mmap")
@@ -339,6 +364,12 @@ where
         threads,
         cyclic_buffer_kib,
         size_limit,
+        atomic: on("atomic"),
+        ssh_key: m.get_one::<String>("ssh-key").map(PathBuf::from),
+        ssh_options: m
+            .get_many::<String>("ssh-option")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
         check_params: on("check-params"),
         dry_run: on("dry-run"),
     })

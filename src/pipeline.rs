@@ -687,6 +687,15 @@ fn run_parallel(
             }
         })();
         drop(job_tx);
+        if result.is_err() {
+            // Stopping early: page data the workers did write still counts, so that the
+            // incomplete dump keeps it. They end once the job queue is closed.
+            for done in done_rx.iter() {
+                if let Done::Written(at, Ok(_)) = done {
+                    writer.confirm(at);
+                }
+            }
+        }
         result
     })
 }

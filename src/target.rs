@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::flat::FlatWriter;
 
+pub mod ssh;
+
 pub trait Sink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
     /// Flushes everything; the output is complete only if this succeeds.
@@ -178,6 +180,31 @@ impl Sink for FileSink {
     }
 }
 
+/// `--atomic`: moves the finished dump at `from` to `to` (refusing to replace an existing
+/// file unless `force`) and makes the rename durable.
+pub fn publish(from: &Path, to: &Path, force: bool) -> Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let flags = if force {
+        RenameFlags::empty()
+    } else {
+        RenameFlags::RENAME_NOREPLACE
+    };
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, flags).map_err(|e| {
+        Error::io(
+            io::Error::from(e),
+            format!("cannot rename {} to {}", from.display(), to.display()),
+        )
+    })?;
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Discards everything (`--dry-run`).
 pub struct NullSink;
 
@@ -194,14 +221,14 @@ impl Sink for NullSink {
 /// A flattened stream on stdout (or any writer).
 pub struct StreamSink<W: Write> {
     flat: FlatWriter<io::BufWriter<W>>,
-    what: &'static str,
+    what: String,
 }
 
 impl<W: Write> StreamSink<W> {
-    pub fn new(out: W, what: &'static str) -> Self {
+    pub fn new(out: W, what: impl Into<String>) -> Self {
         StreamSink {
             flat: FlatWriter::new(io::BufWriter::with_capacity(1 << 20, out)),
-            what,
+            what: what.into(),
         }
     }
 }

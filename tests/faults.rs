@@ -307,3 +307,40 @@ fn a_full_disk_leaves_a_readable_incomplete_dump_and_levels_fall_back() {
     );
     assert_eq!(read_back(&dump, &pages), (vec![], false));
 }
+
+#[test]
+fn atomic_output_is_renamed_only_when_complete() {
+    let dir = scratch("atomic");
+    let (vmcore, pages, _) = vmcore(&dir, 128);
+    let dump = dir.join("dump");
+    let staged = dir.join("dump.incomplete");
+    let run = |extra: &[&str]| {
+        vmsift()
+            .args(["-l", "-d", "1", "--atomic"])
+            .args(extra)
+            .arg(&vmcore)
+            .arg(&dump)
+            .output()
+            .expect("run")
+    };
+    // Stopped by -L: the readable incomplete dump keeps the .incomplete name.
+    let out = run(&["-L", "60000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!dump.exists());
+    let (lost, incomplete) = read_back(&staged, &pages);
+    assert!(incomplete && !lost.is_empty());
+    // That leftover is someone's evidence: not overwritten without -f.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // Complete: only the final name remains.
+    let out = run(&["-f"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!staged.exists());
+    assert_eq!(read_back(&dump, &pages), (vec![], false));
+    // An existing dump is not replaced without -f.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(!staged.exists());
+}

@@ -118,3 +118,40 @@ fn one_tib_sparse_vmcore_is_dumped_cyclically_in_bounded_memory() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Under an address-space limit too small for the threads asked for, vmsift uses fewer
+/// threads, says so, and writes the same dump (instead of failing to allocate).
+#[test]
+fn a_tight_memory_limit_means_fewer_threads_not_a_failure() {
+    let dir = scratch("limit");
+    let s = SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(MINIMAL_VMCOREINFO)
+        .load(0, mixed_pages(9, 512, PS), 0);
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("vmcore");
+    let bin = env!("CARGO_BIN_EXE_vmsift");
+    let run = |name: &str, prefix: &str| {
+        let out = dir.join(name);
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{prefix} exec \"$0\" -c -d 1 --num-threads 8 \"$1\" \"$2\"",
+            ))
+            .arg(bin)
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("sh");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{name}: {err}");
+        (fs::read(&out).expect("dump"), err)
+    };
+    let (free, said) = run("free", "");
+    assert!(!said.contains("instead of 8"), "{said}");
+    // 40 MiB of address space: room for the program and a thread or two, not eight.
+    let (tight, said) = run("tight", "ulimit -v 40960 &&");
+    assert!(said.contains("ulimit -v"), "{said}");
+    assert!(said.contains("instead of 8"), "{said}");
+    assert!(tight == free, "the dump depends on the thread count");
+}
