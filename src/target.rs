@@ -183,18 +183,24 @@ impl Sink for FileSink {
 /// `--atomic`: moves the finished dump at `from` to `to` (refusing to replace an existing
 /// file unless `force`) and makes the rename durable.
 pub fn publish(from: &Path, to: &Path, force: bool) -> Result<()> {
+    use nix::errno::Errno;
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    let flags = if force {
-        RenameFlags::empty()
-    } else {
-        RenameFlags::RENAME_NOREPLACE
-    };
-    renameat2(AT_FDCWD, from, AT_FDCWD, to, flags).map_err(|e| {
+    let cannot = |e: io::Error| {
         Error::io(
-            io::Error::from(e),
+            e,
             format!("cannot rename {} to {}", from.display(), to.display()),
         )
-    })?;
+    };
+    if force {
+        std::fs::rename(from, to).map_err(cannot)?;
+    } else {
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => {}
+            // NFS (and other filesystems) have no RENAME_NOREPLACE.
+            Err(Errno::EINVAL | Errno::ENOSYS) => publish_by_link(from, to).map_err(cannot)?,
+            Err(e) => return Err(cannot(io::Error::from(e))),
+        }
+    }
     let dir = match to.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -203,6 +209,30 @@ pub fn publish(from: &Path, to: &Path, force: bool) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A rename that never replaces, without RENAME_NOREPLACE: a hard link refuses an existing
+/// name just as atomically (also over NFS), then the staged name goes. Where there are no
+/// hard links either, an existence check and a plain rename.
+fn publish_by_link(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_file(from) {
+                // The dump is complete under its final name; the other name is only extra.
+                crate::warn!(
+                    "the dump is {}, but {} stays: {e}",
+                    to.display(),
+                    from.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) if to.symlink_metadata().is_ok() => {
+            Err(io::Error::from_raw_os_error(nix::libc::EEXIST))
+        }
+        Err(_) => std::fs::rename(from, to),
+    }
 }
 
 /// Discards everything (`--dry-run`).
@@ -383,6 +413,24 @@ mod tests {
         std::os::unix::fs::symlink(dir.join("elsewhere"), &link).expect("symlink");
         assert!(create_output(&link, true).is_err());
         assert!(!dir.join("elsewhere").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn publish_without_noreplace_links_and_never_replaces() {
+        let dir = std::env::temp_dir().join(format!("vmsift-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (staged, done) = (dir.join("vmcore.incomplete"), dir.join("vmcore"));
+        std::fs::write(&staged, b"dump").expect("write");
+        publish_by_link(&staged, &done).expect("publish");
+        assert!(!staged.exists());
+        assert_eq!(std::fs::read(&done).expect("read"), b"dump");
+        std::fs::write(&staged, b"second").expect("write");
+        let e = publish_by_link(&staged, &done).expect_err("exists");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&done).expect("read"), b"dump");
+        assert!(staged.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
