@@ -315,22 +315,26 @@ impl Writer {
 
     /// After a failure in the middle of the pages: writes what can still be written, then
     /// makes every descriptor whose data is not known to be in the file say "lost"
-    /// (offset 0). Errors are ignored: a descriptor that cannot be written stays a hole,
-    /// which reads as zero, which is "lost" too. Returns how many described pages lost
-    /// their data this way.
-    fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64) -> u64 {
-        let _ = self.data.flush(sink);
+    /// (offset 0). A descriptor that cannot be written stays a hole, which reads as zero,
+    /// which is "lost" too. A full disk (or -L) still takes the descriptors (their space is
+    /// reserved), but any other write error means the output is gone (an I/O error, a dead
+    /// NFS server) and each further write would only wait for the same error: salvage
+    /// stops there. Returns how many described pages lost their data this way, and whether
+    /// the output still takes writes.
+    fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64) -> (u64, bool) {
+        let takes_writes = |r: Result<()>| r.err().is_none_or(|e| e.kind() == ErrorKind::NoSpace);
+        let mut alive = takes_writes(self.data.flush(sink));
         self.commit();
-        let _ = self.descs.flush(sink);
+        alive = alive && takes_writes(self.descs.flush(sink));
         let zeros = vec![0u8; WRITE_BUFFER];
         let mut at = desc_start + self.committed * PAGE_DESC_SIZE;
         let end = desc_start + self.described * PAGE_DESC_SIZE;
-        while at < end {
+        while alive && at < end {
             let n = (end - at).min(zeros.len() as u64);
-            let _ = sink.write_at(at, &zeros[..n as usize]);
+            alive = takes_writes(sink.write_at(at, &zeros[..n as usize]));
             at += n;
         }
-        self.described - self.committed
+        (self.described - self.committed, alive)
     }
 }
 
@@ -477,13 +481,15 @@ pub fn write_kdump(
     } else {
         planner.filter.counts()
     };
+    let mut output_alive = true;
     let mut failure = match pages {
         Ok(()) => None,
         // A stream cannot be patched afterwards: the reader sees it end early.
         Err(e) if !sink.seekable() => return Err(e),
         Err(e) => {
-            let unwritten = writer.salvage(sink, layout.desc_offset());
+            let (unwritten, alive) = writer.salvage(sink, layout.desc_offset());
             writer.stats.lost = unwritten + (num_dumpable - writer.described);
+            output_alive = alive;
             Some(e)
         }
     };
@@ -502,7 +508,9 @@ pub fn write_kdump(
     stats.pages_in_input = planner.pages_in_input;
     stats.excluded = counts;
     stats.file_size = writer.data.position();
-    if failure.is_some() {
+    if failure.is_some() && !output_alive {
+        crate::warn!("cannot mark the dump incomplete in its header: the output refuses writes");
+    } else if failure.is_some() {
         header.status |= STATUS_INCOMPLETE;
         if let Err(e) = sink.write_at(0, &header.main_bytes()) {
             crate::warn!("cannot mark the dump incomplete in its header: {e}");
@@ -698,4 +706,79 @@ fn run_parallel(
         }
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts write attempts; every write fails with `kind`.
+    struct Refusing {
+        kind: ErrorKind,
+        writes: usize,
+    }
+    impl Sink for Refusing {
+        fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
+            self.writes += 1;
+            Err(Error::new(self.kind, "refused"))
+        }
+        fn finish(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A writer that described 4 MiB worth of descriptors (several salvage writes), none
+    /// committed, with some page data still buffered.
+    fn stopped_writer() -> Writer {
+        let described = 4 * WRITE_BUFFER as u64 / PAGE_DESC_SIZE;
+        let mut data = SeqWriter::new(1 << 30, WRITE_BUFFER);
+        let mut never = Refusing {
+            kind: ErrorKind::Io,
+            writes: 0,
+        };
+        data.push(&mut never, &[1u8; 4096])
+            .expect("buffered, not written");
+        Writer {
+            descs: SeqWriter::new(4096, WRITE_BUFFER),
+            data,
+            zero_desc: None,
+            endian: crate::input::bytes::Endian::Little,
+            page_size: 4096,
+            stats: Stats::default(),
+            progress: Progress::new("test", 0),
+            described,
+            committed: 0,
+            checkpoints: Default::default(),
+            in_flight: Default::default(),
+            read_error: None,
+        }
+    }
+
+    #[test]
+    fn salvage_stops_at_the_first_io_error() {
+        let mut w = stopped_writer();
+        let mut sink = Refusing {
+            kind: ErrorKind::Io,
+            writes: 0,
+        };
+        let (lost, alive) = w.salvage(&mut sink, 4096);
+        assert!(!alive);
+        assert_eq!(lost, w.described);
+        assert_eq!(
+            sink.writes, 1,
+            "one failed write, not one per descriptor chunk"
+        );
+    }
+
+    #[test]
+    fn salvage_goes_on_when_only_space_is_short() {
+        let mut w = stopped_writer();
+        let mut sink = Refusing {
+            kind: ErrorKind::NoSpace,
+            writes: 0,
+        };
+        let (_, alive) = w.salvage(&mut sink, 4096);
+        assert!(alive);
+        assert_eq!(sink.writes, 1 + 4, "the data, then every descriptor chunk");
+    }
 }
