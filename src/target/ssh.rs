@@ -187,15 +187,6 @@ impl Upload {
             .wait()
             .map_err(|e| Error::io(e, "waiting for ssh"))?;
         let shown = self.remote.display();
-        if !status.success() {
-            return Err(Error::new(
-                crate::error::ErrorKind::Io,
-                format!(
-                    "{shown}: the remote side failed ({status}); the partial dump, if any, is {}.incomplete",
-                    self.remote.path
-                ),
-            ));
-        }
         let suffix = if said.starts_with("rebuilt") {
             ""
         } else {
@@ -203,6 +194,20 @@ impl Upload {
         };
         let tmp = format!("{}{suffix}.incomplete", self.remote.path);
         let done = format!("{}{suffix}", self.remote.path);
+        if !status.success() {
+            // Before the remote side said which, it may have been either.
+            let partial = if said.is_empty() {
+                format!("{0}.incomplete or {0}.flat.incomplete", self.remote.path)
+            } else {
+                tmp
+            };
+            return Err(Error::new(
+                crate::error::ErrorKind::Io,
+                format!(
+                    "{shown}: the remote side failed ({status}); the partial dump, if any, is {partial}"
+                ),
+            ));
+        }
         if !complete {
             return Ok(tmp);
         }
