@@ -8,7 +8,7 @@
 #   target/cache/vmlinux/         vmlinux-<kver> with debug info
 #   target/cache/workload         static workload binary
 #   target/vmcores/               <name>.elf/.log/.env from make-vmcore
-#   target/e2e/<name>/            capture-with results
+#   target/e2e/<name>/            capture-with and capture-to results
 
 HARNESS_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd -- "$HARNESS_DIR/../.." && pwd)
