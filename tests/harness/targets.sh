@@ -33,8 +33,8 @@ free_port() {
 
 # wait_listen PORT PID WHAT: wait up to 20 s for PID to listen on 127.0.0.1:PORT.
 wait_listen() {
-    local port=$1 pid=$2 what=$3 i
-    for i in $(seq 1 80); do
+    local port=$1 pid=$2 what=$3
+    for _ in $(seq 1 80); do
         [ -n "$(ss -Htln "src 127.0.0.1 and sport = :$port")" ] && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.25
@@ -132,7 +132,7 @@ stop_servers() {
     local pid i
     for pid in ${_server_pids[@]+"${_server_pids[@]}"}; do
         kill "$pid" 2>/dev/null || continue
-        for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
