@@ -70,6 +70,31 @@ impl Error {
         }
     }
 
+    /// Whether the OS error behind this says the output's server or connection is gone
+    /// (a soft NFS mount that timed out, with `softerr`; a stale NFS handle; a dropped
+    /// connection): every further write there would wait for the same timeout and fail
+    /// the same way. A media error (EIO) or a full disk is not that.
+    pub fn is_unreachable(&self) -> bool {
+        use nix::libc::{
+            ECONNABORTED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH, ENOTCONN,
+            ESTALE, ETIMEDOUT,
+        };
+        matches!(
+            self.source.as_ref().and_then(io::Error::raw_os_error),
+            Some(
+                ETIMEDOUT
+                    | ENOTCONN
+                    | ECONNRESET
+                    | ECONNABORTED
+                    | ENETDOWN
+                    | ENETUNREACH
+                    | EHOSTDOWN
+                    | EHOSTUNREACH
+                    | ESTALE
+            )
+        )
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

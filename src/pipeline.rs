@@ -313,17 +313,17 @@ impl Writer {
         Ok(())
     }
 
-    /// After a failure in the middle of the pages: writes what can still be written, then
+    /// After `failure` in the middle of the pages: writes what can still be written, then
     /// makes every descriptor whose data is not known to be in the file say "lost"
     /// (offset 0). A descriptor that cannot be written stays a hole, which reads as zero,
-    /// which is "lost" too. A full disk (or -L) still takes the descriptors (their space is
-    /// reserved), but any other write error means the output is gone (an I/O error, a dead
-    /// NFS server) and each further write would only wait for the same error: salvage
-    /// stops there. Returns how many described pages lost their data this way, and whether
-    /// the output still takes writes.
-    fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64) -> (u64, bool) {
-        let takes_writes = |r: Result<()>| r.err().is_none_or(|e| e.kind() == ErrorKind::NoSpace);
-        let mut alive = takes_writes(self.data.flush(sink));
+    /// which is "lost" too. When an error says the output is unreachable (a soft NFS
+    /// mount timed out, see `Error::is_unreachable`), salvage stops (or does not start):
+    /// each further write would only wait for the same timeout, minutes in all. Returns
+    /// how many described pages lost their data this way, and whether the output still
+    /// takes writes.
+    fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64, failure: &Error) -> (u64, bool) {
+        let takes_writes = |r: Result<()>| !r.is_err_and(|e| e.is_unreachable());
+        let mut alive = !failure.is_unreachable() && takes_writes(self.data.flush(sink));
         self.commit();
         alive = alive && takes_writes(self.descs.flush(sink));
         let zeros = vec![0u8; WRITE_BUFFER];
@@ -487,7 +487,7 @@ pub fn write_kdump(
         // A stream cannot be patched afterwards: the reader sees it end early.
         Err(e) if !sink.seekable() => return Err(e),
         Err(e) => {
-            let (unwritten, alive) = writer.salvage(sink, layout.desc_offset());
+            let (unwritten, alive) = writer.salvage(sink, layout.desc_offset(), &e);
             writer.stats.lost = unwritten + (num_dumpable - writer.described);
             output_alive = alive;
             Some(e)
@@ -509,7 +509,7 @@ pub fn write_kdump(
     stats.excluded = counts;
     stats.file_size = writer.data.position();
     if failure.is_some() && !output_alive {
-        crate::warn!("cannot mark the dump incomplete in its header: the output refuses writes");
+        crate::warn!("cannot mark the dump incomplete in its header: the output is unreachable");
     } else if failure.is_some() {
         header.status |= STATUS_INCOMPLETE;
         if let Err(e) = sink.write_at(0, &header.main_bytes()) {
@@ -712,19 +712,23 @@ fn run_parallel(
 mod tests {
     use super::*;
 
-    /// Counts write attempts; every write fails with `kind`.
+    /// Counts write attempts; every write fails with `errno`.
     struct Refusing {
-        kind: ErrorKind,
+        errno: i32,
         writes: usize,
     }
     impl Sink for Refusing {
         fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
             self.writes += 1;
-            Err(Error::new(self.kind, "refused"))
+            Err(os_error(self.errno))
         }
         fn finish(&mut self) -> Result<()> {
             Ok(())
         }
+    }
+
+    fn os_error(errno: i32) -> Error {
+        Error::io(std::io::Error::from_raw_os_error(errno), "refused")
     }
 
     /// A writer that described 4 MiB worth of descriptors (several salvage writes), none
@@ -733,7 +737,7 @@ mod tests {
         let described = 4 * WRITE_BUFFER as u64 / PAGE_DESC_SIZE;
         let mut data = SeqWriter::new(1 << 30, WRITE_BUFFER);
         let mut never = Refusing {
-            kind: ErrorKind::Io,
+            errno: nix::libc::EIO,
             writes: 0,
         };
         data.push(&mut never, &[1u8; 4096])
@@ -754,31 +758,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn salvage_stops_at_the_first_io_error() {
+    /// Salvage after a first failure `first` on a sink failing with `errno`: (write
+    /// attempts, output still alive).
+    fn salvage_with(first: i32, errno: i32) -> (usize, bool) {
         let mut w = stopped_writer();
-        let mut sink = Refusing {
-            kind: ErrorKind::Io,
-            writes: 0,
-        };
-        let (lost, alive) = w.salvage(&mut sink, 4096);
-        assert!(!alive);
+        let mut sink = Refusing { errno, writes: 0 };
+        let (lost, alive) = w.salvage(&mut sink, 4096, &os_error(first));
         assert_eq!(lost, w.described);
-        assert_eq!(
-            sink.writes, 1,
-            "one failed write, not one per descriptor chunk"
-        );
+        (sink.writes, alive)
     }
 
     #[test]
-    fn salvage_goes_on_when_only_space_is_short() {
-        let mut w = stopped_writer();
-        let mut sink = Refusing {
-            kind: ErrorKind::NoSpace,
-            writes: 0,
-        };
-        let (_, alive) = w.salvage(&mut sink, 4096);
-        assert!(alive);
-        assert_eq!(sink.writes, 1 + 4, "the data, then every descriptor chunk");
+    fn salvage_does_not_wait_on_an_unreachable_output() {
+        use nix::libc::{EIO, ESTALE, ETIMEDOUT};
+        // A timed-out soft NFS mount: not one more write.
+        assert_eq!(salvage_with(ETIMEDOUT, ETIMEDOUT), (0, false));
+        // It goes away during salvage: the first timeout ends it.
+        assert_eq!(salvage_with(EIO, ESTALE), (1, false));
+    }
+
+    #[test]
+    fn salvage_goes_on_after_media_errors_and_a_full_disk() {
+        use nix::libc::{EIO, ENOSPC};
+        // The data, then every descriptor chunk: some of them may be writable.
+        assert_eq!(salvage_with(EIO, EIO), (1 + 4, true));
+        assert_eq!(salvage_with(ENOSPC, ENOSPC), (1 + 4, true));
     }
 }
