@@ -71,6 +71,9 @@ pub fn run(job: &Job) -> Result<()> {
             }
             Ok(())
         }
+        Mode::ManPage => cli::man_page(&mut std::io::stdout().lock())
+            .map_err(|e| Error::io(e, "cannot write the manual page")),
+        Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
         Mode::DumpDmesg { vmcore, logfile } => dump_dmesg(job, vmcore, logfile.as_deref()),
         Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),

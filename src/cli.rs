@@ -32,6 +32,10 @@ pub enum Mode {
     },
     Version,
     Help,
+    /// `--man-page`: the manual page (roff) on stdout, for installers.
+    ManPage,
+    /// `--completions SHELL`: a completion script on stdout, for installers.
+    Completions(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,12 +173,177 @@ fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Read the vmcore with pread only, never mmap"),
         )
+        // Accepted for compatibility; they change nothing here.
+        .arg(
+            Arg::new("block-order")
+                .short('b')
+                .value_name("ORDER")
+                .help("Accepted for compatibility (makedumpfile's write cache of 2^ORDER pages); writes are sized by vmsift"),
+        )
+        .arg(
+            Arg::new("work-dir")
+                .long("work-dir")
+                .value_name("DIR")
+                .help("Accepted for compatibility: vmsift keeps its bitmaps in memory, within a fixed budget, and needs no work file"),
+        )
+        .arg(
+            Arg::new("non-cyclic")
+                .long("non-cyclic")
+                .action(ArgAction::SetTrue)
+                .help("Accepted and ignored (removed from makedumpfile in 1.5.9)"),
+        )
+        .args(REFUSED.iter().map(|r| {
+            let a = Arg::new(r.id).help(r.help).hide(true);
+            let a = match r.short {
+                Some(c) => a.short(c),
+                None => a.long(r.id),
+            };
+            if r.takes_value {
+                a.value_name("ARG")
+            } else {
+                a.action(ArgAction::SetTrue)
+            }
+        }))
+        .arg(
+            Arg::new("man-page")
+                .long("man-page")
+                .action(ArgAction::SetTrue)
+                .hide(true),
+        )
+        .arg(Arg::new("completions").long("completions").value_name("SHELL").hide(true))
         .arg(Arg::new("files").action(ArgAction::Append).value_name("FILE").num_args(0..))
 }
+
+/// makedumpfile options vmsift does not implement, each refused with what to do instead.
+struct Refused {
+    id: &'static str,
+    short: Option<char>,
+    takes_value: bool,
+    help: &'static str,
+    why: &'static str,
+}
+
+const REFUSED: &[Refused] = &[
+    Refused {
+        id: "vmlinux",
+        short: Some('x'),
+        takes_value: true,
+        help: "Refused: debug info is not used",
+        why: "-x VMLINUX is not supported: vmsift reads everything it needs from the vmcore's VMCOREINFO note (kernels since 2.6.24 export it); drop -x. Erase filters (--config, --eppic) need makedumpfile",
+    },
+    Refused {
+        id: "vmcoreinfo-in",
+        short: Some('i'),
+        takes_value: true,
+        help: "Refused: VMCOREINFO comes from the vmcore",
+        why: "-i VMCOREINFO is not supported: vmsift takes VMCOREINFO from the vmcore's own note; drop -i",
+    },
+    Refused {
+        id: "vmcoreinfo-out",
+        short: Some('g'),
+        takes_value: true,
+        help: "Refused: no debug info is read",
+        why: "-g is not supported: vmsift cannot build VMCOREINFO from a vmlinux; the kernel exports it in /proc/vmcore (and /sys/kernel/vmcoreinfo)",
+    },
+    Refused {
+        id: "config",
+        short: None,
+        takes_value: true,
+        help: "Refused: erase filters need debug info",
+        why: "--config (erase filter) is not supported: it needs the kernel's debug info; use makedumpfile -x VMLINUX --config FILE, or re-filter vmsift's dump with it",
+    },
+    Refused {
+        id: "eppic",
+        short: None,
+        takes_value: true,
+        help: "Refused: eppic macros need debug info",
+        why: "--eppic is not supported: it needs the kernel's debug info; use makedumpfile -x VMLINUX --eppic FILE",
+    },
+    Refused {
+        id: "exclude-vmemmap",
+        short: Some('e'),
+        takes_value: false,
+        help: "Refused: vmemmap exclusion",
+        why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
+    },
+    Refused {
+        id: "elf",
+        short: Some('E'),
+        takes_value: false,
+        help: "Refused: ELF output",
+        why: "-E (ELF output) is not supported yet; write a kdump-compressed file (crash, drgn and libkdumpfile read it)",
+    },
+    Refused {
+        id: "split",
+        short: None,
+        takes_value: false,
+        help: "Refused: split output",
+        why: "--split is not supported yet; one dump file written with --num-threads uses every CPU instead",
+    },
+    Refused {
+        id: "reassemble",
+        short: None,
+        takes_value: false,
+        help: "Refused: split output",
+        why: "--reassemble is not supported yet (vmsift does not write split dumps)",
+    },
+    Refused {
+        id: "mem-usage",
+        short: None,
+        takes_value: false,
+        help: "Refused: memory usage report",
+        why: "--mem-usage is not supported yet; --dry-run --show-stats on a vmcore prints the per-class page counts",
+    },
+    Refused {
+        id: "partial-dmesg",
+        short: None,
+        takes_value: false,
+        help: "Refused: partial kernel log",
+        why: "--partial-dmesg is not supported yet; --dump-dmesg writes the whole log",
+    },
+    Refused {
+        id: "xen-vmcoreinfo",
+        short: None,
+        takes_value: true,
+        help: "Refused: Xen",
+        why: "Xen dumps (--xen-syms, --xen-vmcoreinfo) are not supported; use makedumpfile",
+    },
+    Refused {
+        id: "xen-syms",
+        short: None,
+        takes_value: true,
+        help: "Refused: Xen",
+        why: "Xen dumps (--xen-syms, --xen-vmcoreinfo) are not supported; use makedumpfile",
+    },
+];
 
 /// The help text (`-h`).
 pub fn help() -> String {
     command().render_help().to_string()
+}
+
+/// The manual page, generated from the option definitions (`--man-page`).
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(command().name("vmsift").version(env!("CARGO_PKG_VERSION")))
+        .section("8")
+        .render(out)
+}
+
+/// A completion script for `shell` (bash, zsh, fish) (`--completions SHELL`).
+pub fn completions(shell: &str, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap_complete::Shell;
+    let sh = match shell {
+        "bash" => Shell::Bash,
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        _ => {
+            return Err(Error::usage(format!(
+                "--completions: unknown shell \"{shell}\" (bash, zsh or fish)"
+            )));
+        }
+    };
+    clap_complete::generate(sh, &mut command(), "vmsift", out);
+    Ok(())
 }
 
 fn parse_number(what: &str, value: &str) -> Result<u64> {
@@ -228,6 +397,19 @@ where
         Error::usage(format!("{first} (see vmsift -h)"))
     })?;
     let on = |id: &str| m.get_flag(id);
+    for r in REFUSED {
+        let given = if r.takes_value {
+            m.contains_id(r.id) && m.get_one::<String>(r.id).is_some()
+        } else {
+            m.get_flag(r.id)
+        };
+        if given {
+            return Err(Error::usage(r.why));
+        }
+    }
+    if let Some(order) = m.get_one::<String>("block-order") {
+        parse_number("-b", order)?;
+    }
 
     let codecs: Vec<Codec> = [
         ("zlib", Codec::Zlib),
@@ -303,6 +485,10 @@ where
 
     let mode = if on("help") {
         Mode::Help
+    } else if on("man-page") {
+        Mode::ManPage
+    } else if let Some(shell) = m.get_one::<String>("completions") {
+        Mode::Completions(shell.clone())
     } else if on("version") {
         Mode::Version
     } else if on("dump-dmesg") {

@@ -321,6 +321,83 @@ fn version_lists_every_codec() {
 }
 
 #[test]
+fn unsupported_makedumpfile_options_are_refused_with_the_alternative() {
+    for (args, needle) in [
+        (&["-x", "vmlinux", "a", "b"][..], "VMCOREINFO note"),
+        (&["-i", "info", "a", "b"], "drop -i"),
+        (&["-g", "info"], "/sys/kernel/vmcoreinfo"),
+        (
+            &["--config", "f", "a", "b"],
+            "makedumpfile -x VMLINUX --config",
+        ),
+        (
+            &["--eppic", "f", "a", "b"],
+            "makedumpfile -x VMLINUX --eppic",
+        ),
+        (&["-e", "a", "b"], "drop -e"),
+        (&["--xen-syms", "x", "a", "b"], "Xen"),
+        (
+            &["--no-such-option", "a", "b"],
+            "unexpected argument '--no-such-option'",
+        ),
+    ] {
+        let o = run(bin().args(args));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // Accepted for compatibility, and without effect on the dump.
+    let dir = scratch("accepted");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("vmcore");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    assert!(
+        run(bin().args(["-l", "-d", "1"]).arg(&vmcore).arg(&a))
+            .status
+            .success()
+    );
+    let o = run(bin()
+        .args(["-l", "-d", "1", "-b", "8", "--non-cyclic", "--work-dir"])
+        .arg(&dir)
+        .arg(&vmcore)
+        .arg(&b));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&a).expect("a"), fs::read(&b).expect("b"));
+}
+
+#[test]
+fn man_page_and_completions_come_from_the_options() {
+    let o = run(bin().arg("--man-page"));
+    assert!(o.status.success());
+    let man = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        man.starts_with(".ie") && man.contains(".TH vmsift 8"),
+        "{man}"
+    );
+    for opt in [
+        r"message\-level",
+        r"num\-threads",
+        r"dump\-dmesg",
+        r"ssh\-key",
+    ] {
+        assert!(man.contains(opt), "{opt} missing from the man page");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(bin().args(["--completions", shell]));
+        assert!(o.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("num-threads"),
+            "{shell}"
+        );
+    }
+    assert_eq!(
+        run(bin().args(["--completions", "tcsh"])).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
 fn output_is_identical_whatever_the_thread_count_or_read_method() {
     let dir = scratch("threads");
     let vmcore = dir.join("vmcore");
