@@ -333,8 +333,12 @@ fn write_dump(
         file,
         classes,
     };
-    let header = pipeline::base_header(vm, uts.name, &opts);
-    let done = pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?;
+    let done = if job.elf {
+        pipeline::write_elf(vm, &mut filter, sink, &opts)?
+    } else {
+        let header = pipeline::base_header(vm, uts.name, &opts);
+        pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?
+    };
     report_stats(&done.stats);
     Ok(done)
 }

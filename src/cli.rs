@@ -56,6 +56,8 @@ pub struct Job {
     pub dry_run: bool,
     /// `-L SIZE`: the dump file may not grow past this many bytes.
     pub size_limit: Option<u64>,
+    /// `-E`: ELF output.
+    pub elf: bool,
     /// `--atomic`: write `DUMPFILE.incomplete`, rename it to DUMPFILE only on success.
     pub atomic: bool,
     /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
@@ -94,6 +96,7 @@ fn command() -> Command {
                 .help("Dump level: bitmask of page classes to exclude (1 zero, 2 cache, 4 cache with private, 8 user, 16 free); a comma list gives fallbacks"),
         )
         .arg(flag("flatten", 'F', "Write the dump in the flattened format to stdout"))
+        .arg(flag("elf", 'E', "Write an ELF core file (uncompressed) instead of a kdump-compressed one"))
         .arg(flag("rearrange", 'R', "Rebuild DUMPFILE from a flattened dump read on stdin"))
         .arg(flag("force", 'f', "Overwrite an existing DUMPFILE"))
         .arg(flag("debug", 'D', "Print debugging messages (adds 8 to the message level)"))
@@ -267,13 +270,6 @@ const REFUSED: &[Refused] = &[
         why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
     },
     Refused {
-        id: "elf",
-        short: Some('E'),
-        takes_value: false,
-        help: "Refused: ELF output",
-        why: "-E (ELF output) is not supported yet; write a kdump-compressed file (crash, drgn and libkdumpfile read it)",
-    },
-    Refused {
         id: "split",
         short: None,
         takes_value: false,
@@ -425,6 +421,11 @@ where
         return Err(Error::usage("only one of -c, -l, -p and -z can be given"));
     }
     let codec = codecs.first().copied().unwrap_or(Codec::None);
+    if on("elf") && codec != Codec::None {
+        return Err(Error::usage(
+            "-E cannot be used with -c, -l, -p or -z: ELF dumps are not compressed",
+        ));
+    }
 
     let levels = match m.get_one::<String>("dump-level") {
         None => vec![DumpLevel(0)],
@@ -550,6 +551,7 @@ where
         threads,
         cyclic_buffer_kib,
         size_limit,
+        elf: on("elf"),
         atomic: on("atomic"),
         ssh_key: m.get_one::<String>("ssh-key").map(PathBuf::from),
         ssh_options: m

@@ -10,6 +10,9 @@
 //! A fixed pool of batch buffers bounds memory, and the output is byte-identical whatever
 //! the thread count.
 
+mod elf;
+pub use elf::write_elf;
+
 use crate::codec::{Codec, Compressor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};

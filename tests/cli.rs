@@ -367,6 +367,42 @@ fn unsupported_makedumpfile_options_are_refused_with_the_alternative() {
 }
 
 #[test]
+fn elf_output_holds_every_kept_page() {
+    let dir = scratch("elf");
+    let s = synthetic();
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("vmcore");
+    for level in ["0", "1"] {
+        let out = dir.join(format!("elf-{level}"));
+        let o = run(bin().args(["-E", "-d", level]).arg(&vmcore).arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut back = vmsift::input::Vmcore::open(&out, true).expect("the ELF dump opens");
+        let mut input = vmsift::input::Vmcore::open(&vmcore, true).expect("input");
+        for pfn in 0..0x130u64 {
+            // Pages the input has bytes for (not holes, not beyond p_filesz).
+            let Ok(want) = input.memory.read_page(pfn).map(<[u8]>::to_vec) else {
+                continue;
+            };
+            match back.memory.read_page(pfn) {
+                Ok(got) => assert!(got == want.as_slice(), "-d {level}: pfn {pfn:#x} differs"),
+                // Only zero pages may be left out, and only at -d 1.
+                Err(e) => assert!(
+                    level == "1" && want.iter().all(|&b| b == 0),
+                    "-d {level}: pfn {pfn:#x}: {e}"
+                ),
+            }
+        }
+    }
+    let o = run(bin().args(["-E", "-c"]).arg(&vmcore).arg(dir.join("x")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("-E cannot be used with"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn man_page_and_completions_come_from_the_options() {
     let o = run(bin().arg("--man-page"));
     assert!(o.status.success());
