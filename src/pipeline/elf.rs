@@ -37,7 +37,7 @@ pub fn write_elf(
         .elf
         .loads
         .iter()
-        .map(|l| SegmentBuilder::new(l.clone(), ps))
+        .map(|l| SegmentBuilder::new(*l, ps))
         .collect();
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
