@@ -16,6 +16,9 @@ const BATCH: u64 = 512;
 /// Orders of compound pages beyond this are treated as corrupt (1 GiB pages are order 18
 /// with 4 KiB pages).
 const MAX_COMPOUND_ORDER: u64 = 20;
+/// An untyped page's _mapcount is its number of mappings minus one; beyond this the word
+/// is garbage (a typed page whose type was overwritten, say), and the page is kept.
+const MAX_PLAUSIBLE_MAPCOUNT: i32 = 1 << 22;
 
 /// What the dump level asks for, reduced to what this kernel's table can answer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +35,7 @@ struct Warned {
     bad_buddy: bool,
     unreadable: bool,
     no_order: bool,
+    bad_mapcount: bool,
 }
 
 pub struct Classifier {
@@ -208,6 +212,15 @@ impl Rules {
         // A typed page (buddy, offline, table, guard, ... in either encoding) has a
         // _mapcount/page_type word below -1; a mapped or unmapped user page never does.
         let typed = (mapcount as i32) < -1;
+        if !typed && !slab && mapcount as i32 >= MAX_PLAUSIBLE_MAPCOUNT {
+            if !self.warned.bad_mapcount {
+                self.warned.bad_mapcount = true;
+                crate::warn!(
+                    "pfn {pfn:#x}: _mapcount/page_type {mapcount:#x} is neither a count nor a page type; such pages are kept (corrupt struct page?)"
+                );
+            }
+            return None;
+        }
         let anon = mapping & 1 != 0 && !slab && !typed;
         let has = |m: Option<u64>| m.is_some_and(|m| flags & m != 0);
         let cache =
