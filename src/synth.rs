@@ -318,6 +318,17 @@ impl SynthKernel {
         self.mem[pa] = v;
     }
 
+    /// Where the struct pages of all page frames are in `mem`.
+    pub fn mem_map_range(&self) -> std::ops::Range<usize> {
+        let start = self.sp_pa(0) as usize;
+        start..start + (self.pages * sp::SIZE) as usize
+    }
+
+    /// Where mem_section entry 0's `section_mem_map` word is in `mem`.
+    pub fn section_mem_map_at(&self) -> usize {
+        (self.sections_pfn * 4096) as usize
+    }
+
     /// The virtual address of pfn's struct page.
     pub fn page_va(pfn: u64) -> u64 {
         VMEMMAP + pfn * sp::SIZE

@@ -3,9 +3,9 @@
 //! is checked before it sizes an allocation or an offset.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::bytes::Endian;
+use super::elf::ReadAt;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::format::kdump::{Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, Utsname};
@@ -43,8 +43,9 @@ pub struct KdumpHeader {
     pub size_vmcoreinfo: u64,
 }
 
-pub struct KdumpFile {
-    file: File,
+/// A kdump-compressed file read through `R`: a `File`, or bytes in memory (`&[u8]`).
+pub struct KdumpFile<R = File> {
+    file: R,
     pub header: KdumpHeader,
     file_len: u64,
     bitmap1: Vec<u8>,
@@ -53,21 +54,20 @@ pub struct KdumpFile {
     rank: Vec<u64>,
 }
 
-fn read_at(file: &File, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
+fn read_at<R: ReadAt>(file: &R, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset)
         .map_err(|e| Error::io(e, format!("cannot read {what} at offset {offset:#x}")))?;
     Ok(buf)
 }
 
-impl KdumpFile {
+impl<R: ReadAt> KdumpFile<R> {
     /// Opens a kdump-compressed file written for a 64-bit little-endian machine (the
     /// layouts vmsift writes today are checked in full; others are refused clearly).
-    pub fn open(file: File) -> Result<KdumpFile> {
+    pub fn open(file: R) -> Result<KdumpFile<R>> {
         let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(e, "cannot stat the dump"))?
-            .len();
+            .size()
+            .map_err(|e| Error::io(e, "cannot stat the dump"))?;
         let head = read_at(&file, 464.min(file_len as usize), 0, "the kdump header")?;
         if head.len() < 464 || &head[..8] != SIGNATURE {
             return Err(Error::bad_input(
@@ -220,13 +220,13 @@ impl KdumpFile {
 
 /// A kdump file's pages as physical memory (for `--dump-dmesg` and re-filtering): pages
 /// left out of the dump are errors.
-pub struct KdumpPages {
-    pub file: KdumpFile,
+pub struct KdumpPages<R = File> {
+    pub file: KdumpFile<R>,
     buf: Vec<u8>,
 }
 
-impl KdumpPages {
-    pub fn new(file: KdumpFile) -> KdumpPages {
+impl<R: ReadAt> KdumpPages<R> {
+    pub fn new(file: KdumpFile<R>) -> KdumpPages<R> {
         KdumpPages {
             file,
             buf: Vec::new(),
@@ -234,7 +234,7 @@ impl KdumpPages {
     }
 }
 
-impl super::PhysPages for KdumpPages {
+impl<R: ReadAt> super::PhysPages for KdumpPages<R> {
     fn page_size(&self) -> usize {
         self.file.header.block_size as usize
     }
