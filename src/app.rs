@@ -75,6 +75,8 @@ pub fn run(job: &Job) -> Result<()> {
             .map_err(|e| Error::io(e, "cannot write the manual page")),
         Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
+        Mode::Split { vmcore, dumpfiles } => split(job, vmcore, dumpfiles),
+        Mode::Reassemble { parts, dumpfile } => reassemble(parts, dumpfile, job.force),
         Mode::DumpDmesg { vmcore, logfile } => dump_dmesg(job, vmcore, logfile.as_deref()),
         Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),
     }
@@ -291,6 +293,18 @@ fn write_dump(
     vm: &mut Vmcore,
     sink: &mut dyn Sink,
 ) -> Result<pipeline::Dumped> {
+    write_part(job, level, vm, sink, None, None)
+}
+
+/// A dump, or with `range` one file of a split set; `threads` caps the thread count.
+fn write_part(
+    job: &Job,
+    level: DumpLevel,
+    vm: &mut Vmcore,
+    sink: &mut dyn Sink,
+    range: Option<(u64, u64)>,
+    threads: Option<usize>,
+) -> Result<pipeline::Dumped> {
     for (key, value) in vm.info.lines() {
         debug!("  {key}={value}");
     }
@@ -306,9 +320,10 @@ fn write_dump(
         budget.pfns_per_cycle(),
         budget.bitmap_cache >> 10
     );
-    let requested = job
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let requested = threads.unwrap_or_else(|| {
+        job.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
     let threads = budget::threads_within(requested, &budget, limit);
     if let (true, Some(l)) = (threads < requested, limit) {
         warn!(
@@ -324,6 +339,7 @@ fn write_dump(
         pfns_per_cycle: budget.pfns_per_cycle(),
         bitmap_cache: budget.bitmap_cache,
         threads,
+        range,
     };
     let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
     let classes = page_classes(vm, level)?;
@@ -341,6 +357,152 @@ fn write_dump(
     };
     report_stats(&done.stats);
     Ok(done)
+}
+
+/// `--split`: the page frames are cut into ranges of about as many dumpable pages each,
+/// and every file is written by its own thread (with its own reader and filter).
+fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<()> {
+    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    crate::signals::install()?;
+    if job.elf {
+        return Err(Error::usage(
+            "--split writes kdump-compressed files; -E cannot be used with it",
+        ));
+    }
+    let level = job.levels.first().copied().unwrap_or_default();
+    let ranges = split_points(job, &mut vm, level, outs.len())?;
+    let mut files = Vec::new();
+    for path in outs {
+        match target::create_output(path, job.force) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                for p in &outs[..files.len()] {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let per_file = (job
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        / outs.len())
+    .max(1);
+    let results: Vec<Result<pipeline::Dumped>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .into_iter()
+            .zip(outs)
+            .zip(&ranges)
+            .map(|((file, path), &range)| {
+                scope.spawn(move || {
+                    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+                    let mut sink = FileSink::new(file, path);
+                    write_part(job, level, &mut vm, &mut sink, Some(range), Some(per_file))
+                        .map_err(|e| e.context(format!("writing {}", path.display())))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::unsupported("a split writer thread panicked")))
+            })
+            .collect()
+    });
+    let mut first_error = None;
+    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
+        match result {
+            Ok(done) => {
+                common!(
+                    "The dumpfile is saved to {} (pfns {start:#x}-{end:#x}, {} pages).",
+                    path.display(),
+                    done.stats.dumpable
+                );
+                if let Some(e) = done.failure {
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => {
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
+}
+
+/// Where to cut a split set: one pass of the filter counts the dumpable pages per block
+/// of page frames; the cuts fall on block edges, near equal counts.
+fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Result<Vec<(u64, u64)>> {
+    let max = vm.max_mapnr();
+    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
+    let block = (max / 4096).max(64).div_ceil(64) * 64;
+    let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let mut filter = Filter {
+        level,
+        memory,
+        file,
+        classes: page_classes(vm, level)?,
+    };
+    filter.begin_pass();
+    let per_cycle = budget.pfns_per_cycle().div_ceil(block) * block;
+    let mut counts = Vec::new();
+    let mut start = 0;
+    while start < max {
+        let end = (start + per_cycle).min(max);
+        let b2 = filter.bitmap2(start, end);
+        let mut at = start;
+        while at < end {
+            let to = (at + block).min(end);
+            counts.push(b2.count_in(at, to));
+            at = to;
+        }
+        start = end;
+    }
+    let total: u64 = counts.iter().sum();
+    let mut cuts = vec![0u64];
+    let mut acc = 0u64;
+    for (i, c) in counts.iter().enumerate() {
+        acc += c;
+        let k = cuts.len() as u64; // the next cut ends part k
+        if k < n as u64 && acc * n as u64 >= total * k {
+            cuts.push(((i as u64 + 1) * block).min(max));
+        }
+    }
+    while cuts.len() < n {
+        cuts.push(max);
+    }
+    cuts.push(max);
+    Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+/// `--reassemble`: a split set back into one file.
+fn reassemble(parts: &[std::path::PathBuf], dumpfile: &Path, force: bool) -> Result<()> {
+    let file = target::create_output(dumpfile, force)?;
+    let mut sink = FileSink::new(file, dumpfile);
+    match pipeline::reassemble(parts, &mut sink) {
+        Ok(stats) => {
+            common!(
+                "The dumpfile is saved to {} ({} pages from {} files).",
+                dumpfile.display(),
+                stats.dumpable,
+                parts.len()
+            );
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(dumpfile);
+            Err(e.context(format!("reassembling {}", dumpfile.display())))
+        }
+    }
 }
 
 /// The mem_map reader for page classes. Without it only zero pages can be excluded: that

@@ -32,6 +32,16 @@ pub enum Mode {
     },
     Version,
     Help,
+    /// `--split VMCORE F1 F2 ...`: one dump in several files, written in parallel.
+    Split {
+        vmcore: PathBuf,
+        dumpfiles: Vec<PathBuf>,
+    },
+    /// `--reassemble F1 F2 ... DUMPFILE`: a split set back into one file.
+    Reassemble {
+        parts: Vec<PathBuf>,
+        dumpfile: PathBuf,
+    },
     /// `--man-page`: the manual page (roff) on stdout, for installers.
     ManPage,
     /// `--completions SHELL`: a completion script on stdout, for installers.
@@ -83,6 +93,8 @@ fn command() -> Command {
              vmsift [-c|-l|-p|-z] [-d DL] [--ssh-key FILE] VMCORE ssh://[USER@]HOST[:PORT]/PATH\n       \
              vmsift -F [-c|-l|-p|-z] [-d DL] VMCORE > FLATTENED\n       \
              vmsift -R DUMPFILE < FLATTENED\n       \
+             vmsift --split [-c|-l|-p|-z] [-d DL] VMCORE DUMPFILE1 DUMPFILE2 ...\n       \
+             vmsift --reassemble DUMPFILE1 DUMPFILE2 ... DUMPFILE\n       \
              vmsift -v | -h",
         )
         .arg(flag("zlib", 'c', "Compress each page with zlib (deflate level 1)"))
@@ -150,6 +162,18 @@ fn command() -> Command {
                 .long("show-stats")
                 .action(ArgAction::SetTrue)
                 .help("Print the report of excluded pages per class (adds 16 to the message level)"),
+        )
+        .arg(
+            Arg::new("split")
+                .long("split")
+                .action(ArgAction::SetTrue)
+                .help("Write the dump as several files, VMCORE F1 F2 ..., one per range of page frames, in parallel"),
+        )
+        .arg(
+            Arg::new("reassemble")
+                .long("reassemble")
+                .action(ArgAction::SetTrue)
+                .help("Join the files of a split dump, F1 F2 ... DUMPFILE, into one dump file"),
         )
         .arg(
             Arg::new("atomic")
@@ -268,20 +292,6 @@ const REFUSED: &[Refused] = &[
         takes_value: false,
         help: "Refused: vmemmap exclusion",
         why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
-    },
-    Refused {
-        id: "split",
-        short: None,
-        takes_value: false,
-        help: "Refused: split output",
-        why: "--split is not supported yet; one dump file written with --num-threads uses every CPU instead",
-    },
-    Refused {
-        id: "reassemble",
-        short: None,
-        takes_value: false,
-        help: "Refused: split output",
-        why: "--reassemble is not supported yet (vmsift does not write split dumps)",
     },
     Refused {
         id: "mem-usage",
@@ -505,6 +515,30 @@ where
             _ => {
                 return Err(Error::usage(
                     "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
+                ));
+            }
+        }
+    } else if on("split") {
+        match files.as_slice() {
+            [vmcore, dumpfiles @ ..] if dumpfiles.len() >= 2 && !on("flatten") => Mode::Split {
+                vmcore: vmcore.clone(),
+                dumpfiles: dumpfiles.to_vec(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--split takes VMCORE and at least two dump files (and no -F)",
+                ));
+            }
+        }
+    } else if on("reassemble") {
+        match files.as_slice() {
+            [parts @ .., dumpfile] if !parts.is_empty() => Mode::Reassemble {
+                parts: parts.to_vec(),
+                dumpfile: dumpfile.clone(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--reassemble takes the split files and then the dump file to write",
                 ));
             }
         }

@@ -41,6 +41,9 @@ pub struct KdumpHeader {
     pub size_note: u64,
     pub offset_vmcoreinfo: u64,
     pub size_vmcoreinfo: u64,
+    /// `Some((start_pfn, end_pfn))` for one file of a `--split` set: its descriptors
+    /// cover only those pfns, counted from `start_pfn`.
+    pub split: Option<(u64, u64)>,
 }
 
 /// A kdump-compressed file read through `R`: a `File`, or bytes in memory (`&[u8]`).
@@ -108,6 +111,11 @@ impl<R: ReadAt> KdumpFile<R> {
             size_vmcoreinfo: sub_u64(40)?,
             offset_note: sub_u64(48)?,
             size_note: sub_u64(56)?,
+            split: match e.u32(&sub, 12).ok_or_else(short)? {
+                0 => None,
+                _ if version >= 6 => Some((sub_u64(80)?, sub_u64(88)?)),
+                _ => Some((sub_u64(16)?, sub_u64(24)?)),
+            },
         };
         let bitmap_len = header.bitmap_blocks * block_size / 2;
         if header.bitmap_blocks == 0 || bitmap_len * 8 < max_mapnr {
@@ -165,19 +173,60 @@ impl<R: ReadAt> KdumpFile<R> {
         )
     }
 
+    /// Whether `pfn` has a descriptor in the dump (2nd bitmap).
+    pub fn in_dump(&self, pfn: u64) -> bool {
+        Self::bit(&self.bitmap2, pfn)
+    }
+
+    /// Set bits of the 2nd bitmap before `pfn` (0 past the end of the bitmap).
+    fn rank_before(&self, pfn: u64) -> u64 {
+        let Some(byte) = usize::try_from(pfn / 8)
+            .ok()
+            .filter(|&b| b < self.bitmap2.len())
+        else {
+            return self.rank.last().copied().unwrap_or(0)
+                + self.bitmap2[self.bitmap2.len().saturating_sub(1) / 512 * 512..]
+                    .iter()
+                    .map(|b| b.count_ones() as u64)
+                    .sum::<u64>();
+        };
+        let block = byte / 512;
+        self.rank[block]
+            + self.bitmap2[block * 512..byte]
+                .iter()
+                .map(|b| b.count_ones() as u64)
+                .sum::<u64>()
+            + (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64
+    }
+
+    /// Pages with a descriptor in the whole dump (set bits of the 2nd bitmap).
+    pub fn dumpable(&self) -> u64 {
+        self.rank_before(u64::MAX)
+    }
+
+    /// Reads `len` bytes at `offset` as they are in the file.
+    pub fn raw(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset.saturating_add(len as u64) > self.file_len {
+            return Err(Error::bad_input(format!(
+                "{len} bytes at offset {offset:#x} run past the end of the file"
+            )));
+        }
+        read_at(&self.file, len, offset, "dump data")
+    }
+
     pub fn descriptor(&self, pfn: u64) -> Result<Option<PageDesc>> {
         if !Self::bit(&self.bitmap2, pfn) {
             return Ok(None);
         }
-        let block = (pfn / 4096) as usize;
-        let mut idx = self.rank[block];
-        let first = block * 512;
-        let byte = (pfn / 8) as usize;
-        idx += self.bitmap2[first..byte]
-            .iter()
-            .map(|b| b.count_ones() as u64)
-            .sum::<u64>();
-        idx += (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64;
+        let mut idx = self.rank_before(pfn);
+        if let Some((start, end)) = self.header.split {
+            if pfn < start || pfn >= end {
+                return Err(Error::bad_input(format!(
+                    "pfn {pfn:#x} is outside this split file's range {start:#x}-{end:#x}"
+                )));
+            }
+            idx -= self.rank_before(start);
+        }
         let h = &self.header;
         let at = (1 + h.sub_hdr_size + h.bitmap_blocks) * h.block_size + idx * PAGE_DESC_SIZE;
         let raw = read_at(&self.file, PAGE_DESC_SIZE as usize, at, "a page descriptor")?;
