@@ -9,16 +9,14 @@ use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::{DumpLevel, Filter, PageClasses, load_ranges};
+use crate::filter::{DumpLevel, Filter, PageClasses};
 use crate::format::flat;
-use crate::input::kdump::{KdumpFile, KdumpPages};
-use crate::input::{PhysPages, Vmcore};
+use crate::input::{PhysPages, Source, Vmcore};
 use crate::kernel::dmesg;
 use crate::kernel::layout::PageLayout;
 use crate::kernel::memmap::MemMap;
 use crate::kernel::page::Classifier;
 use crate::kernel::uts;
-use crate::kernel::vmcoreinfo::VmcoreInfo;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, WriteOptions};
 use crate::report;
@@ -101,37 +99,10 @@ fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
 /// `--dump-dmesg`: the kernel log of an ELF vmcore or a kdump-compressed dump.
 fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     let shown = input.display();
-    let mut head = [0u8; 16];
-    {
-        use std::io::Read;
-        let mut f =
-            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
-        let _ = f.read(&mut head);
-    }
-    let (info, pages): (VmcoreInfo, Box<dyn PhysPages>) = if head.starts_with(b"\x7fELF") {
-        let vm = Vmcore::open(input, job.use_mmap)?;
-        let mem = Box::new(vm.memory.duplicate()?);
-        (vm.info, mem)
-    } else if head.starts_with(crate::format::kdump::SIGNATURE) {
-        let file =
-            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
-        let dump = KdumpFile::open(file).map_err(|e| e.context(&shown))?;
-        let notes = dump.notes().map_err(|e| e.context(&shown))?;
-        let endian = crate::input::bytes::Endian::Little;
-        let text = crate::input::elf::Notes::new(&notes, endian)
-            .find(|n| n.name == b"VMCOREINFO")
-            .map(|n| n.desc.to_vec())
-            .ok_or_else(|| Error::bad_input(format!("{shown}: the dump has no VMCOREINFO note")))?;
-        (VmcoreInfo::parse(&text), Box::new(KdumpPages::new(dump)))
-    } else if head.starts_with(flat::SIGNATURE) {
-        return Err(Error::unsupported(format!(
-            "{shown} is a flattened dump: rebuild it first with vmsift -R FILE < {shown}"
-        )));
-    } else {
-        return Err(Error::bad_input(format!(
-            "{shown} is neither an ELF vmcore nor a kdump file"
-        )));
-    };
+    // An ELF vmcore, a kdump-compressed dump or a flattened one.
+    let vm = Vmcore::open(input, job.use_mmap)?;
+    let pages: Box<dyn PhysPages> = Box::new(vm.memory.duplicate()?);
+    let info = vm.info;
     for (key, value) in info.lines() {
         debug!("  {key}={value}");
     }
@@ -305,6 +276,20 @@ fn write_part(
     range: Option<(u64, u64)>,
     threads: Option<usize>,
 ) -> Result<pipeline::Dumped> {
+    // Re-filtering: what the input dump left out stays out, and its level is kept.
+    let level = match &vm.source {
+        Source::Elf => level,
+        Source::Dump { level: was, .. } => {
+            if job.elf {
+                return Err(Error::unsupported(
+                    "-E needs an ELF vmcore as input; re-filter into a kdump-compressed file",
+                ));
+            }
+            let merged = DumpLevel(level.0 | (*was & 31) as u8);
+            debug!("re-filtering a dump made at level {was}: level {merged}");
+            merged
+        }
+    };
     for (key, value) in vm.info.lines() {
         debug!("  {key}={value}");
     }
@@ -341,7 +326,7 @@ fn write_part(
         threads,
         range,
     };
-    let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let (memory, file) = vm.ranges();
     let classes = page_classes(vm, level)?;
     let mut filter = Filter {
         level,
@@ -444,7 +429,7 @@ fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Resul
     let max = vm.max_mapnr();
     let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
     let block = (max / 4096).max(64).div_ceil(64) * 64;
-    let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let (memory, file) = vm.ranges();
     let mut filter = Filter {
         level,
         memory,

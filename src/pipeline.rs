@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};
 use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::Vmcore;
-use crate::input::memory::ElfMemory;
+use crate::input::{Memory, PhysPages};
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
@@ -172,7 +172,7 @@ impl Batch {
 
 /// Reads, zero-checks and compresses batches: one per thread.
 struct Worker {
-    mem: ElfMemory,
+    mem: Memory,
     compressor: Compressor,
     shared_zero: bool,
 }
@@ -208,7 +208,7 @@ impl Worker {
                 flags,
             });
         }
-        if let Some(msg) = self.mem.mmap_failure.take() {
+        if let Some(msg) = self.mem.take_warning() {
             crate::warn!("{msg}");
         }
         Ok(())
@@ -455,7 +455,7 @@ pub fn write_kdump(
         planner.filter.begin_pass();
     }
     let threads = opts.threads.max(1);
-    let make_worker = |mem: ElfMemory| -> Result<Worker> {
+    let make_worker = |mem: Memory| -> Result<Worker> {
         Ok(Worker {
             mem,
             compressor: Compressor::new(opts.codec, vm.page_size)?,

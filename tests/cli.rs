@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use vmsift::input::PhysPages;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{Fill, MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages, page};
 
@@ -465,6 +466,61 @@ fn split_set_reassembles_into_the_direct_dump() {
         .arg(dir.join("x")));
     assert!(
         stderr(&o).contains("not part of a split dump"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_dump_can_be_filtered_again() {
+    let dir = scratch("refilter");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("vmcore");
+    let (d0, flat, d1, again) = (
+        dir.join("d0"),
+        dir.join("d0.flat"),
+        dir.join("d1"),
+        dir.join("again"),
+    );
+    assert!(
+        run(bin().args(["-c", "-d", "0"]).arg(&vmcore).arg(&d0))
+            .status
+            .success()
+    );
+    assert!(
+        run(bin().args(["-l", "-d", "1"]).arg(&vmcore).arg(&d1))
+            .status
+            .success()
+    );
+    let o = run(bin()
+        .args(["-F", "-d", "0"])
+        .arg(&vmcore)
+        .stdout(fs::File::create(&flat).expect("flat")));
+    assert!(o.status.success());
+    for input in [&d0, &flat] {
+        let _ = fs::remove_file(&again);
+        let o = run(bin().args(["-l", "-d", "1"]).arg(input).arg(&again));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            fs::read(&again).expect("again"),
+            fs::read(&d1).expect("d1"),
+            "{}",
+            input.display()
+        );
+    }
+    // What the input dump left out cannot come back: its level stays in the new one.
+    let _ = fs::remove_file(&again);
+    assert!(
+        run(bin().args(["-l", "-d", "0"]).arg(&d1).arg(&again))
+            .status
+            .success()
+    );
+    let back = KdumpFile::open(fs::File::open(&again).expect("again")).expect("dump");
+    assert_eq!(back.header.dump_level, 1);
+    let o = run(bin().args(["-E", "-d", "1"]).arg(&d1).arg(dir.join("elf")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("-E needs an ELF vmcore"),
         "{}",
         stderr(&o)
     );

@@ -199,6 +199,41 @@ impl<R: ReadAt> KdumpFile<R> {
             + (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64
     }
 
+    /// Runs `[start, end)` of set bits in the 1st bitmap (`second`: the 2nd), up to
+    /// `max_mapnr`: the memory the dump describes, or the pages it holds.
+    pub fn runs(&self, second: bool) -> Vec<(u64, u64)> {
+        let map = if second { &self.bitmap2 } else { &self.bitmap1 };
+        let max = self.header.max_mapnr;
+        let mut out = Vec::new();
+        let mut open: Option<u64> = None;
+        for (i, &byte) in map.iter().enumerate() {
+            let base = i as u64 * 8;
+            if base >= max {
+                break;
+            }
+            match (byte, open) {
+                (0xff, Some(_)) | (0, None) => continue,
+                _ => {}
+            }
+            for bit in 0..8 {
+                let pfn = base + bit;
+                let set = byte >> bit & 1 == 1 && pfn < max;
+                match (set, open) {
+                    (true, None) => open = Some(pfn),
+                    (false, Some(start)) => {
+                        out.push((start, pfn));
+                        open = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(start) = open {
+            out.push((start, max.min(map.len() as u64 * 8)));
+        }
+        out
+    }
+
     /// Pages with a descriptor in the whole dump (set bits of the 2nd bitmap).
     pub fn dumpable(&self) -> u64 {
         self.rank_before(u64::MAX)

@@ -8,7 +8,7 @@ use super::{Dumped, Stats, WRITE_BUFFER, WriteOptions, cycles};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Filter, is_zero_page};
 use crate::format::elf::{ElfLayout, FLAG_INCOMPLETE, SegmentBuilder};
-use crate::input::Vmcore;
+use crate::input::{PhysPages, Vmcore};
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
