@@ -143,7 +143,7 @@ mod tests {
         w.write_at(90, &[4; 15]).expect("w");
         w.finish().expect("finish");
         drop(w);
-        let mut want = vec![0u8; 150];
+        let mut want = [0u8; 150];
         want[100..150].fill(1);
         want[0..20].fill(2);
         want[120..130].fill(3);
