@@ -68,6 +68,8 @@ pub struct Job {
     pub size_limit: Option<u64>,
     /// `-E`: ELF output.
     pub elf: bool,
+    /// `--partial-dmesg`: with `--dump-dmesg`, only what follows the last clear.
+    pub partial_dmesg: bool,
     /// `--atomic`: write `DUMPFILE.incomplete`, rename it to DUMPFILE only on success.
     pub atomic: bool,
     /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
@@ -138,6 +140,12 @@ fn command() -> Command {
                 .long("dump-dmesg")
                 .action(ArgAction::SetTrue)
                 .help("Write the kernel log of VMCOREINFO's kernel to LOGFILE (with -F, to stdout)"),
+        )
+        .arg(
+            Arg::new("partial-dmesg")
+                .long("partial-dmesg")
+                .action(ArgAction::SetTrue)
+                .help("With --dump-dmesg: only the messages after the last `dmesg --clear`"),
         )
         .arg(
             Arg::new("cyclic-buffer")
@@ -299,13 +307,6 @@ const REFUSED: &[Refused] = &[
         takes_value: false,
         help: "Refused: memory usage report",
         why: "--mem-usage is not supported yet; --dry-run --show-stats on a vmcore prints the per-class page counts",
-    },
-    Refused {
-        id: "partial-dmesg",
-        short: None,
-        takes_value: false,
-        help: "Refused: partial kernel log",
-        why: "--partial-dmesg is not supported yet; --dump-dmesg writes the whole log",
     },
     Refused {
         id: "xen-vmcoreinfo",
@@ -494,6 +495,9 @@ where
         .map(|v| v.map(PathBuf::from).collect())
         .unwrap_or_default();
 
+    if on("partial-dmesg") && !on("dump-dmesg") {
+        return Err(Error::usage("--partial-dmesg works only with --dump-dmesg"));
+    }
     let mode = if on("help") {
         Mode::Help
     } else if on("man-page") {
@@ -586,6 +590,7 @@ where
         cyclic_buffer_kib,
         size_limit,
         elf: on("elf"),
+        partial_dmesg: on("partial-dmesg"),
         atomic: on("atomic"),
         ssh_key: m.get_one::<String>("ssh-key").map(PathBuf::from),
         ssh_options: m

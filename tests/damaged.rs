@@ -1,4 +1,4 @@
-//! Damaged real vmcores: copies of the 6.1 and 6.12 vmcores with corrupt kernel metadata
+//! Patched real vmcores. Damaged: copies of the 6.1 and 6.12 vmcores with corrupt kernel metadata
 //! (impossible buddy orders, garbage page types, a mem_section pointer into a hole, a
 //! page-table loop, nonsense VMCOREINFO values). Every run must finish, write a dump, say
 //! what it distrusted once per kind, and never leave out a page that the dump of the
@@ -283,4 +283,62 @@ fn damaged_6_1_vmcore_keeps_what_it_cannot_trust() {
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn damaged_6_12_vmcore_keeps_what_it_cannot_trust() {
     check("deb612");
+}
+
+/// `--partial-dmesg`: in a copy of the vmcore whose `clear_seq` says 100 records were
+/// cleared, the log starts at record 100, exactly as makedumpfile prints it.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn partial_dmesg_starts_after_the_last_clear() {
+    for name in ["deb61", "deb612"] {
+        let dir = scratch(&format!("{name}-partial"));
+        let copy = dir.join("vmcore");
+        fs::copy(vmcore(name), &copy).expect("copy");
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .expect("open");
+        let mut m = Map::new(&copy);
+        let at = m.vm.info.symbol("clear_seq").expect("clear_seq");
+        let val = m.offset("latched_seq.val") as u64;
+        for slot in [at + val, at + val + 8] {
+            let pa = m.km.translate(slot).expect("mapped");
+            for l in
+                m.vm.elf
+                    .loads
+                    .iter()
+                    .filter(|l| l.phys_start <= pa && pa < l.file_phys_end())
+            {
+                f.write_all_at(&100u64.to_le_bytes(), l.file_offset + (pa - l.phys_start))
+                    .expect("patch");
+            }
+        }
+        let run = |tool: &str, extra: &[&str], out: &Path| {
+            let o = Command::new(tool)
+                .args(["--dump-dmesg"])
+                .args(extra)
+                .arg(&copy)
+                .arg(out)
+                .output()
+                .expect("run");
+            assert!(
+                o.status.success(),
+                "{tool}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            fs::read(out).expect("log")
+        };
+        let vmsift = env!("CARGO_BIN_EXE_vmsift");
+        let whole = run(vmsift, &[], &dir.join("whole"));
+        let ours = run(vmsift, &["--partial-dmesg"], &dir.join("ours"));
+        let theirs = run("makedumpfile", &["--partial-dmesg"], &dir.join("theirs"));
+        assert!(ours == theirs, "{name}: not makedumpfile's partial log");
+        let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count();
+        assert!(lines(&ours) > 10 && lines(&ours) < lines(&whole), "{name}");
+        assert!(
+            whole.ends_with(&ours),
+            "{name}: the partial log is the whole log's tail"
+        );
+    }
 }

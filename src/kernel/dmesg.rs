@@ -85,8 +85,31 @@ fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
     out.push(b'\n');
 }
 
-/// The whole log, oldest record first. `Err` says what is missing or unreadable.
-pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, String> {
+/// `clear_seq`: the sequence number of the first record after the last `dmesg --clear`
+/// (a `latched_seq` since 5.14: the value of the pair the latch count points at).
+fn clear_seq(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<u64, String> {
+    let at = info
+        .symbol("clear_seq")
+        .ok_or("VMCOREINFO has no SYMBOL(clear_seq): --partial-dmesg needs it")?;
+    let at = if info.size("latched_seq").is_some() {
+        let mut latch = [0u8; 4];
+        km.read(at, &mut latch)
+            .ok_or_else(|| format!("cannot read clear_seq at {at:#x}"))?;
+        at + off(info, "latched_seq.val")? + 8 * u64::from(u32::from_le_bytes(latch) & 1)
+    } else {
+        at
+    };
+    km.read_u64(at)
+        .ok_or_else(|| format!("cannot read clear_seq at {at:#x}"))
+}
+
+/// The whole log, oldest record first (with `partial`, only the records after the last
+/// `dmesg --clear`). `Err` says what is missing or unreadable.
+pub fn lockless(
+    km: &mut KernelMemory,
+    info: &VmcoreInfo,
+    partial: bool,
+) -> Result<Vec<u8>, String> {
     let prb_sym = info
         .symbol("prb")
         .ok_or("VMCOREINFO has no SYMBOL(prb): not a lockless printk ring buffer (Linux < 5.10)")?;
@@ -135,6 +158,11 @@ pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, Str
     let next_off = lpos + off(info, "prb_data_blk_lpos.next")?;
     let ts_off = off(info, "printk_info.ts_nsec")?;
     let len_off = off(info, "printk_info.text_len")?;
+    let from_seq = if partial {
+        Some((clear_seq(km, info)?, off(info, "printk_info.seq")?))
+    } else {
+        None
+    };
 
     let mut out = Vec::new();
     let mut id = tail_id & ID_MASK;
@@ -155,10 +183,11 @@ pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, Str
                 // The block starts with the record's id (an unsigned long).
                 let avail = (next - begin).saturating_sub(8);
                 let i = slot * info_size;
+                let cleared = from_seq.is_some_and(|(first, seq)| le(&infos, i + seq, 8) < first);
                 let text_len = le(&infos, i + len_off, 2).min(avail);
                 let ts = le(&infos, i + ts_off, 8);
                 let start = (begin + 8) as usize;
-                if let Some(text) = data.get(start..start + text_len as usize) {
+                if let (false, Some(text)) = (cleared, data.get(start..start + text_len as usize)) {
                     format_record(&mut out, ts, text);
                 }
             }
