@@ -1,8 +1,8 @@
-//! Patched real vmcores. Damaged: copies of the 6.1 and 6.12 vmcores with corrupt kernel metadata
-//! (impossible buddy orders, garbage page types, a mem_section pointer into a hole, a
-//! page-table loop, nonsense VMCOREINFO values). Every run must finish, write a dump, say
+//! Real vmcores, patched. Damaged copies of the 6.1 and 6.12 vmcores with corrupt kernel
+//! metadata (impossible buddy orders, garbage page types, a mem_section pointer into a hole,
+//! a page-table loop, nonsense VMCOREINFO values): every run must finish, write a dump, say
 //! what it distrusted once per kind, and never leave out a page that the dump of the
-//! intact vmcore keeps.
+//! intact vmcore keeps. And copies with a moved `clear_seq`, for `--partial-dmesg`.
 //!
 //! Needs the real vmcores of tests/run-all (ignored under a plain `cargo test`).
 
