@@ -112,7 +112,7 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
         ))
     })?;
     let mut km = KernelMemory::new(pages, arch);
-    let log = dmesg::lockless(&mut km, &info, job.partial_dmesg)
+    let log = dmesg::read_log(&mut km, &info, job.partial_dmesg)
         .map_err(|why| Error::bad_input(format!("{shown}: {why}")))?;
     match logfile {
         None => {
