@@ -74,6 +74,7 @@ pub fn run(job: &Job) -> Result<()> {
         Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
         Mode::Split { vmcore, dumpfiles } => split(job, vmcore, dumpfiles),
+        Mode::MemUsage { kcore } => mem_usage(job, kcore),
         Mode::Reassemble { parts, dumpfile } => reassemble(parts, dumpfile, job.force),
         Mode::DumpDmesg { vmcore, logfile } => dump_dmesg(job, vmcore, logfile.as_deref()),
         Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),
@@ -466,6 +467,61 @@ fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Resul
     }
     cuts.push(max);
     Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+/// `--mem-usage`: run on the live kernel's /proc/kcore (without its crashkernel
+/// reservation, which a dump would not contain); a vmcore works too.
+fn mem_usage(job: &Job, path: &Path) -> Result<()> {
+    let exclude = if path == Path::new("/proc/kcore") {
+        crash_kernel_ranges()
+    } else {
+        Vec::new()
+    };
+    if path == Path::new("/proc/kcore") && exclude.is_empty() {
+        warn!("no crashkernel reservation in /proc/iomem: counting all memory");
+    }
+    let mut vm = if path.starts_with("/proc/kcore") || is_kcore(path) {
+        Vmcore::open_kcore(path, &exclude)?
+    } else {
+        Vmcore::open(path, job.use_mmap)?
+    };
+    let level = DumpLevel(31);
+    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
+    let (memory, file) = vm.ranges();
+    let classes = page_classes(&vm, level)?;
+    let mut filter = Filter {
+        level,
+        memory,
+        file,
+        classes,
+    };
+    let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle())?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(pipeline::usage_report(&usage).as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io(e, "cannot write to stdout"))
+}
+
+/// An ELF file whose PT_LOADs say -1 for non-RAM segments, as /proc/kcore does.
+fn is_kcore(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "kcore")
+}
+
+/// The `Crash kernel` ranges of /proc/iomem, as physical `[start, end)`.
+fn crash_kernel_ranges() -> Vec<(u64, u64)> {
+    let Ok(text) = std::fs::read_to_string("/proc/iomem") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.trim_end().ends_with(": Crash kernel"))
+        .filter_map(|l| {
+            let (range, _) = l.trim().split_once(" : ")?;
+            let (a, b) = range.split_once('-')?;
+            let a = u64::from_str_radix(a, 16).ok()?;
+            let b = u64::from_str_radix(b, 16).ok()?;
+            (a <= b).then_some((a, b + 1))
+        })
+        .collect()
 }
 
 /// `--reassemble`: a split set back into one file.

@@ -42,6 +42,10 @@ pub enum Mode {
         parts: Vec<PathBuf>,
         dumpfile: PathBuf,
     },
+    /// `--mem-usage /proc/kcore`: what a dump of the running kernel would hold.
+    MemUsage {
+        kcore: PathBuf,
+    },
     /// `--man-page`: the manual page (roff) on stdout, for installers.
     ManPage,
     /// `--completions SHELL`: a completion script on stdout, for installers.
@@ -140,6 +144,12 @@ fn command() -> Command {
                 .long("dump-dmesg")
                 .action(ArgAction::SetTrue)
                 .help("Write the kernel log of VMCOREINFO's kernel to LOGFILE (with -F, to stdout)"),
+        )
+        .arg(
+            Arg::new("mem-usage")
+                .long("mem-usage")
+                .action(ArgAction::SetTrue)
+                .help("Print the pages of each class a dump of the running kernel (VMCORE = /proc/kcore) would hold, and its estimated size per codec"),
         )
         .arg(
             Arg::new("partial-dmesg")
@@ -300,13 +310,6 @@ const REFUSED: &[Refused] = &[
         takes_value: false,
         help: "Refused: vmemmap exclusion",
         why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
-    },
-    Refused {
-        id: "mem-usage",
-        short: None,
-        takes_value: false,
-        help: "Refused: memory usage report",
-        why: "--mem-usage is not supported yet; --dry-run --show-stats on a vmcore prints the per-class page counts",
     },
     Refused {
         id: "xen-vmcoreinfo",
@@ -521,6 +524,13 @@ where
                     "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
                 ));
             }
+        }
+    } else if on("mem-usage") {
+        match files.as_slice() {
+            [kcore] => Mode::MemUsage {
+                kcore: kcore.clone(),
+            },
+            _ => return Err(Error::usage("--mem-usage takes one file: /proc/kcore")),
         }
     } else if on("split") {
         match files.as_slice() {

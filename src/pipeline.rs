@@ -12,8 +12,10 @@
 
 mod elf;
 mod reassemble;
+mod usage;
 pub use elf::write_elf;
 pub use reassemble::reassemble;
+pub use usage::{Usage, mem_usage, report as usage_report};
 
 use crate::codec::{Codec, Compressor};
 use crate::error::{Error, ErrorKind, Result};

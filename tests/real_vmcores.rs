@@ -574,3 +574,79 @@ fn split_sets_read_the_same_and_reassemble_exactly() {
         }
     }
 }
+
+/// `--mem-usage` on the vmcores themselves: the class counts are those of the `-d 31` dump
+/// (`--show-stats`), and each codec's estimate is within 25% of the real dump's size.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn mem_usage_counts_and_estimates_match_real_dumps() {
+    for k in [&DEB61, &DEB612, &THP61] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-usage", k.name));
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .arg("--mem-usage")
+            .arg(&vmcore)
+            .output()
+            .expect("run vmsift --mem-usage");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        println!("{}:{table}", k.name);
+        let row = |name: &str| -> u64 {
+            table
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} row in:\n{table}"))
+        };
+        // The same counts as the -d 31 dump's report.
+        let dump = dir.join("dump");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-l", "-d", "31", "--show-stats"])
+            .arg(&vmcore)
+            .arg(&dump)
+            .output()
+            .expect("run vmsift");
+        let stats = String::from_utf8_lossy(&o.stderr).into_owned();
+        let stat = |label: &str| -> u64 {
+            stats
+                .lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
+                .unwrap_or_else(|| panic!("no {label} in:\n{stats}"))
+        };
+        assert_eq!(row("ZERO"), stat("Pages filled with zero"), "{}", k.name);
+        assert_eq!(row("USER"), stat("User process data pages"), "{}", k.name);
+        assert_eq!(row("FREE"), stat("Free pages"), "{}", k.name);
+        assert_eq!(
+            row("NON_PRI_CACHE"),
+            stat("Non-private cache pages"),
+            "{}",
+            k.name
+        );
+        // Each estimate against a real dump with that codec.
+        for (flag, name) in [
+            ("-l", "lzo"),
+            ("-c", "zlib"),
+            ("-p", "snappy"),
+            ("-z", "zstd"),
+        ] {
+            let est: f64 = table
+                .lines()
+                .find(|l| l.starts_with(flag) && l.contains(name))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} estimate in:\n{table}"));
+            let out = dir.join(format!("dump{flag}"));
+            vmsift(&[flag, "-d", "31"], &vmcore, &out);
+            let real = std::fs::metadata(&out).expect("dump").len() as f64;
+            println!("{}: {name} estimate {est} bytes, real {real}", k.name);
+            assert!(
+                (est - real).abs() / real <= 0.25,
+                "{}: {name} {est} vs {real}",
+                k.name
+            );
+        }
+    }
+}

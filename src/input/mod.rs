@@ -183,6 +183,62 @@ impl Vmcore {
         })
     }
 
+    /// The running kernel's /proc/kcore (`--mem-usage`): only the PT_LOADs with a physical
+    /// address (RAM and kernel text; the others say -1), less `exclude` (the crashkernel
+    /// reservation, which a dump would not contain). kcore cannot be mmapped.
+    pub fn open_kcore(path: &Path, exclude: &[(u64, u64)]) -> Result<Vmcore> {
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
+        let mut elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
+        let mut loads = Vec::new();
+        for l in elf.loads.iter().filter(|l| l.phys_end() <= 1 << 52) {
+            // Cut the excluded physical ranges out of this segment.
+            let mut pieces = vec![(l.phys_start, l.phys_end())];
+            for &(xa, xb) in exclude {
+                pieces = pieces
+                    .into_iter()
+                    .flat_map(|(a, b)| {
+                        let mut out = Vec::new();
+                        if xb <= a || xa >= b {
+                            out.push((a, b));
+                        } else {
+                            if a < xa {
+                                out.push((a, xa));
+                            }
+                            if xb < b {
+                                out.push((xb, b));
+                            }
+                        }
+                        out
+                    })
+                    .collect();
+            }
+            for (a, b) in pieces {
+                let delta = a - l.phys_start;
+                loads.push(Load {
+                    phys_start: a,
+                    virt_start: l.virt_start.wrapping_add(delta),
+                    file_offset: l.file_offset + delta,
+                    file_size: (b - a).min(l.file_size.saturating_sub(delta)),
+                    mem_size: b - a,
+                });
+            }
+        }
+        elf.loads = loads;
+        let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
+        let memory = Memory::Elf(ElfMemory::new(file, &elf.loads, page_size, false));
+        Ok(Vmcore {
+            path: path.to_path_buf(),
+            elf,
+            info,
+            vmcoreinfo_at,
+            nr_cpus,
+            page_size,
+            memory,
+            source: Source::Elf,
+        })
+    }
+
     /// A kdump-compressed dump as input: its 1st bitmap's runs stand for PT_LOADs.
     fn from_dump(path: &Path, file: Box<dyn ReadAt + Send + Sync>) -> Result<Vmcore> {
         let shown = path.display();
