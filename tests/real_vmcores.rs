@@ -650,3 +650,87 @@ fn mem_usage_counts_and_estimates_match_real_dumps() {
         }
     }
 }
+
+/// crash reads the whole log the way dmesg does: `--dump-dmesg` has the same lines as
+/// crash's `log` on the 6.1 vmcore (crash 8.0.2 cannot read 6.12).
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn dump_dmesg_has_the_lines_of_crashs_log() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-crash-log");
+    let ours = dir.join("dmesg.txt");
+    vmsift(&["--dump-dmesg"], &vmcore, &ours);
+    let mut child = Command::new("crash")
+        .args(["-s", "--no_crashrc", "--no_scroll"])
+        .arg(k.vmlinux())
+        .arg(&vmcore)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run crash");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"log\nquit\n")
+        .expect("talk to crash");
+    let out = child.wait_with_output().expect("crash");
+    let crash = String::from_utf8_lossy(&out.stdout);
+    let text = std::fs::read_to_string(&ours).expect("our log");
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("WARNING:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (a, b) = (lines(&text), lines(&crash));
+    assert!(a.len() > 100, "a real log");
+    assert_eq!(a, b, "our --dump-dmesg and crash's log differ");
+}
+
+/// `-L`: the dump stops at the limit; libkdumpfile reads every page that was written and
+/// finds the rest lost, and crash (with --zero_excluded) opens it when the kernel's own
+/// data made it in.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn size_limited_dump_is_a_readable_incomplete_dump() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-limit");
+    let dump = dir.join("dump");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-l", "-d", "31", "-L", "22M"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lost: u64 = err
+        .split(" of its ")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lost-page count in: {err}"));
+    assert!(lost > 0 && lost < 1000, "{lost} lost");
+    assert!(std::fs::metadata(&dump).expect("dump").len() <= 22 << 20);
+    check_with(
+        "readers/pages-identical",
+        &["--allow-excluded", "--lost", &lost.to_string()],
+        &[&vmcore, &dump],
+    );
+    let mut child = Command::new("crash")
+        .args(["-s", "--no_crashrc", "--no_scroll", "--zero_excluded"])
+        .arg(k.vmlinux())
+        .arg(&dump)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run crash");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"sys\nbt\nquit\n")
+        .expect("talk to crash");
+    let out = child.wait_with_output().expect("crash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[INCOMPLETE]"), "{text}");
+    assert!(text.contains("RELEASE: 6.1.0-56-amd64"), "{text}");
+    assert!(text.contains("machine_kexec"), "{text}");
+}
