@@ -444,3 +444,19 @@ impl SynthKernel {
         s
     }
 }
+
+/// Physical memory held in a buffer, page 0 at its start (unit tests of the kernel
+/// readers).
+pub struct RamPages(pub Vec<u8>);
+
+impl crate::input::PhysPages for RamPages {
+    fn page_size(&self) -> usize {
+        4096
+    }
+
+    fn read_page(&mut self, pfn: u64) -> crate::error::Result<&[u8]> {
+        let at = usize::try_from(pfn).ok().and_then(|p| p.checked_mul(4096));
+        at.and_then(|at| self.0.get(at..at + 4096))
+            .ok_or_else(|| crate::error::Error::bad_input(format!("no page {pfn:#x}")))
+    }
+}

@@ -112,6 +112,40 @@ fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
     );
 }
 
+/// `makedumpfile args vmcore out` (Debian's 1.7.2, the peer we compare with).
+fn makedumpfile(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = Command::new("makedumpfile")
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run makedumpfile (Debian package makedumpfile)");
+    assert!(
+        o.status.success(),
+        "makedumpfile {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// crash in batch mode on `dump` with `commands`; returns what it printed on stdout.
+fn crash(options: &[&str], vmlinux: &Path, dump: &Path, commands: &str) -> String {
+    let mut child = Command::new("crash")
+        .args(["-s", "--no_crashrc", "--no_scroll"])
+        .args(options)
+        .arg(vmlinux)
+        .arg(dump)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run crash");
+    let script = format!("{commands}\nquit\n");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), script.as_bytes())
+        .expect("talk to crash");
+    let out = child.wait_with_output().expect("crash");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs a checker (a path under tests/) and asserts it reports a match (exit 0).
 fn check(script: &str, args: &[&Path]) {
     check_with(script, &[], args)
@@ -281,13 +315,7 @@ fn deb61_level31_size_matches_makedumpfile() {
         let ours = dir.join("vmsift");
         let theirs = dir.join("makedumpfile");
         vmsift(&["-l", "-d", "31"], &vmcore, &ours);
-        let o = Command::new("makedumpfile")
-            .args(["-l", "-d", "31"])
-            .arg(&vmcore)
-            .arg(&theirs)
-            .output()
-            .expect("run makedumpfile (Debian package makedumpfile)");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        makedumpfile(&["-l", "-d", "31"], &vmcore, &theirs);
         // The header's utsname is init_uts_ns, as makedumpfile writes it.
         let head = |p: &Path| std::fs::read(p).expect("read dump")[12..402].to_vec();
         assert!(head(&ours) == head(&theirs), "{}: utsname differs", k.name);
@@ -387,13 +415,7 @@ fn dump_dmesg_matches_makedumpfile() {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-dmesg", k.name));
         let theirs = dir.join("makedumpfile.txt");
-        let o = Command::new("makedumpfile")
-            .arg("--dump-dmesg")
-            .arg(&vmcore)
-            .arg(&theirs)
-            .output()
-            .expect("run makedumpfile (Debian package makedumpfile)");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        makedumpfile(&["--dump-dmesg"], &vmcore, &theirs);
         let want = std::fs::read(&theirs).expect("read");
         assert!(want.len() > 10_000, "{}: a real log", k.name);
 
@@ -481,13 +503,7 @@ fn elf_output_matches_makedumpfile_and_reads_the_same() {
         let ours = dir.join(format!("vmsift-E{level}"));
         let theirs = dir.join(format!("makedumpfile-E{level}"));
         vmsift(&["-E", "-d", level], &vmcore, &ours);
-        let o = Command::new("makedumpfile")
-            .args(["-E", "-d", level])
-            .arg(&vmcore)
-            .arg(&theirs)
-            .output()
-            .expect("run makedumpfile (Debian package makedumpfile)");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        makedumpfile(&["-E", "-d", level], &vmcore, &theirs);
         let same = std::fs::read(&ours).expect("ours") == std::fs::read(&theirs).expect("theirs");
         assert!(same, "-E -d {level}: not makedumpfile's file");
         std::fs::remove_file(&theirs).expect("clean up");
@@ -661,19 +677,7 @@ fn dump_dmesg_has_the_lines_of_crashs_log() {
     let dir = scratch("deb61-crash-log");
     let ours = dir.join("dmesg.txt");
     vmsift(&["--dump-dmesg"], &vmcore, &ours);
-    let mut child = Command::new("crash")
-        .args(["-s", "--no_crashrc", "--no_scroll"])
-        .arg(k.vmlinux())
-        .arg(&vmcore)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run crash");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"log\nquit\n")
-        .expect("talk to crash");
-    let out = child.wait_with_output().expect("crash");
-    let crash = String::from_utf8_lossy(&out.stdout);
+    let crash = crash(&[], &k.vmlinux(), &vmcore, "log");
     let text = std::fs::read_to_string(&ours).expect("our log");
     let lines = |s: &str| -> Vec<String> {
         s.lines()
@@ -717,19 +721,7 @@ fn size_limited_dump_is_a_readable_incomplete_dump() {
         &["--allow-excluded", "--lost", &lost.to_string()],
         &[&vmcore, &dump],
     );
-    let mut child = Command::new("crash")
-        .args(["-s", "--no_crashrc", "--no_scroll", "--zero_excluded"])
-        .arg(k.vmlinux())
-        .arg(&dump)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run crash");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"sys\nbt\nquit\n")
-        .expect("talk to crash");
-    let out = child.wait_with_output().expect("crash");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crash(&["--zero_excluded"], &k.vmlinux(), &dump, "sys\nbt");
     assert!(text.contains("[INCOMPLETE]"), "{text}");
     assert!(text.contains("RELEASE: 6.1.0-56-amd64"), "{text}");
     assert!(text.contains("machine_kexec"), "{text}");

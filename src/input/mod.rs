@@ -169,6 +169,11 @@ impl Vmcore {
                 l.phys_end()
             )));
         }
+        Self::from_elf(path, file, elf, use_mmap)
+    }
+
+    /// An ELF input once its PT_LOADs are settled: notes, then memory.
+    fn from_elf(path: &Path, file: File, elf: ElfCore, use_mmap: bool) -> Result<Vmcore> {
         let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
         let memory = Memory::Elf(ElfMemory::new(file, &elf.loads, page_size, use_mmap));
         Ok(Vmcore {
@@ -225,18 +230,7 @@ impl Vmcore {
             }
         }
         elf.loads = loads;
-        let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
-        let memory = Memory::Elf(ElfMemory::new(file, &elf.loads, page_size, false));
-        Ok(Vmcore {
-            path: path.to_path_buf(),
-            elf,
-            info,
-            vmcoreinfo_at,
-            nr_cpus,
-            page_size,
-            memory,
-            source: Source::Elf,
-        })
+        Self::from_elf(path, file, elf, false)
     }
 
     /// A kdump-compressed dump as input: its 1st bitmap's runs stand for PT_LOADs.

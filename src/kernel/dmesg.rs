@@ -286,23 +286,9 @@ pub fn lockless(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::PhysPages;
     use crate::kernel::x86_64::X86_64;
+    use crate::synth::RamPages;
     use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
-
-    struct Ram(Vec<u8>);
-
-    impl PhysPages for Ram {
-        fn page_size(&self) -> usize {
-            4096
-        }
-        fn read_page(&mut self, pfn: u64) -> crate::error::Result<&[u8]> {
-            let at = pfn as usize * 4096;
-            self.0
-                .get(at..at + 4096)
-                .ok_or_else(|| crate::error::Error::bad_input("no such page"))
-        }
-    }
 
     /// A 5.4-style log_buf of 4 KiB holding three records, the oldest wrapped around.
     #[test]
@@ -344,7 +330,7 @@ mod tests {
         );
         let info = VmcoreInfo::parse(text.as_bytes());
         let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-        let mut km = KernelMemory::new(Box::new(Ram(mem.clone())), arch);
+        let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
         let log = read_log(&mut km, &info, false).expect("log");
         let mut want = Vec::new();
         format_record(&mut want, 1_000_000, b"oldest");
@@ -362,7 +348,7 @@ mod tests {
         let mut bad = mem;
         put(&mut bad, vars + 16, &7u32.to_le_bytes());
         let mut km = KernelMemory::new(
-            Box::new(Ram(bad)),
+            Box::new(RamPages(bad)),
             X86_64::from_vmcoreinfo(&info).expect("arch"),
         );
         assert!(read_log(&mut km, &info, false).is_err());

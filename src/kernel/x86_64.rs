@@ -157,27 +157,13 @@ impl KernelMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Physical memory of `n` zero pages, with some u64s set.
-    struct Ram(Vec<u8>);
-
-    impl PhysPages for Ram {
-        fn page_size(&self) -> usize {
-            4096
-        }
-        fn read_page(&mut self, pfn: u64) -> crate::error::Result<&[u8]> {
-            let at = pfn as usize * 4096;
-            self.0
-                .get(at..at + 4096)
-                .ok_or_else(|| crate::error::Error::bad_input("no such page"))
-        }
-    }
+    use crate::synth::RamPages;
 
     #[test]
     fn a_page_table_loop_is_not_a_mapping() {
         // Table at 0x1000 whose every entry is present and points back at itself: without
         // the loop check the walk would "find" a 4 KiB page at 0x1000 for any address.
-        let mut ram = Ram(vec![0u8; 4 * 4096]);
+        let mut ram = RamPages(vec![0u8; 4 * 4096]);
         for i in 0..512 {
             ram.0[0x1000 + i * 8..0x1000 + i * 8 + 8]
                 .copy_from_slice(&(0x1000u64 | 0x63).to_le_bytes());
