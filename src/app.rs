@@ -480,10 +480,10 @@ fn mem_usage(job: &Job, path: &Path) -> Result<()> {
     if path == Path::new("/proc/kcore") && exclude.is_empty() {
         warn!("no crashkernel reservation in /proc/iomem: counting all memory");
     }
-    let mut vm = if path.starts_with("/proc/kcore") || is_kcore(path) {
+    let (mut vm, repeated) = if is_kcore(path) {
         Vmcore::open_kcore(path, &exclude)?
     } else {
-        Vmcore::open(path, job.use_mmap)?
+        (Vmcore::open(path, job.use_mmap)?, 0)
     };
     let level = DumpLevel(31);
     let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
@@ -495,7 +495,7 @@ fn mem_usage(job: &Job, path: &Path) -> Result<()> {
         file,
         classes,
     };
-    let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle())?;
+    let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle(), repeated)?;
     let mut out = std::io::stdout().lock();
     out.write_all(pipeline::usage_report(&usage).as_bytes())
         .and_then(|()| out.flush())

@@ -140,6 +140,8 @@ pub struct Vmcore {
 }
 
 const EM_X86_64: u16 = 62;
+/// x86_64's __START_KERNEL_map: kernel text, data and bss.
+const KERNEL_TEXT_MAP: u64 = 0xffff_ffff_8000_0000;
 
 impl Vmcore {
     /// Opens an ELF vmcore, a kdump-compressed file or a flattened dump.
@@ -190,13 +192,31 @@ impl Vmcore {
 
     /// The running kernel's /proc/kcore (`--mem-usage`): only the PT_LOADs with a physical
     /// address (RAM and kernel text; the others say -1), less `exclude` (the crashkernel
-    /// reservation, which a dump would not contain). kcore cannot be mmapped.
-    pub fn open_kcore(path: &Path, exclude: &[(u64, u64)]) -> Result<Vmcore> {
+    /// reservation, which a dump would not contain). kcore cannot be mmapped. Also returns
+    /// how many pages the kernel-text segment repeats (makedumpfile counts them twice).
+    pub fn open_kcore(path: &Path, exclude: &[(u64, u64)]) -> Result<(Vmcore, u64)> {
         let shown = path.display();
         let file = File::open(path).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
         let mut elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
         let mut loads = Vec::new();
+        // The kernel image is in kcore twice: in the direct map (KCORE_RAM) and as kernel
+        // text, whose mapping no longer covers what was freed after boot (it reads as
+        // zeros there). Read it through the direct map only.
+        let ram: Vec<&Load> = elf
+            .loads
+            .iter()
+            .filter(|l| l.virt_start < KERNEL_TEXT_MAP && l.phys_end() <= 1 << 52)
+            .collect();
+        let covered = |l: &Load| {
+            ram.iter()
+                .any(|r| r.phys_start <= l.phys_start && l.phys_end() <= r.phys_end())
+        };
+        let mut repeated = 0;
         for l in elf.loads.iter().filter(|l| l.phys_end() <= 1 << 52) {
+            if l.virt_start >= KERNEL_TEXT_MAP && covered(l) {
+                repeated += l.mem_size.div_ceil(4096);
+                continue;
+            }
             // Cut the excluded physical ranges out of this segment.
             let mut pieces = vec![(l.phys_start, l.phys_end())];
             for &(xa, xb) in exclude {
@@ -230,7 +250,7 @@ impl Vmcore {
             }
         }
         elf.loads = loads;
-        Self::from_elf(path, file, elf, false)
+        Ok((Self::from_elf(path, file, elf, false)?, repeated))
     }
 
     /// A kdump-compressed dump as input: its 1st bitmap's runs stand for PT_LOADs.

@@ -24,9 +24,18 @@ pub struct Usage {
     /// Estimated size of a -d 31 dump file per codec (none: stored raw).
     pub estimates: Vec<(Codec, u64)>,
     pub sampled: usize,
+    /// Pages covered by more than one segment (kcore maps the kernel image twice: in the
+    /// direct map and as kernel text). Counted once here; makedumpfile counts them twice.
+    pub overlap: u64,
 }
 
-pub fn mem_usage(vm: &mut Vmcore, filter: &mut Filter, pfns_per_cycle: u64) -> Result<Usage> {
+/// `repeated`: pages the input lists twice (see `Usage::overlap`).
+pub fn mem_usage(
+    vm: &mut Vmcore,
+    filter: &mut Filter,
+    pfns_per_cycle: u64,
+    repeated: u64,
+) -> Result<Usage> {
     let ps = vm.page_size as u64;
     let max_mapnr = vm.max_mapnr();
     let codecs = [Codec::Lzo, Codec::Zlib, Codec::Snappy, Codec::Zstd];
@@ -91,6 +100,7 @@ pub fn mem_usage(vm: &mut Vmcore, filter: &mut Filter, pfns_per_cycle: u64) -> R
         kept,
         estimates,
         sampled: samples.len(),
+        overlap: repeated,
     })
 }
 
@@ -119,6 +129,12 @@ pub fn report(u: &Usage) -> String {
         "Total size on system:\t{:<16} Byte\n",
         u.total * u.page_size
     );
+    if u.overlap > 0 {
+        s += &format!(
+            "(Pages in two segments, counted once here and twice by makedumpfile: {})\n",
+            u.overlap
+        );
+    }
     s += &format!(
         "\nEstimated size of a -d 31 dump ({} pages kept, sizes from {} of them compressed):\n",
         u.kept, u.sampled
