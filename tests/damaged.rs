@@ -340,5 +340,6 @@ fn partial_dmesg_starts_after_the_last_clear() {
             whole.ends_with(&ours),
             "{name}: the partial log is the whole log's tail"
         );
+        let _ = fs::remove_file(&copy);
     }
 }
