@@ -1,13 +1,15 @@
-//! Writes the seed corpora that do not come from the real vmcores:
-//! `cargo run --example seeds -- VMSIFT_BINARY CORPUS_DIR`.
+//! Writes the seed corpora: `cargo run --example seeds -- VMSIFT_BINARY CORPUS_DIR [VMCORE...]`.
 //!
 //! A small synthetic vmcore is dumped by the binary with every codec, as a file and as a
 //! flattened stream; synthetic kernels give VMCOREINFO texts and struct pages of every class.
+//! Of each real VMCORE only the headers and notes are kept (its memory is not), once cut
+//! as they are and once with the PT_LOADs emptied so that the cut parses.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use vmsift::input::elf::{ElfCore, PT_LOAD};
 use vmsift::synth::{
     Flavor, MINIMAL_VMCOREINFO, PAGE_OFFSET, SynthKernel, SynthVmcore, mixed_pages,
 };
@@ -46,12 +48,87 @@ fn classes(flavor: Flavor) -> Vec<u8> {
     k.mem[map.start..map.start + 128 * 64].to_vec()
 }
 
+/// The headers and notes of a real ELF64 little-endian vmcore, and its VMCOREINFO text.
+fn real(dir: &Path, path: &Path) {
+    let name = path.file_stem().expect("a file name").to_string_lossy();
+    let file = fs::File::open(path).expect("open the vmcore");
+    let core = ElfCore::parse(&file).expect("a vmcore");
+    let memory = core
+        .loads
+        .iter()
+        .map(|l| l.file_offset)
+        .min()
+        .expect("PT_LOADs");
+    let mut cut = vec![0u8; memory as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut cut, 0).expect("read the headers");
+    write(dir, "elf_notes", &format!("{name}-cut"), &cut);
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let phoff = u64_at(&cut, 32) as usize;
+    let phnum = u16::from_le_bytes([cut[56], cut[57]]) as usize;
+    for i in 0..phnum {
+        let ph = phoff + 56 * i;
+        if u32::from_le_bytes(cut[ph..ph + 4].try_into().expect("4 bytes")) == PT_LOAD {
+            cut[ph + 8..ph + 16].copy_from_slice(&memory.to_le_bytes()); // p_offset
+            cut[ph + 32..ph + 40].copy_from_slice(&0u64.to_le_bytes()); // p_filesz
+        }
+    }
+    write(dir, "elf_notes", &format!("{name}-headers"), &cut);
+    let info = core
+        .notes()
+        .find(|n| n.name == b"VMCOREINFO")
+        .expect("VMCOREINFO");
+    write(dir, "vmcoreinfo", &name, info.desc);
+}
+
+/// A printk ring of three records for the dmesg target: its layout in VMCOREINFO lines,
+/// a NUL, then memory from pfn 32 (prb pointer, ring, descriptors, infos, text).
+fn printk_ring() -> Vec<u8> {
+    const LAYOUT: &str = "SYMBOL(prb)=ffff888000020000\nSIZE(printk_ringbuffer)=128\n\
+        OFFSET(printk_ringbuffer.desc_ring)=0\nOFFSET(printk_ringbuffer.text_data_ring)=64\n\
+        OFFSET(atomic_long_t.counter)=0\nOFFSET(prb_desc_ring.count_bits)=0\n\
+        OFFSET(prb_desc_ring.descs)=8\nOFFSET(prb_desc_ring.infos)=16\n\
+        OFFSET(prb_desc_ring.head_id)=24\nOFFSET(prb_desc_ring.tail_id)=32\n\
+        OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\nSIZE(prb_desc)=24\n\
+        OFFSET(prb_desc.state_var)=0\nOFFSET(prb_desc.text_blk_lpos)=8\n\
+        OFFSET(prb_data_blk_lpos.begin)=0\nOFFSET(prb_data_blk_lpos.next)=8\n\
+        SIZE(printk_info)=16\nOFFSET(printk_info.ts_nsec)=0\nOFFSET(printk_info.text_len)=8\n";
+    let va = |at: usize| PAGE_OFFSET + 0x20000 + at as u64;
+    let (descs, infos, text) = (0x1000, 0x1100, 0x1200);
+    let mut m = vec![0u8; text + 256];
+    let mut put = |at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(0, va(0x40));
+    put(0x40, 2); // 4 descriptors
+    put(0x48, va(descs));
+    put(0x50, va(infos));
+    put(0x58, 2); // head id
+    put(0x80, 8); // 256 bytes of text
+    put(0x88, va(text));
+    for id in 0..3u64 {
+        let at = id as usize;
+        put(descs + 24 * at, 2 << 62 | id); // finalized
+        put(descs + 24 * at + 8, id * 64);
+        put(descs + 24 * at + 16, (id + 1) * 64);
+        put(infos + 16 * at, 1_000_000 * (id + 1));
+        put(infos + 16 * at + 8, 17);
+        put(text + 64 * at, id);
+    }
+    for id in 0..3 {
+        let line = format!("record {id}\nsecond \x01");
+        let at = text + 64 * id + 8;
+        m[at..at + line.len()].copy_from_slice(line.as_bytes());
+    }
+    [LAYOUT.as_bytes(), &[0], &m].concat()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, bin, dir] = &args[..] else {
-        panic!("usage: seeds VMSIFT_BINARY CORPUS_DIR");
+    let [_, bin, dir, vmcores @ ..] = &args[..] else {
+        panic!("usage: seeds VMSIFT_BINARY CORPUS_DIR [VMCORE...]");
     };
     let dir = Path::new(dir);
+    for v in vmcores {
+        real(dir, Path::new(v));
+    }
     let tmp = std::env::temp_dir().join(format!("vmsift-seeds-{}", std::process::id()));
     fs::create_dir_all(&tmp).expect("tmp dir");
 
@@ -72,6 +149,7 @@ fn main() {
         .vmcoreinfo(MINIMAL_VMCOREINFO)
         .load(0x1000, vec![0xaa; 64], 0x8000);
     write(dir, "elf_notes", "synthetic", &small.to_bytes());
+    write(dir, "dmesg", "ring", &printk_ring());
     // pipeline: [dump level] [codec index] ELF.
     let pages = SynthVmcore::new()
         .prstatus(1)
