@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut km = KernelMemory::new(Box::new(mem), arch);
-    if let Ok(log) = dmesg::lockless(&mut km, &vm.info) {
+    if let Ok(log) = dmesg::read_log(&mut km, &vm.info, false) {
         std::hint::black_box(log);
     }
 });
