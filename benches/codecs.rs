@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use vmsift::codec::{Codec, Compressor};
 use vmsift::filter::is_zero_page;
-use vmsift::input::Vmcore;
+use vmsift::input::{PhysPages, Vmcore};
 use vmsift::synth::{Fill, page};
 
 const PS: usize = 4096;

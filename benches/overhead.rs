@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vmsift::codec::{Codec, Compressor};
 use vmsift::filter::{is_zero_page, load_ranges};
-use vmsift::input::Vmcore;
+use vmsift::input::{PhysPages, Vmcore};
 
 /// Compresses every non-zero file-backed page; returns (pages, seconds compressing).
 fn tight_loop(path: &Path, codec: Codec) -> (u64, f64) {

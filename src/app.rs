@@ -9,16 +9,14 @@ use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::{DumpLevel, Filter, PageClasses, load_ranges};
+use crate::filter::{DumpLevel, Filter, PageClasses};
 use crate::format::flat;
-use crate::input::kdump::{KdumpFile, KdumpPages};
-use crate::input::{PhysPages, Vmcore};
+use crate::input::{PhysPages, Source, Vmcore};
 use crate::kernel::dmesg;
 use crate::kernel::layout::PageLayout;
 use crate::kernel::memmap::MemMap;
 use crate::kernel::page::Classifier;
 use crate::kernel::uts;
-use crate::kernel::vmcoreinfo::VmcoreInfo;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, WriteOptions};
 use crate::report;
@@ -71,7 +69,13 @@ pub fn run(job: &Job) -> Result<()> {
             }
             Ok(())
         }
+        Mode::ManPage => cli::man_page(&mut std::io::stdout().lock())
+            .map_err(|e| Error::io(e, "cannot write the manual page")),
+        Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
+        Mode::Split { vmcore, dumpfiles } => split(job, vmcore, dumpfiles),
+        Mode::MemUsage { kcore } => mem_usage(job, kcore),
+        Mode::Reassemble { parts, dumpfile } => reassemble(parts, dumpfile, job.force),
         Mode::DumpDmesg { vmcore, logfile } => dump_dmesg(job, vmcore, logfile.as_deref()),
         Mode::Dump { vmcore, dumpfile } => dump(job, vmcore, dumpfile.as_deref()),
     }
@@ -96,37 +100,10 @@ fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
 /// `--dump-dmesg`: the kernel log of an ELF vmcore or a kdump-compressed dump.
 fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     let shown = input.display();
-    let mut head = [0u8; 16];
-    {
-        use std::io::Read;
-        let mut f =
-            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
-        let _ = f.read(&mut head);
-    }
-    let (info, pages): (VmcoreInfo, Box<dyn PhysPages>) = if head.starts_with(b"\x7fELF") {
-        let vm = Vmcore::open(input, job.use_mmap)?;
-        let mem = Box::new(vm.memory.duplicate()?);
-        (vm.info, mem)
-    } else if head.starts_with(crate::format::kdump::SIGNATURE) {
-        let file =
-            std::fs::File::open(input).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
-        let dump = KdumpFile::open(file).map_err(|e| e.context(&shown))?;
-        let notes = dump.notes().map_err(|e| e.context(&shown))?;
-        let endian = crate::input::bytes::Endian::Little;
-        let text = crate::input::elf::Notes::new(&notes, endian)
-            .find(|n| n.name == b"VMCOREINFO")
-            .map(|n| n.desc.to_vec())
-            .ok_or_else(|| Error::bad_input(format!("{shown}: the dump has no VMCOREINFO note")))?;
-        (VmcoreInfo::parse(&text), Box::new(KdumpPages::new(dump)))
-    } else if head.starts_with(flat::SIGNATURE) {
-        return Err(Error::unsupported(format!(
-            "{shown} is a flattened dump: rebuild it first with vmsift -R FILE < {shown}"
-        )));
-    } else {
-        return Err(Error::bad_input(format!(
-            "{shown} is neither an ELF vmcore nor a kdump file"
-        )));
-    };
+    // An ELF vmcore, a kdump-compressed dump or a flattened one.
+    let vm = Vmcore::open(input, job.use_mmap)?;
+    let pages: Box<dyn PhysPages> = Box::new(vm.memory.duplicate()?);
+    let info = vm.info;
     for (key, value) in info.lines() {
         debug!("  {key}={value}");
     }
@@ -136,7 +113,7 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
         ))
     })?;
     let mut km = KernelMemory::new(pages, arch);
-    let log = dmesg::lockless(&mut km, &info)
+    let log = dmesg::read_log(&mut km, &info, job.partial_dmesg)
         .map_err(|why| Error::bad_input(format!("{shown}: {why}")))?;
     match logfile {
         None => {
@@ -288,6 +265,32 @@ fn write_dump(
     vm: &mut Vmcore,
     sink: &mut dyn Sink,
 ) -> Result<pipeline::Dumped> {
+    write_part(job, level, vm, sink, None, None)
+}
+
+/// A dump, or with `range` one file of a split set; `threads` caps the thread count.
+fn write_part(
+    job: &Job,
+    level: DumpLevel,
+    vm: &mut Vmcore,
+    sink: &mut dyn Sink,
+    range: Option<(u64, u64)>,
+    threads: Option<usize>,
+) -> Result<pipeline::Dumped> {
+    // Re-filtering: what the input dump left out stays out, and its level is kept.
+    let level = match &vm.source {
+        Source::Elf => level,
+        Source::Dump { level: was, .. } => {
+            if job.elf {
+                return Err(Error::unsupported(
+                    "-E needs an ELF vmcore as input; re-filter into a kdump-compressed file",
+                ));
+            }
+            let merged = DumpLevel(level.0 | (*was & 31) as u8);
+            debug!("re-filtering a dump made at level {was}: level {merged}");
+            merged
+        }
+    };
     for (key, value) in vm.info.lines() {
         debug!("  {key}={value}");
     }
@@ -303,9 +306,10 @@ fn write_dump(
         budget.pfns_per_cycle(),
         budget.bitmap_cache >> 10
     );
-    let requested = job
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let requested = threads.unwrap_or_else(|| {
+        job.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
     let threads = budget::threads_within(requested, &budget, limit);
     if let (true, Some(l)) = (threads < requested, limit) {
         warn!(
@@ -321,8 +325,9 @@ fn write_dump(
         pfns_per_cycle: budget.pfns_per_cycle(),
         bitmap_cache: budget.bitmap_cache,
         threads,
+        range,
     };
-    let (memory, file) = load_ranges(&vm.elf.loads, vm.page_size as u64);
+    let (memory, file) = vm.ranges();
     let classes = page_classes(vm, level)?;
     let mut filter = Filter {
         level,
@@ -330,10 +335,215 @@ fn write_dump(
         file,
         classes,
     };
-    let header = pipeline::base_header(vm, uts.name, &opts);
-    let done = pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?;
+    let done = if job.elf {
+        pipeline::write_elf(vm, &mut filter, sink, &opts)?
+    } else {
+        let header = pipeline::base_header(vm, uts.name, &opts);
+        pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?
+    };
     report_stats(&done.stats);
     Ok(done)
+}
+
+/// `--split`: the page frames are cut into ranges of about as many dumpable pages each,
+/// and every file is written by its own thread (with its own reader and filter).
+fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<()> {
+    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    crate::signals::install()?;
+    if job.elf {
+        return Err(Error::usage(
+            "--split writes kdump-compressed files; -E cannot be used with it",
+        ));
+    }
+    let level = job.levels.first().copied().unwrap_or_default();
+    let ranges = split_points(job, &mut vm, level, outs.len())?;
+    let mut files = Vec::new();
+    for path in outs {
+        match target::create_output(path, job.force) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                for p in &outs[..files.len()] {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let per_file = (job
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        / outs.len())
+    .max(1);
+    let results: Vec<Result<pipeline::Dumped>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .into_iter()
+            .zip(outs)
+            .zip(&ranges)
+            .map(|((file, path), &range)| {
+                scope.spawn(move || {
+                    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+                    let mut sink = FileSink::new(file, path);
+                    write_part(job, level, &mut vm, &mut sink, Some(range), Some(per_file))
+                        .map_err(|e| e.context(format!("writing {}", path.display())))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::unsupported("a split writer thread panicked")))
+            })
+            .collect()
+    });
+    let mut first_error = None;
+    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
+        match result {
+            Ok(done) => {
+                common!(
+                    "The dumpfile is saved to {} (pfns {start:#x}-{end:#x}, {} pages).",
+                    path.display(),
+                    done.stats.dumpable
+                );
+                if let Some(e) = done.failure {
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => {
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
+}
+
+/// Where to cut a split set: one pass of the filter counts the dumpable pages per block
+/// of page frames; the cuts fall on block edges, near equal counts.
+fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Result<Vec<(u64, u64)>> {
+    let max = vm.max_mapnr();
+    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
+    let block = (max / 4096).max(64).div_ceil(64) * 64;
+    let (memory, file) = vm.ranges();
+    let mut filter = Filter {
+        level,
+        memory,
+        file,
+        classes: page_classes(vm, level)?,
+    };
+    filter.begin_pass();
+    let per_cycle = budget.pfns_per_cycle().div_ceil(block) * block;
+    let mut counts = Vec::new();
+    let mut start = 0;
+    while start < max {
+        let end = (start + per_cycle).min(max);
+        let b2 = filter.bitmap2(start, end);
+        let mut at = start;
+        while at < end {
+            let to = (at + block).min(end);
+            counts.push(b2.count_in(at, to));
+            at = to;
+        }
+        start = end;
+    }
+    let total: u64 = counts.iter().sum();
+    let mut cuts = vec![0u64];
+    let mut acc = 0u64;
+    for (i, c) in counts.iter().enumerate() {
+        acc += c;
+        let k = cuts.len() as u64; // the next cut ends part k
+        if k < n as u64 && acc * n as u64 >= total * k {
+            cuts.push(((i as u64 + 1) * block).min(max));
+        }
+    }
+    while cuts.len() < n {
+        cuts.push(max);
+    }
+    cuts.push(max);
+    Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+/// `--mem-usage`: run on the live kernel's /proc/kcore (without its crashkernel
+/// reservation, which a dump would not contain); a vmcore works too.
+fn mem_usage(job: &Job, path: &Path) -> Result<()> {
+    let exclude = if path == Path::new("/proc/kcore") {
+        crash_kernel_ranges()
+    } else {
+        Vec::new()
+    };
+    if path == Path::new("/proc/kcore") && exclude.is_empty() {
+        warn!("no crashkernel reservation in /proc/iomem: counting all memory");
+    }
+    let (mut vm, repeated) = if is_kcore(path) {
+        Vmcore::open_kcore(path, &exclude)?
+    } else {
+        (Vmcore::open(path, job.use_mmap)?, 0)
+    };
+    let level = DumpLevel(31);
+    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
+    let (memory, file) = vm.ranges();
+    let classes = page_classes(&vm, level)?;
+    let mut filter = Filter {
+        level,
+        memory,
+        file,
+        classes,
+    };
+    let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle(), repeated)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(pipeline::usage_report(&usage).as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io(e, "cannot write to stdout"))
+}
+
+/// An ELF file whose PT_LOADs say -1 for non-RAM segments, as /proc/kcore does.
+fn is_kcore(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "kcore")
+}
+
+/// The `Crash kernel` ranges of /proc/iomem, as physical `[start, end)`.
+fn crash_kernel_ranges() -> Vec<(u64, u64)> {
+    let Ok(text) = std::fs::read_to_string("/proc/iomem") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| l.trim_end().ends_with(": Crash kernel"))
+        .filter_map(|l| {
+            let (range, _) = l.trim().split_once(" : ")?;
+            let (a, b) = range.split_once('-')?;
+            let a = u64::from_str_radix(a, 16).ok()?;
+            let b = u64::from_str_radix(b, 16).ok()?;
+            (a <= b).then_some((a, b + 1))
+        })
+        .collect()
+}
+
+/// `--reassemble`: a split set back into one file.
+fn reassemble(parts: &[std::path::PathBuf], dumpfile: &Path, force: bool) -> Result<()> {
+    let file = target::create_output(dumpfile, force)?;
+    let mut sink = FileSink::new(file, dumpfile);
+    match pipeline::reassemble(parts, &mut sink) {
+        Ok(stats) => {
+            common!(
+                "The dumpfile is saved to {} ({} pages from {} files).",
+                dumpfile.display(),
+                stats.dumpable,
+                parts.len()
+            );
+            common!("\nvmsift Completed.");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(dumpfile);
+            Err(e.context(format!("reassembling {}", dumpfile.display())))
+        }
+    }
 }
 
 /// The mem_map reader for page classes. Without it only zero pages can be excluded: that

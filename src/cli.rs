@@ -32,6 +32,24 @@ pub enum Mode {
     },
     Version,
     Help,
+    /// `--split VMCORE F1 F2 ...`: one dump in several files, written in parallel.
+    Split {
+        vmcore: PathBuf,
+        dumpfiles: Vec<PathBuf>,
+    },
+    /// `--reassemble F1 F2 ... DUMPFILE`: a split set back into one file.
+    Reassemble {
+        parts: Vec<PathBuf>,
+        dumpfile: PathBuf,
+    },
+    /// `--mem-usage /proc/kcore`: what a dump of the running kernel would hold.
+    MemUsage {
+        kcore: PathBuf,
+    },
+    /// `--man-page`: the manual page (roff) on stdout, for installers.
+    ManPage,
+    /// `--completions SHELL`: a completion script on stdout, for installers.
+    Completions(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +70,10 @@ pub struct Job {
     pub dry_run: bool,
     /// `-L SIZE`: the dump file may not grow past this many bytes.
     pub size_limit: Option<u64>,
+    /// `-E`: ELF output.
+    pub elf: bool,
+    /// `--partial-dmesg`: with `--dump-dmesg`, only what follows the last clear.
+    pub partial_dmesg: bool,
     /// `--atomic`: write `DUMPFILE.incomplete`, rename it to DUMPFILE only on success.
     pub atomic: bool,
     /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
@@ -77,6 +99,8 @@ fn command() -> Command {
              vmsift [-c|-l|-p|-z] [-d DL] [--ssh-key FILE] VMCORE ssh://[USER@]HOST[:PORT]/PATH\n       \
              vmsift -F [-c|-l|-p|-z] [-d DL] VMCORE > FLATTENED\n       \
              vmsift -R DUMPFILE < FLATTENED\n       \
+             vmsift --split [-c|-l|-p|-z] [-d DL] VMCORE DUMPFILE1 DUMPFILE2 ...\n       \
+             vmsift --reassemble DUMPFILE1 DUMPFILE2 ... DUMPFILE\n       \
              vmsift -v | -h",
         )
         .arg(flag("zlib", 'c', "Compress each page with zlib (deflate level 1)"))
@@ -90,6 +114,7 @@ fn command() -> Command {
                 .help("Dump level: bitmask of page classes to exclude (1 zero, 2 cache, 4 cache with private, 8 user, 16 free); a comma list gives fallbacks"),
         )
         .arg(flag("flatten", 'F', "Write the dump in the flattened format to stdout"))
+        .arg(flag("elf", 'E', "Write an ELF core file (uncompressed) instead of a kdump-compressed one"))
         .arg(flag("rearrange", 'R', "Rebuild DUMPFILE from a flattened dump read on stdin"))
         .arg(flag("force", 'f', "Overwrite an existing DUMPFILE"))
         .arg(flag("debug", 'D', "Print debugging messages (adds 8 to the message level)"))
@@ -121,6 +146,18 @@ fn command() -> Command {
                 .help("Write the kernel log of VMCOREINFO's kernel to LOGFILE (with -F, to stdout)"),
         )
         .arg(
+            Arg::new("mem-usage")
+                .long("mem-usage")
+                .action(ArgAction::SetTrue)
+                .help("Print the pages of each class a dump of the running kernel (VMCORE = /proc/kcore) would hold, and its estimated size per codec"),
+        )
+        .arg(
+            Arg::new("partial-dmesg")
+                .long("partial-dmesg")
+                .action(ArgAction::SetTrue)
+                .help("With --dump-dmesg: only the messages after the last `dmesg --clear`"),
+        )
+        .arg(
             Arg::new("cyclic-buffer")
                 .long("cyclic-buffer")
                 .value_name("KB")
@@ -143,6 +180,18 @@ fn command() -> Command {
                 .long("show-stats")
                 .action(ArgAction::SetTrue)
                 .help("Print the report of excluded pages per class (adds 16 to the message level)"),
+        )
+        .arg(
+            Arg::new("split")
+                .long("split")
+                .action(ArgAction::SetTrue)
+                .help("Write the dump as several files, VMCORE F1 F2 ..., one per range of page frames, in parallel"),
+        )
+        .arg(
+            Arg::new("reassemble")
+                .long("reassemble")
+                .action(ArgAction::SetTrue)
+                .help("Join the files of a split dump, F1 F2 ... DUMPFILE, into one dump file"),
         )
         .arg(
             Arg::new("atomic")
@@ -169,12 +218,142 @@ fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Read the vmcore with pread only, never mmap"),
         )
+        // Accepted for compatibility; they change nothing here.
+        .arg(
+            Arg::new("block-order")
+                .short('b')
+                .value_name("ORDER")
+                .help("Accepted for compatibility (makedumpfile's write cache of 2^ORDER pages); writes are sized by vmsift"),
+        )
+        .arg(
+            Arg::new("work-dir")
+                .long("work-dir")
+                .value_name("DIR")
+                .help("Accepted for compatibility: vmsift keeps its bitmaps in memory, within a fixed budget, and needs no work file"),
+        )
+        .arg(
+            Arg::new("non-cyclic")
+                .long("non-cyclic")
+                .action(ArgAction::SetTrue)
+                .help("Accepted and ignored (removed from makedumpfile in 1.5.9)"),
+        )
+        .args(REFUSED.iter().map(|r| {
+            let a = Arg::new(r.id).help(r.help).hide(true);
+            let a = match r.short {
+                Some(c) => a.short(c),
+                None => a.long(r.id),
+            };
+            if r.takes_value {
+                a.value_name("ARG")
+            } else {
+                a.action(ArgAction::SetTrue)
+            }
+        }))
+        .arg(
+            Arg::new("man-page")
+                .long("man-page")
+                .action(ArgAction::SetTrue)
+                .hide(true),
+        )
+        .arg(Arg::new("completions").long("completions").value_name("SHELL").hide(true))
         .arg(Arg::new("files").action(ArgAction::Append).value_name("FILE").num_args(0..))
 }
+
+/// makedumpfile options vmsift does not implement, each refused with what to do instead.
+struct Refused {
+    id: &'static str,
+    short: Option<char>,
+    takes_value: bool,
+    help: &'static str,
+    why: &'static str,
+}
+
+const REFUSED: &[Refused] = &[
+    Refused {
+        id: "vmlinux",
+        short: Some('x'),
+        takes_value: true,
+        help: "Refused: debug info is not used",
+        why: "-x VMLINUX is not supported: vmsift reads everything it needs from the vmcore's VMCOREINFO note (kernels since 2.6.24 export it); drop -x. Erase filters (--config, --eppic) need makedumpfile",
+    },
+    Refused {
+        id: "vmcoreinfo-in",
+        short: Some('i'),
+        takes_value: true,
+        help: "Refused: VMCOREINFO comes from the vmcore",
+        why: "-i VMCOREINFO is not supported: vmsift takes VMCOREINFO from the vmcore's own note; drop -i",
+    },
+    Refused {
+        id: "vmcoreinfo-out",
+        short: Some('g'),
+        takes_value: true,
+        help: "Refused: no debug info is read",
+        why: "-g is not supported: vmsift cannot build VMCOREINFO from a vmlinux; the kernel exports it in /proc/vmcore (and /sys/kernel/vmcoreinfo)",
+    },
+    Refused {
+        id: "config",
+        short: None,
+        takes_value: true,
+        help: "Refused: erase filters need debug info",
+        why: "--config (erase filter) is not supported: it needs the kernel's debug info; use makedumpfile -x VMLINUX --config FILE, or re-filter vmsift's dump with it",
+    },
+    Refused {
+        id: "eppic",
+        short: None,
+        takes_value: true,
+        help: "Refused: eppic macros need debug info",
+        why: "--eppic is not supported: it needs the kernel's debug info; use makedumpfile -x VMLINUX --eppic FILE",
+    },
+    Refused {
+        id: "exclude-vmemmap",
+        short: Some('e'),
+        takes_value: false,
+        help: "Refused: vmemmap exclusion",
+        why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
+    },
+    Refused {
+        id: "xen-vmcoreinfo",
+        short: None,
+        takes_value: true,
+        help: "Refused: Xen",
+        why: "Xen dumps (--xen-syms, --xen-vmcoreinfo) are not supported; use makedumpfile",
+    },
+    Refused {
+        id: "xen-syms",
+        short: None,
+        takes_value: true,
+        help: "Refused: Xen",
+        why: "Xen dumps (--xen-syms, --xen-vmcoreinfo) are not supported; use makedumpfile",
+    },
+];
 
 /// The help text (`-h`).
 pub fn help() -> String {
     command().render_help().to_string()
+}
+
+/// The manual page, generated from the option definitions (`--man-page`).
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(command().name("vmsift").version(env!("CARGO_PKG_VERSION")))
+        .section("8")
+        .render(out)
+}
+
+/// A completion script for `shell` (bash, zsh, fish) (`--completions SHELL`).
+pub fn completions(shell: &str, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap_complete::Shell;
+    let sh = match shell {
+        "bash" => Shell::Bash,
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        _ => {
+            return Err(Error::usage(format!(
+                "--completions: unknown shell \"{shell}\" (bash, zsh or fish)"
+            )));
+        }
+    };
+    clap_complete::generate(sh, &mut command(), "vmsift", out);
+    Ok(())
 }
 
 fn parse_number(what: &str, value: &str) -> Result<u64> {
@@ -228,6 +407,19 @@ where
         Error::usage(format!("{first} (see vmsift -h)"))
     })?;
     let on = |id: &str| m.get_flag(id);
+    for r in REFUSED {
+        let given = if r.takes_value {
+            m.contains_id(r.id) && m.get_one::<String>(r.id).is_some()
+        } else {
+            m.get_flag(r.id)
+        };
+        if given {
+            return Err(Error::usage(r.why));
+        }
+    }
+    if let Some(order) = m.get_one::<String>("block-order") {
+        parse_number("-b", order)?;
+    }
 
     let codecs: Vec<Codec> = [
         ("zlib", Codec::Zlib),
@@ -243,6 +435,11 @@ where
         return Err(Error::usage("only one of -c, -l, -p and -z can be given"));
     }
     let codec = codecs.first().copied().unwrap_or(Codec::None);
+    if on("elf") && codec != Codec::None {
+        return Err(Error::usage(
+            "-E cannot be used with -c, -l, -p or -z: ELF dumps are not compressed",
+        ));
+    }
 
     let levels = match m.get_one::<String>("dump-level") {
         None => vec![DumpLevel(0)],
@@ -301,8 +498,15 @@ where
         .map(|v| v.map(PathBuf::from).collect())
         .unwrap_or_default();
 
+    if on("partial-dmesg") && !on("dump-dmesg") {
+        return Err(Error::usage("--partial-dmesg works only with --dump-dmesg"));
+    }
     let mode = if on("help") {
         Mode::Help
+    } else if on("man-page") {
+        Mode::ManPage
+    } else if let Some(shell) = m.get_one::<String>("completions") {
+        Mode::Completions(shell.clone())
     } else if on("version") {
         Mode::Version
     } else if on("dump-dmesg") {
@@ -318,6 +522,37 @@ where
             _ => {
                 return Err(Error::usage(
                     "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
+                ));
+            }
+        }
+    } else if on("mem-usage") {
+        match files.as_slice() {
+            [kcore] => Mode::MemUsage {
+                kcore: kcore.clone(),
+            },
+            _ => return Err(Error::usage("--mem-usage takes one file: /proc/kcore")),
+        }
+    } else if on("split") {
+        match files.as_slice() {
+            [vmcore, dumpfiles @ ..] if dumpfiles.len() >= 2 && !on("flatten") => Mode::Split {
+                vmcore: vmcore.clone(),
+                dumpfiles: dumpfiles.to_vec(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--split takes VMCORE and at least two dump files (and no -F)",
+                ));
+            }
+        }
+    } else if on("reassemble") {
+        match files.as_slice() {
+            [parts @ .., dumpfile] if !parts.is_empty() => Mode::Reassemble {
+                parts: parts.to_vec(),
+                dumpfile: dumpfile.clone(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--reassemble takes the split files and then the dump file to write",
                 ));
             }
         }
@@ -364,6 +599,8 @@ where
         threads,
         cyclic_buffer_kib,
         size_limit,
+        elf: on("elf"),
+        partial_dmesg: on("partial-dmesg"),
         atomic: on("atomic"),
         ssh_key: m.get_one::<String>("ssh-key").map(PathBuf::from),
         ssh_options: m

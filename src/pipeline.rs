@@ -10,12 +10,19 @@
 //! A fixed pool of batch buffers bounds memory, and the output is byte-identical whatever
 //! the thread count.
 
+mod elf;
+mod reassemble;
+mod usage;
+pub use elf::write_elf;
+pub use reassemble::reassemble;
+pub use usage::{Usage, mem_usage, report as usage_report};
+
 use crate::codec::{Codec, Compressor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Bitmap, ClassCounts, DumpLevel, Filter, is_zero_page};
 use crate::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::Vmcore;
-use crate::input::memory::ElfMemory;
+use crate::input::{Memory, PhysPages};
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
@@ -30,6 +37,9 @@ pub struct WriteOptions {
     pub bitmap_cache: u64,
     /// Threads that read and compress (1: everything on the calling thread).
     pub threads: usize,
+    /// `--split`: this file holds the pages of pfns `[start, end)` only (its bitmaps and
+    /// layout are the whole dump's).
+    pub range: Option<(u64, u64)>,
 }
 
 /// Pages per batch handed to a worker (512 KiB of page data at most with 4 KiB pages).
@@ -164,7 +174,7 @@ impl Batch {
 
 /// Reads, zero-checks and compresses batches: one per thread.
 struct Worker {
-    mem: ElfMemory,
+    mem: Memory,
     compressor: Compressor,
     shared_zero: bool,
 }
@@ -200,7 +210,7 @@ impl Worker {
                 flags,
             });
         }
-        if let Some(msg) = self.mem.mmap_failure.take() {
+        if let Some(msg) = self.mem.take_warning() {
             crate::warn!("{msg}");
         }
         Ok(())
@@ -355,11 +365,15 @@ pub fn write_kdump(
     let keep = max_mapnr / 8 <= opts.bitmap_cache;
     let mut kept: Vec<Bitmap> = Vec::new();
     let mut num_dumpable = 0u64;
+    let (lo, hi) = opts.range.unwrap_or((0, max_mapnr));
+    // The pages this file describes (all of them, except in a split set).
+    let mut described = 0u64;
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
+        described += b2.count_in(lo.max(start), hi.min(end).max(lo.max(start)));
         if keep {
             kept.push(b2);
         }
@@ -381,6 +395,7 @@ pub fn write_kdump(
     );
     header.block_size = ps as u32;
     header.max_mapnr = max_mapnr;
+    header.split = opts.range;
     header.sub_hdr_size = u32::try_from(layout.sub_hdr_blocks)
         .map_err(|_| Error::bad_input("the notes are too large for a kdump header"))?;
     header.bitmap_blocks = u32::try_from(layout.bitmap_blocks()).map_err(|_| {
@@ -397,7 +412,7 @@ pub fn write_kdump(
     let mut sub = header.sub_bytes();
     sub.extend_from_slice(notes);
     sink.write_at(layout.sub_header_offset(), &sub)?;
-    sink.reserve(layout.desc_offset(), num_dumpable * PAGE_DESC_SIZE)?;
+    sink.reserve(layout.desc_offset(), described * PAGE_DESC_SIZE)?;
 
     let mut data = SeqWriter::new(layout.data_offset(), WRITE_BUFFER);
     let zero_desc = if opts.level.excludes_zero() {
@@ -419,10 +434,10 @@ pub fn write_kdump(
         page_size: ps,
         stats: Stats {
             max_mapnr,
-            dumpable: num_dumpable,
+            dumpable: described,
             ..Stats::default()
         },
-        progress: Progress::new("Copying data", num_dumpable),
+        progress: Progress::new("Copying data", described),
         described: 0,
         committed: 0,
         checkpoints: Default::default(),
@@ -438,6 +453,7 @@ pub fn write_kdump(
         cycles: cycles(max_mapnr, per_cycle),
         layout,
         pending: None,
+        range: (lo, hi),
         pages_in_input: 0,
         dumpable: 0,
     };
@@ -445,7 +461,7 @@ pub fn write_kdump(
         planner.filter.begin_pass();
     }
     let threads = opts.threads.max(1);
-    let make_worker = |mem: ElfMemory| -> Result<Worker> {
+    let make_worker = |mem: Memory| -> Result<Worker> {
         Ok(Worker {
             mem,
             compressor: Compressor::new(opts.codec, vm.page_size)?,
@@ -466,9 +482,9 @@ pub fn write_kdump(
                 .collect::<Result<Vec<_>>>()?;
             run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
         }
-        if planner.dumpable != num_dumpable {
+        if planner.dumpable != described {
             return Err(Error::bad_input(format!(
-                "the page filter gave {} dumpable pages on the second pass but {num_dumpable} on the first",
+                "the page filter gave {} dumpable pages on the second pass but {described} on the first",
                 planner.dumpable
             )));
         }
@@ -488,7 +504,7 @@ pub fn write_kdump(
         Err(e) if !sink.seekable() => return Err(e),
         Err(e) => {
             let (unwritten, alive) = writer.salvage(sink, layout.desc_offset(), &e);
-            writer.stats.lost = unwritten + (num_dumpable - writer.described);
+            writer.stats.lost = unwritten + (described - writer.described);
             output_alive = alive;
             Some(e)
         }
@@ -536,6 +552,8 @@ struct Planner<'f> {
     layout: Layout,
     /// The current cycle's dumpable pfns not handed out yet.
     pending: Option<crate::filter::IntoSetBits>,
+    /// Only pfns in `[start, end)` are handed out (a file of a split set).
+    range: (u64, u64),
     pages_in_input: u64,
     dumpable: u64,
 }
@@ -550,8 +568,9 @@ impl Planner<'_> {
             if let Some(p) = self.pending.as_mut() {
                 while pfns.len() < BATCH_PAGES {
                     match p.next() {
-                        Some(pfn) => pfns.push(pfn),
-                        None => break,
+                        Some(pfn) if pfn < self.range.0 => {}
+                        Some(pfn) if pfn < self.range.1 => pfns.push(pfn),
+                        _ => break,
                     }
                 }
                 if !pfns.is_empty() {

@@ -318,6 +318,17 @@ impl SynthKernel {
         self.mem[pa] = v;
     }
 
+    /// Where the struct pages of all page frames are in `mem`.
+    pub fn mem_map_range(&self) -> std::ops::Range<usize> {
+        let start = self.sp_pa(0) as usize;
+        start..start + (self.pages * sp::SIZE) as usize
+    }
+
+    /// Where mem_section entry 0's `section_mem_map` word is in `mem`.
+    pub fn section_mem_map_at(&self) -> usize {
+        (self.sections_pfn * 4096) as usize
+    }
+
     /// The virtual address of pfn's struct page.
     pub fn page_va(pfn: u64) -> u64 {
         VMEMMAP + pfn * sp::SIZE
@@ -431,5 +442,21 @@ impl SynthKernel {
             l.virt_start = PAGE_OFFSET;
         }
         s
+    }
+}
+
+/// Physical memory held in a buffer, page 0 at its start (unit tests of the kernel
+/// readers).
+pub struct RamPages(pub Vec<u8>);
+
+impl crate::input::PhysPages for RamPages {
+    fn page_size(&self) -> usize {
+        4096
+    }
+
+    fn read_page(&mut self, pfn: u64) -> crate::error::Result<&[u8]> {
+        let at = usize::try_from(pfn).ok().and_then(|p| p.checked_mul(4096));
+        at.and_then(|at| self.0.get(at..at + 4096))
+            .ok_or_else(|| crate::error::Error::bad_input(format!("no page {pfn:#x}")))
     }
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use vmsift::input::PhysPages;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{Fill, MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages, page};
 
@@ -318,6 +319,242 @@ fn version_lists_every_codec() {
     let o = run(bin().arg("-h"));
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("--message-level"));
+}
+
+#[test]
+fn unsupported_makedumpfile_options_are_refused_with_the_alternative() {
+    for (args, needle) in [
+        (&["-x", "vmlinux", "a", "b"][..], "VMCOREINFO note"),
+        (&["-i", "info", "a", "b"], "drop -i"),
+        (&["-g", "info"], "/sys/kernel/vmcoreinfo"),
+        (
+            &["--config", "f", "a", "b"],
+            "makedumpfile -x VMLINUX --config",
+        ),
+        (
+            &["--eppic", "f", "a", "b"],
+            "makedumpfile -x VMLINUX --eppic",
+        ),
+        (&["-e", "a", "b"], "drop -e"),
+        (&["--xen-syms", "x", "a", "b"], "Xen"),
+        (
+            &["--no-such-option", "a", "b"],
+            "unexpected argument '--no-such-option'",
+        ),
+    ] {
+        let o = run(bin().args(args));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // Accepted for compatibility, and without effect on the dump.
+    let dir = scratch("accepted");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("vmcore");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    assert!(
+        run(bin().args(["-l", "-d", "1"]).arg(&vmcore).arg(&a))
+            .status
+            .success()
+    );
+    let o = run(bin()
+        .args(["-l", "-d", "1", "-b", "8", "--non-cyclic", "--work-dir"])
+        .arg(&dir)
+        .arg(&vmcore)
+        .arg(&b));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&a).expect("a"), fs::read(&b).expect("b"));
+}
+
+#[test]
+fn elf_output_holds_every_kept_page() {
+    let dir = scratch("elf");
+    let s = synthetic();
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("vmcore");
+    for level in ["0", "1"] {
+        let out = dir.join(format!("elf-{level}"));
+        let o = run(bin().args(["-E", "-d", level]).arg(&vmcore).arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut back = vmsift::input::Vmcore::open(&out, true).expect("the ELF dump opens");
+        let mut input = vmsift::input::Vmcore::open(&vmcore, true).expect("input");
+        for pfn in 0..0x130u64 {
+            // Pages the input has bytes for (not holes, not beyond p_filesz).
+            let Ok(want) = input.memory.read_page(pfn).map(<[u8]>::to_vec) else {
+                continue;
+            };
+            match back.memory.read_page(pfn) {
+                Ok(got) => assert!(got == want.as_slice(), "-d {level}: pfn {pfn:#x} differs"),
+                // Only zero pages may be left out, and only at -d 1.
+                Err(e) => assert!(
+                    level == "1" && want.iter().all(|&b| b == 0),
+                    "-d {level}: pfn {pfn:#x}: {e}"
+                ),
+            }
+        }
+    }
+    let o = run(bin().args(["-E", "-c"]).arg(&vmcore).arg(dir.join("x")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("-E cannot be used with"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn split_set_reassembles_into_the_direct_dump() {
+    let dir = scratch("split");
+    let s = synthetic();
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, s.to_bytes()).expect("vmcore");
+    for (codec, level, parts) in [("-l", "1", 3), ("-c", "0", 2), ("-z", "1", 5)] {
+        let direct = dir.join("direct");
+        let _ = fs::remove_file(&direct);
+        assert!(
+            run(bin().args([codec, "-d", level]).arg(&vmcore).arg(&direct))
+                .status
+                .success()
+        );
+        let names: Vec<PathBuf> = (0..parts).map(|i| dir.join(format!("part{i}"))).collect();
+        for n in &names {
+            let _ = fs::remove_file(n);
+        }
+        let o = run(bin()
+            .args(["--split", codec, "-d", level])
+            .arg(&vmcore)
+            .args(&names));
+        assert!(o.status.success(), "{}", stderr(&o));
+        // Each part reads back the pages of its own range.
+        let mut covered = 0;
+        for n in &names {
+            let d = KdumpFile::open(fs::File::open(n).expect("part")).expect("a kdump file");
+            let (start, end) = d.header.split.expect("a split part");
+            for pfn in start..end {
+                if let Ok(Page::Data(got)) = d.read_page(pfn) {
+                    assert_eq!(Some(got), elf_page(&s, pfn), "{codec}: pfn {pfn:#x}");
+                    covered += 1;
+                }
+            }
+        }
+        assert!(covered > 40, "{covered}");
+        // Reassembled in any order: the direct dump, byte for byte.
+        let joined = dir.join("joined");
+        let _ = fs::remove_file(&joined);
+        let mut shuffled = names.clone();
+        shuffled.reverse();
+        let o = run(bin().arg("--reassemble").args(&shuffled).arg(&joined));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            fs::read(&joined).expect("joined") == fs::read(&direct).expect("direct"),
+            "{codec} -d {level}, {parts} parts: not the direct dump"
+        );
+    }
+    // A missing part, or a file that is no part, is refused.
+    let o = run(bin()
+        .arg("--reassemble")
+        .arg(dir.join("part0"))
+        .arg(dir.join("part2"))
+        .arg(dir.join("x")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    assert!(!dir.join("x").exists());
+    let o = run(bin()
+        .arg("--reassemble")
+        .arg(dir.join("direct"))
+        .arg(dir.join("x")));
+    assert!(
+        stderr(&o).contains("not part of a split dump"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_dump_can_be_filtered_again() {
+    let dir = scratch("refilter");
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, synthetic().to_bytes()).expect("vmcore");
+    let (d0, flat, d1, again) = (
+        dir.join("d0"),
+        dir.join("d0.flat"),
+        dir.join("d1"),
+        dir.join("again"),
+    );
+    assert!(
+        run(bin().args(["-c", "-d", "0"]).arg(&vmcore).arg(&d0))
+            .status
+            .success()
+    );
+    assert!(
+        run(bin().args(["-l", "-d", "1"]).arg(&vmcore).arg(&d1))
+            .status
+            .success()
+    );
+    let o = run(bin()
+        .args(["-F", "-d", "0"])
+        .arg(&vmcore)
+        .stdout(fs::File::create(&flat).expect("flat")));
+    assert!(o.status.success());
+    for input in [&d0, &flat] {
+        let _ = fs::remove_file(&again);
+        let o = run(bin().args(["-l", "-d", "1"]).arg(input).arg(&again));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            fs::read(&again).expect("again"),
+            fs::read(&d1).expect("d1"),
+            "{}",
+            input.display()
+        );
+    }
+    // What the input dump left out cannot come back: its level stays in the new one.
+    let _ = fs::remove_file(&again);
+    assert!(
+        run(bin().args(["-l", "-d", "0"]).arg(&d1).arg(&again))
+            .status
+            .success()
+    );
+    let back = KdumpFile::open(fs::File::open(&again).expect("again")).expect("dump");
+    assert_eq!(back.header.dump_level, 1);
+    let o = run(bin().args(["-E", "-d", "1"]).arg(&d1).arg(dir.join("elf")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("-E needs an ELF vmcore"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn man_page_and_completions_come_from_the_options() {
+    let o = run(bin().arg("--man-page"));
+    assert!(o.status.success());
+    let man = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        man.starts_with(".ie") && man.contains(".TH vmsift 8"),
+        "{man}"
+    );
+    for opt in [
+        r"message\-level",
+        r"num\-threads",
+        r"dump\-dmesg",
+        r"ssh\-key",
+    ] {
+        assert!(man.contains(opt), "{opt} missing from the man page");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(bin().args(["--completions", shell]));
+        assert!(o.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("num-threads"),
+            "{shell}"
+        );
+    }
+    assert_eq!(
+        run(bin().args(["--completions", "tcsh"])).status.code(),
+        Some(1)
+    );
 }
 
 #[test]

@@ -190,6 +190,32 @@ fn size_limit_leaves_an_incomplete_dump_and_levels_fall_back() {
 }
 
 #[test]
+fn a_write_error_leaves_a_readable_incomplete_dump() {
+    let dir = scratch("write-eio");
+    let (vmcore, pages, _) = vmcore(&dir, 1024);
+    for threads in ["1", "2"] {
+        let dump = dir.join(format!("dump-{threads}"));
+        // Every write that reaches past 2 MiB fails: the header, bitmaps, descriptors
+        // and the first batches of pages make it, the rest does not.
+        let out = vmsift()
+            .args(["-d", "0", "--num-threads", threads])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("LD_PRELOAD", preload())
+            .env("FAULT_WRITE_EIO", "2097152")
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("Input/output error"), "{err}");
+        let (lost, incomplete) = read_back(&dump, &pages);
+        assert!(incomplete);
+        assert!(!lost.is_empty() && lost.len() < 1024, "{} lost", lost.len());
+        assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+    }
+}
+
+#[test]
 fn a_stop_signal_leaves_a_readable_incomplete_dump() {
     let dir = scratch("signal");
     let (vmcore, pages, _) = vmcore(&dir, 512);

@@ -112,6 +112,40 @@ fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
     );
 }
 
+/// `makedumpfile args vmcore out` (Debian's 1.7.2, the peer we compare with).
+fn makedumpfile(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = Command::new("makedumpfile")
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run makedumpfile (Debian package makedumpfile)");
+    assert!(
+        o.status.success(),
+        "makedumpfile {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// crash in batch mode on `dump` with `commands`; returns what it printed on stdout.
+fn crash(options: &[&str], vmlinux: &Path, dump: &Path, commands: &str) -> String {
+    let mut child = Command::new("crash")
+        .args(["-s", "--no_crashrc", "--no_scroll"])
+        .args(options)
+        .arg(vmlinux)
+        .arg(dump)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run crash");
+    let script = format!("{commands}\nquit\n");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), script.as_bytes())
+        .expect("talk to crash");
+    let out = child.wait_with_output().expect("crash");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs a checker (a path under tests/) and asserts it reports a match (exit 0).
 fn check(script: &str, args: &[&Path]) {
     check_with(script, &[], args)
@@ -281,13 +315,7 @@ fn deb61_level31_size_matches_makedumpfile() {
         let ours = dir.join("vmsift");
         let theirs = dir.join("makedumpfile");
         vmsift(&["-l", "-d", "31"], &vmcore, &ours);
-        let o = Command::new("makedumpfile")
-            .args(["-l", "-d", "31"])
-            .arg(&vmcore)
-            .arg(&theirs)
-            .output()
-            .expect("run makedumpfile (Debian package makedumpfile)");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        makedumpfile(&["-l", "-d", "31"], &vmcore, &theirs);
         // The header's utsname is init_uts_ns, as makedumpfile writes it.
         let head = |p: &Path| std::fs::read(p).expect("read dump")[12..402].to_vec();
         assert!(head(&ours) == head(&theirs), "{}: utsname differs", k.name);
@@ -387,13 +415,7 @@ fn dump_dmesg_matches_makedumpfile() {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-dmesg", k.name));
         let theirs = dir.join("makedumpfile.txt");
-        let o = Command::new("makedumpfile")
-            .arg("--dump-dmesg")
-            .arg(&vmcore)
-            .arg(&theirs)
-            .output()
-            .expect("run makedumpfile (Debian package makedumpfile)");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        makedumpfile(&["--dump-dmesg"], &vmcore, &theirs);
         let want = std::fs::read(&theirs).expect("read");
         assert!(want.len() > 10_000, "{}: a real log", k.name);
 
@@ -424,5 +446,283 @@ fn dump_dmesg_matches_makedumpfile() {
             "{}: log from our -d 31 dump differs",
             k.name
         );
+        // ... and from the same dump as a flattened stream, as RHEL's tests run it.
+        let flat = dir.join("dump-d31.flat");
+        vmsift_flat(&["-l", "-d", "31"], &vmcore, &flat);
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-F", "--dump-dmesg"])
+            .arg(&flat)
+            .output()
+            .expect("run vmsift");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.stdout == want,
+            "{}: log from the flattened dump differs",
+            k.name
+        );
     }
+}
+
+/// Re-filtering: a `-d 1` dump (kdump file, or flattened stream) written again at
+/// `-d 31` is the `-d 31` dump of the vmcore, byte for byte; another codec reads back the
+/// same pages.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn refiltering_a_dump_gives_the_direct_dump() {
+    for k in [&DEB61, &DEB612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-refilter", k.name));
+        let (first, flat, direct) = (dir.join("d1"), dir.join("d1.flat"), dir.join("d31"));
+        vmsift(&["-c", "-d", "1"], &vmcore, &first);
+        vmsift_flat(&["-l", "-d", "1"], &vmcore, &flat);
+        vmsift(&["-l", "-d", "31"], &vmcore, &direct);
+        let want = std::fs::read(&direct).expect("direct");
+        for input in [&first, &flat] {
+            let again = dir.join("again");
+            let _ = std::fs::remove_file(&again);
+            vmsift(&["-l", "-d", "31"], input, &again);
+            let same = std::fs::read(&again).expect("again") == want;
+            assert!(same, "{}: re-filtering {} differs", k.name, input.display());
+        }
+        let zstd = dir.join("d1-zstd");
+        vmsift(&["-z", "-d", "1"], &first, &zstd);
+        check("readers/pages-identical", &[&vmcore, &zstd]);
+    }
+}
+
+/// `-E`: byte for byte makedumpfile 1.7.2's ELF file where both keep the same pages (6.1 at
+/// -d 1 and -d 31; at -d 0 1.7.2 drops a partial page we keep), and crash (6.1) and drgn
+/// (6.12) read it as they read the vmcore.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn elf_output_matches_makedumpfile_and_reads_the_same() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-elf");
+    for level in ["1", "31"] {
+        let ours = dir.join(format!("vmsift-E{level}"));
+        let theirs = dir.join(format!("makedumpfile-E{level}"));
+        vmsift(&["-E", "-d", level], &vmcore, &ours);
+        makedumpfile(&["-E", "-d", level], &vmcore, &theirs);
+        let same = std::fs::read(&ours).expect("ours") == std::fs::read(&theirs).expect("theirs");
+        assert!(same, "-E -d {level}: not makedumpfile's file");
+        std::fs::remove_file(&theirs).expect("clean up");
+    }
+    let cmds = ["sys", "log", "bt -a", "ps", "kmem -i"];
+    let options: Vec<&str> = cmds.iter().flat_map(|c| ["--cmd", c]).collect();
+    let ours = dir.join("vmsift-E31");
+    check_with(
+        "readers/crash-same",
+        &options,
+        &[&k.vmlinux(), &vmcore, &ours],
+    );
+
+    let k = DEB612;
+    let vmcore = k.vmcore();
+    let dump = dir.join("vmsift-612-E31");
+    vmsift(&["-E", "-d", "31"], &vmcore, &dump);
+    check("readers/drgn-same", &[&k.vmlinux(), &vmcore, &dump]);
+}
+
+/// Under a 64 MiB address-space limit (`ulimit -v`), one thread dumps the 1 GiB THP
+/// vmcore completely, and libkdumpfile reads it back. (The 6 GiB vmcore of the benchmarks
+/// does the same inside a 64 MiB memory cgroup: see the README.)
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn dumps_within_a_64_mib_address_space() {
+    let k = THP61;
+    let vmcore = k.vmcore();
+    let dir = scratch("ulimit");
+    let dump = dir.join("dump");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 65536 && exec \"$0\" -l -d 31 --num-threads 1 \"$1\" \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_vmsift"))
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("sh");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_with(
+        "readers/pages-identical",
+        &["--allow-excluded"],
+        &[&vmcore, &dump],
+    );
+}
+
+/// `--split`: three files written in parallel; crash reads the set as it reads the vmcore,
+/// and `--reassemble` gives the direct dump byte for byte (6.1 for crash, 6.12 too).
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn split_sets_read_the_same_and_reassemble_exactly() {
+    for k in [&DEB61, &DEB612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-split", k.name));
+        let direct = dir.join("direct");
+        vmsift(&["-l", "-d", "31"], &vmcore, &direct);
+        let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("part{i}"))).collect();
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["--split", "-l", "-d", "31"])
+            .arg(&vmcore)
+            .args(&parts)
+            .output()
+            .expect("run vmsift --split");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let joined = dir.join("joined");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .arg("--reassemble")
+            .args(&parts)
+            .arg(&joined)
+            .output()
+            .expect("run vmsift --reassemble");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let same =
+            std::fs::read(&joined).expect("joined") == std::fs::read(&direct).expect("direct");
+        assert!(
+            same,
+            "{}: the reassembled file differs from the direct dump",
+            k.name
+        );
+        if k.name == "deb61" {
+            let set: Vec<String> = parts.iter().map(|p| p.display().to_string()).collect();
+            let set = PathBuf::from(set.join(","));
+            check("readers/crash-same", &[&k.vmlinux(), &vmcore, &set]);
+        }
+    }
+}
+
+/// `--mem-usage` on the vmcores themselves: the class counts are those of the `-d 31` dump
+/// (`--show-stats`), and each codec's estimate is within 25% of the real dump's size.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn mem_usage_counts_and_estimates_match_real_dumps() {
+    for k in [&DEB61, &DEB612, &THP61] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-usage", k.name));
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .arg("--mem-usage")
+            .arg(&vmcore)
+            .output()
+            .expect("run vmsift --mem-usage");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        println!("{}:{table}", k.name);
+        let row = |name: &str| -> u64 {
+            table
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} row in:\n{table}"))
+        };
+        // The same counts as the -d 31 dump's report.
+        let dump = dir.join("dump");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-l", "-d", "31", "--show-stats"])
+            .arg(&vmcore)
+            .arg(&dump)
+            .output()
+            .expect("run vmsift");
+        let stats = String::from_utf8_lossy(&o.stderr).into_owned();
+        let stat = |label: &str| -> u64 {
+            stats
+                .lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok())
+                .unwrap_or_else(|| panic!("no {label} in:\n{stats}"))
+        };
+        assert_eq!(row("ZERO"), stat("Pages filled with zero"), "{}", k.name);
+        assert_eq!(row("USER"), stat("User process data pages"), "{}", k.name);
+        assert_eq!(row("FREE"), stat("Free pages"), "{}", k.name);
+        assert_eq!(
+            row("NON_PRI_CACHE"),
+            stat("Non-private cache pages"),
+            "{}",
+            k.name
+        );
+        // Each estimate against a real dump with that codec.
+        for (flag, name) in [
+            ("-l", "lzo"),
+            ("-c", "zlib"),
+            ("-p", "snappy"),
+            ("-z", "zstd"),
+        ] {
+            let est: f64 = table
+                .lines()
+                .find(|l| l.starts_with(flag) && l.contains(name))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} estimate in:\n{table}"));
+            let out = dir.join(format!("dump{flag}"));
+            vmsift(&[flag, "-d", "31"], &vmcore, &out);
+            let real = std::fs::metadata(&out).expect("dump").len() as f64;
+            println!("{}: {name} estimate {est} bytes, real {real}", k.name);
+            assert!(
+                (est - real).abs() / real <= 0.25,
+                "{}: {name} {est} vs {real}",
+                k.name
+            );
+        }
+    }
+}
+
+/// crash reads the whole log the way dmesg does: `--dump-dmesg` has the same lines as
+/// crash's `log` on the 6.1 vmcore (crash 8.0.2 cannot read 6.12).
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn dump_dmesg_has_the_lines_of_crashs_log() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-crash-log");
+    let ours = dir.join("dmesg.txt");
+    vmsift(&["--dump-dmesg"], &vmcore, &ours);
+    let crash = crash(&[], &k.vmlinux(), &vmcore, "log");
+    let text = std::fs::read_to_string(&ours).expect("our log");
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("WARNING:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (a, b) = (lines(&text), lines(&crash));
+    assert!(a.len() > 100, "a real log");
+    assert_eq!(a, b, "our --dump-dmesg and crash's log differ");
+}
+
+/// `-L`: the dump stops at the limit; libkdumpfile reads every page that was written and
+/// finds the rest lost, and crash (with --zero_excluded) opens it when the kernel's own
+/// data made it in.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn size_limited_dump_is_a_readable_incomplete_dump() {
+    let k = DEB61;
+    let vmcore = k.vmcore();
+    let dir = scratch("deb61-limit");
+    let dump = dir.join("dump");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-l", "-d", "31", "-L", "22M"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lost: u64 = err
+        .split(" of its ")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lost-page count in: {err}"));
+    assert!(lost > 0 && lost < 1000, "{lost} lost");
+    assert!(std::fs::metadata(&dump).expect("dump").len() <= 22 << 20);
+    check_with(
+        "readers/pages-identical",
+        &["--allow-excluded", "--lost", &lost.to_string()],
+        &[&vmcore, &dump],
+    );
+    let text = crash(&["--zero_excluded"], &k.vmlinux(), &dump, "sys\nbt");
+    assert!(text.contains("[INCOMPLETE]"), "{text}");
+    assert!(text.contains("RELEASE: 6.1.0-56-amd64"), "{text}");
+    assert!(text.contains("machine_kexec"), "{text}");
 }

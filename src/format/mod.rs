@@ -1,5 +1,5 @@
-//! Output formats: kdump-compressed and its flattened stream today; ELF (`-E`) and split
-//! sets join here.
+//! Output formats: kdump-compressed, its flattened stream, and ELF (`-E`).
 
+pub mod elf;
 pub mod flat;
 pub mod kdump;

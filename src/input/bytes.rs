@@ -42,6 +42,14 @@ impl Endian {
         }
     }
 
+    pub fn put_u16(self, out: &mut [u8], off: usize, v: u16) {
+        let bytes = match self {
+            Endian::Little => v.to_le_bytes(),
+            Endian::Big => v.to_be_bytes(),
+        };
+        out[off..off + 2].copy_from_slice(&bytes);
+    }
+
     pub fn put_u32(self, out: &mut [u8], off: usize, v: u32) {
         let bytes = match self {
             Endian::Little => v.to_le_bytes(),

@@ -65,11 +65,21 @@ pub struct ElfCore {
     pub notes: Vec<u8>,
 }
 
-/// Something we can read bytes from at an offset (a file, or a buffer in tests).
+/// Something we can read bytes from at an offset (a file, or a buffer in tests and fuzzing).
 pub trait ReadAt {
     /// Reads exactly `buf.len()` bytes at `offset`, or fails.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
     fn size(&self) -> std::io::Result<u64>;
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        (**self).size()
+    }
 }
 
 impl ReadAt for std::fs::File {
@@ -79,6 +89,16 @@ impl ReadAt for std::fs::File {
 
     fn size(&self) -> std::io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+}
+
+impl<R: ReadAt + ?Sized> ReadAt for &R {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
+
+    fn size(&self) -> std::io::Result<u64> {
+        (**self).size()
     }
 }
 

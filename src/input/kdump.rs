@@ -3,9 +3,9 @@
 //! is checked before it sizes an allocation or an offset.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::bytes::Endian;
+use super::elf::ReadAt;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::format::kdump::{Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, Utsname};
@@ -41,10 +41,14 @@ pub struct KdumpHeader {
     pub size_note: u64,
     pub offset_vmcoreinfo: u64,
     pub size_vmcoreinfo: u64,
+    /// `Some((start_pfn, end_pfn))` for one file of a `--split` set: its descriptors
+    /// cover only those pfns, counted from `start_pfn`.
+    pub split: Option<(u64, u64)>,
 }
 
-pub struct KdumpFile {
-    file: File,
+/// A kdump-compressed file read through `R`: a `File`, or bytes in memory (`&[u8]`).
+pub struct KdumpFile<R = File> {
+    file: R,
     pub header: KdumpHeader,
     file_len: u64,
     bitmap1: Vec<u8>,
@@ -53,21 +57,20 @@ pub struct KdumpFile {
     rank: Vec<u64>,
 }
 
-fn read_at(file: &File, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
+fn read_at<R: ReadAt>(file: &R, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset)
         .map_err(|e| Error::io(e, format!("cannot read {what} at offset {offset:#x}")))?;
     Ok(buf)
 }
 
-impl KdumpFile {
+impl<R: ReadAt> KdumpFile<R> {
     /// Opens a kdump-compressed file written for a 64-bit little-endian machine (the
     /// layouts vmsift writes today are checked in full; others are refused clearly).
-    pub fn open(file: File) -> Result<KdumpFile> {
+    pub fn open(file: R) -> Result<KdumpFile<R>> {
         let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(e, "cannot stat the dump"))?
-            .len();
+            .size()
+            .map_err(|e| Error::io(e, "cannot stat the dump"))?;
         let head = read_at(&file, 464.min(file_len as usize), 0, "the kdump header")?;
         if head.len() < 464 || &head[..8] != SIGNATURE {
             return Err(Error::bad_input(
@@ -108,6 +111,11 @@ impl KdumpFile {
             size_vmcoreinfo: sub_u64(40)?,
             offset_note: sub_u64(48)?,
             size_note: sub_u64(56)?,
+            split: match e.u32(&sub, 12).ok_or_else(short)? {
+                0 => None,
+                _ if version >= 6 => Some((sub_u64(80)?, sub_u64(88)?)),
+                _ => Some((sub_u64(16)?, sub_u64(24)?)),
+            },
         };
         let bitmap_len = header.bitmap_blocks * block_size / 2;
         if header.bitmap_blocks == 0 || bitmap_len * 8 < max_mapnr {
@@ -165,19 +173,95 @@ impl KdumpFile {
         )
     }
 
+    /// Whether `pfn` has a descriptor in the dump (2nd bitmap).
+    pub fn in_dump(&self, pfn: u64) -> bool {
+        Self::bit(&self.bitmap2, pfn)
+    }
+
+    /// Set bits of the 2nd bitmap before `pfn` (0 past the end of the bitmap).
+    fn rank_before(&self, pfn: u64) -> u64 {
+        let Some(byte) = usize::try_from(pfn / 8)
+            .ok()
+            .filter(|&b| b < self.bitmap2.len())
+        else {
+            return self.rank.last().copied().unwrap_or(0)
+                + self.bitmap2[self.bitmap2.len().saturating_sub(1) / 512 * 512..]
+                    .iter()
+                    .map(|b| b.count_ones() as u64)
+                    .sum::<u64>();
+        };
+        let block = byte / 512;
+        self.rank[block]
+            + self.bitmap2[block * 512..byte]
+                .iter()
+                .map(|b| b.count_ones() as u64)
+                .sum::<u64>()
+            + (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64
+    }
+
+    /// Runs `[start, end)` of set bits in the 1st bitmap (`second`: the 2nd), up to
+    /// `max_mapnr`: the memory the dump describes, or the pages it holds.
+    pub fn runs(&self, second: bool) -> Vec<(u64, u64)> {
+        let map = if second { &self.bitmap2 } else { &self.bitmap1 };
+        let max = self.header.max_mapnr;
+        let mut out = Vec::new();
+        let mut open: Option<u64> = None;
+        for (i, &byte) in map.iter().enumerate() {
+            let base = i as u64 * 8;
+            if base >= max {
+                break;
+            }
+            match (byte, open) {
+                (0xff, Some(_)) | (0, None) => continue,
+                _ => {}
+            }
+            for bit in 0..8 {
+                let pfn = base + bit;
+                let set = byte >> bit & 1 == 1 && pfn < max;
+                match (set, open) {
+                    (true, None) => open = Some(pfn),
+                    (false, Some(start)) => {
+                        out.push((start, pfn));
+                        open = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(start) = open {
+            out.push((start, max.min(map.len() as u64 * 8)));
+        }
+        out
+    }
+
+    /// Pages with a descriptor in the whole dump (set bits of the 2nd bitmap).
+    pub fn dumpable(&self) -> u64 {
+        self.rank_before(u64::MAX)
+    }
+
+    /// Reads `len` bytes at `offset` as they are in the file.
+    pub fn raw(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset.saturating_add(len as u64) > self.file_len {
+            return Err(Error::bad_input(format!(
+                "{len} bytes at offset {offset:#x} run past the end of the file"
+            )));
+        }
+        read_at(&self.file, len, offset, "dump data")
+    }
+
     pub fn descriptor(&self, pfn: u64) -> Result<Option<PageDesc>> {
         if !Self::bit(&self.bitmap2, pfn) {
             return Ok(None);
         }
-        let block = (pfn / 4096) as usize;
-        let mut idx = self.rank[block];
-        let first = block * 512;
-        let byte = (pfn / 8) as usize;
-        idx += self.bitmap2[first..byte]
-            .iter()
-            .map(|b| b.count_ones() as u64)
-            .sum::<u64>();
-        idx += (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64;
+        let mut idx = self.rank_before(pfn);
+        if let Some((start, end)) = self.header.split {
+            if pfn < start || pfn >= end {
+                return Err(Error::bad_input(format!(
+                    "pfn {pfn:#x} is outside this split file's range {start:#x}-{end:#x}"
+                )));
+            }
+            idx -= self.rank_before(start);
+        }
         let h = &self.header;
         let at = (1 + h.sub_hdr_size + h.bitmap_blocks) * h.block_size + idx * PAGE_DESC_SIZE;
         let raw = read_at(&self.file, PAGE_DESC_SIZE as usize, at, "a page descriptor")?;
@@ -220,13 +304,13 @@ impl KdumpFile {
 
 /// A kdump file's pages as physical memory (for `--dump-dmesg` and re-filtering): pages
 /// left out of the dump are errors.
-pub struct KdumpPages {
-    pub file: KdumpFile,
+pub struct KdumpPages<R = File> {
+    pub file: KdumpFile<R>,
     buf: Vec<u8>,
 }
 
-impl KdumpPages {
-    pub fn new(file: KdumpFile) -> KdumpPages {
+impl<R: ReadAt> KdumpPages<R> {
+    pub fn new(file: KdumpFile<R>) -> KdumpPages<R> {
         KdumpPages {
             file,
             buf: Vec::new(),
@@ -234,7 +318,7 @@ impl KdumpPages {
     }
 }
 
-impl super::PhysPages for KdumpPages {
+impl<R: ReadAt> super::PhysPages for KdumpPages<R> {
     fn page_size(&self) -> usize {
         self.file.header.block_size as usize
     }

@@ -1,18 +1,104 @@
-//! Reading the crashed kernel's memory: ELF vmcores (/proc/vmcore) today; kcore and
-//! kdump-compressed files as inputs come with `--mem-usage` and re-filtering.
+//! Reading the crashed kernel's memory: ELF vmcores (/proc/vmcore), and for re-filtering and
+//! `--dump-dmesg` on finished dumps, kdump-compressed files and flattened streams.
 
 pub mod bytes;
 pub mod elf;
+pub mod flat;
 pub mod kdump;
 pub mod memory;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::filter::PfnRanges;
 use crate::kernel::vmcoreinfo::VmcoreInfo;
-use elf::{ElfCore, NT_PRSTATUS};
+use elf::{Class, ElfCore, Load, NT_PRSTATUS, ReadAt};
+use kdump::KdumpFile;
 use memory::ElfMemory;
+
+/// A kdump-compressed input, as a file or a flattened stream, shared by every reader.
+pub type DumpInput = Arc<KdumpFile<Box<dyn ReadAt + Send + Sync>>>;
+
+/// Where the pages come from.
+pub enum Memory {
+    Elf(ElfMemory),
+    /// A kdump-compressed dump (re-filtering): each reader decompresses into its buffer.
+    Dump {
+        file: DumpInput,
+        buf: Vec<u8>,
+    },
+}
+
+impl Memory {
+    /// Another reader of the same input (one per thread).
+    pub fn duplicate(&self) -> Result<Memory> {
+        Ok(match self {
+            Memory::Elf(m) => Memory::Elf(m.duplicate()?),
+            Memory::Dump { file, .. } => Memory::Dump {
+                file: Arc::clone(file),
+                buf: Vec::new(),
+            },
+        })
+    }
+
+    /// A problem worth one warning that reading ran into (an mmap that fell back to pread).
+    pub fn take_warning(&mut self) -> Option<String> {
+        match self {
+            Memory::Elf(m) => m.mmap_failure.take(),
+            Memory::Dump { .. } => None,
+        }
+    }
+}
+
+impl PhysPages for Memory {
+    fn page_size(&self) -> usize {
+        match self {
+            Memory::Elf(m) => m.page_size(),
+            Memory::Dump { file, .. } => file.header.block_size as usize,
+        }
+    }
+
+    fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
+        match self {
+            Memory::Elf(m) => m.read_page(pfn),
+            Memory::Dump { file, buf } => match file.read_page(pfn) {
+                Ok(kdump::Page::Data(d)) => {
+                    *buf = d;
+                    Ok(buf)
+                }
+                // The input dump lost it (or it does not decode): lost in ours too.
+                Ok(kdump::Page::Lost) => Err(Error::new(
+                    ErrorKind::Io,
+                    format!("pfn {pfn:#x} is lost in the input dump"),
+                )),
+                Err(e) => Err(Error::new(ErrorKind::Io, e.to_string())),
+                Ok(other) => Err(Error::bad_input(format!(
+                    "pfn {pfn:#x} is not in the input dump ({other:?})"
+                ))),
+            },
+        }
+    }
+
+    fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
+        match self {
+            Memory::Elf(m) => m.span(pa, len),
+            Memory::Dump { .. } => None,
+        }
+    }
+}
+
+/// What kind of file the input is, and what that changes.
+pub enum Source {
+    Elf,
+    /// A kdump-compressed file (or flattened stream): its dump level, and the pages it
+    /// holds (only those can be written again).
+    Dump {
+        level: u32,
+        pages: PfnRanges,
+    },
+}
 
 /// Physical memory read a page at a time, from whatever holds it (an ELF vmcore, a
 /// kdump-compressed file).
@@ -38,7 +124,8 @@ impl PhysPages for ElfMemory {
     }
 }
 
-/// An opened ELF vmcore: its layout, its notes and its memory.
+/// An opened input: its layout (PT_LOADs, or the runs of a dump's 1st bitmap), its notes
+/// and its memory.
 pub struct Vmcore {
     pub path: PathBuf,
     pub elf: ElfCore,
@@ -48,38 +135,33 @@ pub struct Vmcore {
     /// Number of CORE/NT_PRSTATUS notes: one per CPU that was online.
     pub nr_cpus: u32,
     pub page_size: usize,
-    pub memory: ElfMemory,
+    pub memory: Memory,
+    pub source: Source,
 }
 
+const EM_X86_64: u16 = 62;
+/// x86_64's __START_KERNEL_map: kernel text, data and bss.
+const KERNEL_TEXT_MAP: u64 = 0xffff_ffff_8000_0000;
+
 impl Vmcore {
+    /// Opens an ELF vmcore, a kdump-compressed file or a flattened dump.
     pub fn open(path: &Path, use_mmap: bool) -> Result<Vmcore> {
         let shown = path.display();
         let file = File::open(path).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
         if file.metadata().is_ok_and(|m| m.is_dir()) {
             return Err(Error::bad_input(format!("{shown} is a directory")));
         }
-        let elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
-        let mut nr_cpus = 0u32;
-        let mut vmcoreinfo = None;
-        let mut notes = elf.notes();
-        for note in &mut notes {
-            match (note.name, note.n_type) {
-                (b"CORE", NT_PRSTATUS) => nr_cpus += 1,
-                (b"VMCOREINFO", _) => vmcoreinfo = Some((note.desc_offset, note.desc.len())),
-                _ => {}
-            }
+        let mut head = [0u8; 16];
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
+        let head = &head[..n];
+        if head.starts_with(crate::format::kdump::SIGNATURE) {
+            return Self::from_dump(path, Box::new(file));
         }
-        let malformed = notes.malformed;
-        let Some(vmcoreinfo_at) = vmcoreinfo else {
-            let why = if malformed {
-                " (the notes are malformed)"
-            } else {
-                ""
-            };
-            return Err(Error::bad_input(format!(
-                "{shown}: no VMCOREINFO note{why}; vmsift needs the kernel's VMCOREINFO to know its page size and layout"
-            )));
-        };
+        if head.starts_with(crate::format::flat::SIGNATURE) {
+            let flat = flat::FlatFile::open(file).context(&shown)?;
+            return Self::from_dump(path, Box::new(flat));
+        }
+        let elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
         // No machine has 2^52 bytes of physical address space in use (x86_64's and
         // arm64's limit); a PT_LOAD reaching beyond is corrupt, and would ask for bitmaps
         // of hundreds of GiB.
@@ -89,10 +171,13 @@ impl Vmcore {
                 l.phys_end()
             )));
         }
-        let (at, len) = vmcoreinfo_at;
-        let info = VmcoreInfo::parse(&elf.notes[at..at + len]);
-        let page_size = info.page_size().map_err(|e| e.context(&shown))?;
-        let memory = ElfMemory::new(file, &elf.loads, page_size, use_mmap);
+        Self::from_elf(path, file, elf, use_mmap)
+    }
+
+    /// An ELF input once its PT_LOADs are settled: notes, then memory.
+    fn from_elf(path: &Path, file: File, elf: ElfCore, use_mmap: bool) -> Result<Vmcore> {
+        let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
+        let memory = Memory::Elf(ElfMemory::new(file, &elf.loads, page_size, use_mmap));
         Ok(Vmcore {
             path: path.to_path_buf(),
             elf,
@@ -101,7 +186,138 @@ impl Vmcore {
             nr_cpus,
             page_size,
             memory,
+            source: Source::Elf,
         })
+    }
+
+    /// The running kernel's /proc/kcore (`--mem-usage`): only the PT_LOADs with a physical
+    /// address (RAM and kernel text; the others say -1), less `exclude` (the crashkernel
+    /// reservation, which a dump would not contain). kcore cannot be mmapped. Also returns
+    /// how many pages the kernel-text segment repeats (makedumpfile counts them twice).
+    pub fn open_kcore(path: &Path, exclude: &[(u64, u64)]) -> Result<(Vmcore, u64)> {
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
+        let mut elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
+        let mut loads = Vec::new();
+        // The kernel image is in kcore twice: in the direct map (KCORE_RAM) and as kernel
+        // text, whose mapping no longer covers what was freed after boot (it reads as
+        // zeros there). Read it through the direct map only.
+        let ram: Vec<&Load> = elf
+            .loads
+            .iter()
+            .filter(|l| l.virt_start < KERNEL_TEXT_MAP && l.phys_end() <= 1 << 52)
+            .collect();
+        let covered = |l: &Load| {
+            ram.iter()
+                .any(|r| r.phys_start <= l.phys_start && l.phys_end() <= r.phys_end())
+        };
+        let mut repeated = 0;
+        for l in elf.loads.iter().filter(|l| l.phys_end() <= 1 << 52) {
+            if l.virt_start >= KERNEL_TEXT_MAP && covered(l) {
+                repeated += l.mem_size.div_ceil(4096);
+                continue;
+            }
+            // Cut the excluded physical ranges out of this segment.
+            let mut pieces = vec![(l.phys_start, l.phys_end())];
+            for &(xa, xb) in exclude {
+                pieces = pieces
+                    .into_iter()
+                    .flat_map(|(a, b)| {
+                        let mut out = Vec::new();
+                        if xb <= a || xa >= b {
+                            out.push((a, b));
+                        } else {
+                            if a < xa {
+                                out.push((a, xa));
+                            }
+                            if xb < b {
+                                out.push((xb, b));
+                            }
+                        }
+                        out
+                    })
+                    .collect();
+            }
+            for (a, b) in pieces {
+                let delta = a - l.phys_start;
+                loads.push(Load {
+                    phys_start: a,
+                    virt_start: l.virt_start.wrapping_add(delta),
+                    file_offset: l.file_offset + delta,
+                    file_size: (b - a).min(l.file_size.saturating_sub(delta)),
+                    mem_size: b - a,
+                });
+            }
+        }
+        elf.loads = loads;
+        Ok((Self::from_elf(path, file, elf, false)?, repeated))
+    }
+
+    /// A kdump-compressed dump as input: its 1st bitmap's runs stand for PT_LOADs.
+    fn from_dump(path: &Path, file: Box<dyn ReadAt + Send + Sync>) -> Result<Vmcore> {
+        let shown = path.display();
+        let dump = KdumpFile::open(file).context(&shown)?;
+        if dump.header.split.is_some() {
+            return Err(Error::unsupported(format!(
+                "{shown} is one part of a split dump: join the parts with --reassemble first"
+            )));
+        }
+        let ps = dump.header.block_size;
+        let loads = dump
+            .runs(false)
+            .into_iter()
+            .map(|(a, b)| Load {
+                phys_start: a * ps,
+                virt_start: 0,
+                file_offset: 0,
+                file_size: (b - a) * ps,
+                mem_size: (b - a) * ps,
+            })
+            .collect();
+        let machine = if dump.header.utsname.fields[4].starts_with(b"x86_64") {
+            EM_X86_64
+        } else {
+            0
+        };
+        let elf = ElfCore {
+            class: Class::Elf64,
+            endian: dump.header.endian,
+            machine,
+            loads,
+            notes: dump.notes().context(&shown)?,
+        };
+        let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
+        if page_size as u64 != ps {
+            return Err(Error::bad_input(format!(
+                "{shown}: block size {ps} but VMCOREINFO says PAGESIZE={page_size}"
+            )));
+        }
+        let source = Source::Dump {
+            level: dump.header.dump_level as u32 & 31,
+            pages: PfnRanges::from_unsorted(dump.runs(true)),
+        };
+        Ok(Vmcore {
+            path: path.to_path_buf(),
+            elf,
+            info,
+            vmcoreinfo_at,
+            nr_cpus,
+            page_size,
+            memory: Memory::Dump {
+                file: Arc::new(dump),
+                buf: Vec::new(),
+            },
+            source,
+        })
+    }
+
+    /// The pfns that are memory (1st bitmap) and those whose bytes the input has.
+    pub fn ranges(&self) -> (PfnRanges, PfnRanges) {
+        let (memory, file) = crate::filter::load_ranges(&self.elf.loads, self.page_size as u64);
+        match &self.source {
+            Source::Elf => (memory, file),
+            Source::Dump { pages, .. } => (memory, pages.clone()),
+        }
     }
 
     /// One past the highest pfn any PT_LOAD describes.
@@ -114,4 +330,33 @@ impl Vmcore {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// VMCOREINFO, where it is in the notes, the CPU count and the page size.
+fn read_notes(elf: &ElfCore, path: &Path) -> Result<(VmcoreInfo, (usize, usize), u32, usize)> {
+    let shown = path.display();
+    let mut nr_cpus = 0u32;
+    let mut vmcoreinfo = None;
+    let mut notes = elf.notes();
+    for note in &mut notes {
+        match (note.name, note.n_type) {
+            (b"CORE", NT_PRSTATUS) => nr_cpus += 1,
+            (b"VMCOREINFO", _) => vmcoreinfo = Some((note.desc_offset, note.desc.len())),
+            _ => {}
+        }
+    }
+    let malformed = notes.malformed;
+    let Some((at, len)) = vmcoreinfo else {
+        let why = if malformed {
+            " (the notes are malformed)"
+        } else {
+            ""
+        };
+        return Err(Error::bad_input(format!(
+            "{shown}: no VMCOREINFO note{why}; vmsift needs the kernel's VMCOREINFO to know its page size and layout"
+        )));
+    };
+    let info = VmcoreInfo::parse(&elf.notes[at..at + len]);
+    let page_size = info.page_size().map_err(|e| e.context(&shown))?;
+    Ok((info, (at, len), nr_cpus, page_size))
 }

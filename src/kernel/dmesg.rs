@@ -1,6 +1,7 @@
-//! The kernel log from the lockless printk ring buffer (Linux 5.10+), located and decoded
-//! through VMCOREINFO alone, printed as makedumpfile's `--dump-dmesg` prints it:
-//! `[%5u.%06u] text`, continuation lines indented to the text, unprintable bytes as `\xNN`.
+//! The kernel log from the lockless printk ring buffer (Linux 5.10+) or from the older
+//! `printk_log` records in `log_buf` (3.5 to 5.9), located and decoded through VMCOREINFO
+//! alone, printed as makedumpfile's `--dump-dmesg` prints it: `[%5u.%06u] text`,
+//! continuation lines indented to the text, unprintable bytes as `\xNN`.
 //!
 //! Every size and index comes from a kernel that just crashed: ring sizes are bounded,
 //! positions are taken modulo the ring, and a record that does not fit is skipped.
@@ -85,8 +86,113 @@ fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
     out.push(b'\n');
 }
 
-/// The whole log, oldest record first. `Err` says what is missing or unreadable.
-pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, String> {
+/// The log of whichever ring buffer this kernel has.
+pub fn read_log(
+    km: &mut KernelMemory,
+    info: &VmcoreInfo,
+    partial: bool,
+) -> Result<Vec<u8>, String> {
+    if info.symbol("prb").is_some() {
+        return lockless(km, info, partial);
+    }
+    if info.symbol("log_buf").is_some() {
+        if partial {
+            return Err(
+                "--partial-dmesg is implemented for the lockless ring buffer (Linux 5.10+) only"
+                    .into(),
+            );
+        }
+        return printk_log(km, info);
+    }
+    Err("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf): no kernel log to read".into())
+}
+
+fn read_u32(km: &mut KernelMemory, va: u64, what: &str) -> Result<u32, String> {
+    let mut b = [0u8; 4];
+    km.read(va, &mut b)
+        .ok_or_else(|| format!("cannot read {what} at {va:#x}"))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// The log of a 3.5–5.9 kernel: variable-length `printk_log` records in `log_buf`, from
+/// `log_first_idx` to `log_next_idx`; a record of length 0 sends the reader back to the
+/// start of the buffer.
+pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, String> {
+    let sym = |name: &str| {
+        info.symbol(name)
+            .ok_or_else(|| format!("VMCOREINFO has no SYMBOL({name})"))
+    };
+    let buf_va = km
+        .read_u64(sym("log_buf")?)
+        .ok_or("cannot read the log_buf pointer")?;
+    let len = u64::from(read_u32(km, sym("log_buf_len")?, "log_buf_len")?);
+    let first = u64::from(read_u32(km, sym("log_first_idx")?, "log_first_idx")?);
+    let next = u64::from(read_u32(km, sym("log_next_idx")?, "log_next_idx")?);
+    let hdr = size(info, "printk_log")?;
+    let ts_off = off(info, "printk_log.ts_nsec")?;
+    let len_off = off(info, "printk_log.len")?;
+    let text_off = off(info, "printk_log.text_len")?;
+    let buf = read(km, buf_va, len, "the log buffer")?;
+    let mut out = Vec::new();
+    let mut idx = first;
+    // Every record takes at least a header: a corrupt index cannot make this loop forever.
+    for _ in 0..=len / hdr + 1 {
+        if idx == next {
+            return Ok(out);
+        }
+        let rec_len = if idx + hdr <= len {
+            le(&buf, idx + len_off, 2)
+        } else {
+            0
+        };
+        if rec_len == 0 {
+            if idx == 0 {
+                break; // an empty record at the start: nothing more is readable
+            }
+            idx = 0;
+            continue;
+        }
+        let text_len = le(&buf, idx + text_off, 2).min(rec_len.saturating_sub(hdr));
+        let start = (idx + hdr) as usize;
+        if let Some(text) = buf.get(start..start + text_len as usize) {
+            format_record(&mut out, le(&buf, idx + ts_off, 8), text);
+        }
+        idx += rec_len;
+        if idx > len {
+            break;
+        }
+    }
+    Err(format!(
+        "the log buffer's records never reach log_next_idx {next:#x} (corrupt log?); {} bytes of log read",
+        out.len()
+    ))
+}
+
+/// `clear_seq`: the sequence number of the first record after the last `dmesg --clear`
+/// (a `latched_seq` since 5.14: the value of the pair the latch count points at).
+fn clear_seq(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<u64, String> {
+    let at = info
+        .symbol("clear_seq")
+        .ok_or("VMCOREINFO has no SYMBOL(clear_seq): --partial-dmesg needs it")?;
+    let at = if info.size("latched_seq").is_some() {
+        let mut latch = [0u8; 4];
+        km.read(at, &mut latch)
+            .ok_or_else(|| format!("cannot read clear_seq at {at:#x}"))?;
+        at + off(info, "latched_seq.val")? + 8 * u64::from(u32::from_le_bytes(latch) & 1)
+    } else {
+        at
+    };
+    km.read_u64(at)
+        .ok_or_else(|| format!("cannot read clear_seq at {at:#x}"))
+}
+
+/// The whole log, oldest record first (with `partial`, only the records after the last
+/// `dmesg --clear`). `Err` says what is missing or unreadable.
+pub fn lockless(
+    km: &mut KernelMemory,
+    info: &VmcoreInfo,
+    partial: bool,
+) -> Result<Vec<u8>, String> {
     let prb_sym = info
         .symbol("prb")
         .ok_or("VMCOREINFO has no SYMBOL(prb): not a lockless printk ring buffer (Linux < 5.10)")?;
@@ -135,6 +241,11 @@ pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, Str
     let next_off = lpos + off(info, "prb_data_blk_lpos.next")?;
     let ts_off = off(info, "printk_info.ts_nsec")?;
     let len_off = off(info, "printk_info.text_len")?;
+    let from_seq = if partial {
+        Some((clear_seq(km, info)?, off(info, "printk_info.seq")?))
+    } else {
+        None
+    };
 
     let mut out = Vec::new();
     let mut id = tail_id & ID_MASK;
@@ -155,10 +266,11 @@ pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, Str
                 // The block starts with the record's id (an unsigned long).
                 let avail = (next - begin).saturating_sub(8);
                 let i = slot * info_size;
+                let cleared = from_seq.is_some_and(|(first, seq)| le(&infos, i + seq, 8) < first);
                 let text_len = le(&infos, i + len_off, 2).min(avail);
                 let ts = le(&infos, i + ts_off, 8);
                 let start = (begin + 8) as usize;
-                if let Some(text) = data.get(start..start + text_len as usize) {
+                if let (false, Some(text)) = (cleared, data.get(start..start + text_len as usize)) {
                     format_record(&mut out, ts, text);
                 }
             }
@@ -174,6 +286,73 @@ pub fn lockless(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::x86_64::X86_64;
+    use crate::synth::RamPages;
+    use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
+
+    /// A 5.4-style log_buf of 4 KiB holding three records, the oldest wrapped around.
+    #[test]
+    fn printk_log_records_are_read_in_order_across_the_wrap() {
+        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let mut mem = k.mem.clone();
+        let vars = k.first_free_pfn * 4096;
+        let buf = vars + 4096;
+        let put = |mem: &mut Vec<u8>, at: u64, b: &[u8]| {
+            mem[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        let record = |mem: &mut Vec<u8>, at: u64, ts: u64, text: &[u8]| -> u64 {
+            let len = (16 + text.len() as u64).div_ceil(8) * 8;
+            put(mem, buf + at, &ts.to_le_bytes());
+            put(mem, buf + at + 8, &(len as u16).to_le_bytes());
+            put(mem, buf + at + 10, &(text.len() as u16).to_le_bytes());
+            put(mem, buf + at + 16, text);
+            len
+        };
+        // First record near the end, then a zero-length marker, then two at the start.
+        let first = 4096 - 48;
+        record(&mut mem, first, 1_000_000, b"oldest");
+        put(&mut mem, buf + first + 24 + 8, &0u16.to_le_bytes()); // wrap marker
+        let a = record(&mut mem, 0, 2_500_000_000, b"two\nlines");
+        let b = record(&mut mem, a, 3_000_001_000, b"\x01last");
+        put(&mut mem, vars, &(PAGE_OFFSET + buf).to_le_bytes());
+        put(&mut mem, vars + 8, &4096u32.to_le_bytes());
+        put(&mut mem, vars + 12, &(first as u32).to_le_bytes());
+        put(&mut mem, vars + 16, &((a + b) as u32).to_le_bytes());
+        let text = format!(
+            "{}SYMBOL(log_buf)={:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
+             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\n\
+             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n",
+            k.vmcoreinfo(),
+            PAGE_OFFSET + vars,
+            PAGE_OFFSET + vars + 8,
+            PAGE_OFFSET + vars + 12,
+            PAGE_OFFSET + vars + 16,
+        );
+        let info = VmcoreInfo::parse(text.as_bytes());
+        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
+        let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+        let log = read_log(&mut km, &info, false).expect("log");
+        let mut want = Vec::new();
+        format_record(&mut want, 1_000_000, b"oldest");
+        format_record(&mut want, 2_500_000_000, b"two\nlines");
+        format_record(&mut want, 3_000_001_000, b"\x01last");
+        assert_eq!(
+            String::from_utf8_lossy(&log),
+            String::from_utf8_lossy(&want)
+        );
+        assert!(
+            read_log(&mut km, &info, true).is_err(),
+            "partial needs the lockless ring"
+        );
+        // A next index no record reaches: an error, not a loop.
+        let mut bad = mem;
+        put(&mut bad, vars + 16, &7u32.to_le_bytes());
+        let mut km = KernelMemory::new(
+            Box::new(RamPages(bad)),
+            X86_64::from_vmcoreinfo(&info).expect("arch"),
+        );
+        assert!(read_log(&mut km, &info, false).is_err());
+    }
 
     #[test]
     fn records_are_formatted_like_makedumpfile() {

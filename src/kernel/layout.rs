@@ -144,7 +144,7 @@ impl PageLayout {
             mapcount + 4,
             compound_head + 8,
         ];
-        if !(32..=4096).contains(&size) || fields.iter().any(|&end| end > size) {
+        if !(32..=4096).contains(&size) || size % 8 != 0 || fields.iter().any(|&end| end > size) {
             return Err(Missing(vec!["a plausible SIZE(page) and OFFSET(page.*)"]));
         }
 

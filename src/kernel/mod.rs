@@ -10,7 +10,7 @@ pub mod uts;
 pub mod vmcoreinfo;
 pub mod x86_64;
 
-use crate::input::Vmcore;
+use crate::input::{PhysPages, Vmcore};
 
 /// x86_64's `__START_KERNEL_map`: kernel text and data are mapped at
 /// `vaddr - START_KERNEL_MAP + phys_base`.

@@ -16,6 +16,9 @@ const BATCH: u64 = 512;
 /// Orders of compound pages beyond this are treated as corrupt (1 GiB pages are order 18
 /// with 4 KiB pages).
 const MAX_COMPOUND_ORDER: u64 = 20;
+/// An untyped page's _mapcount is its number of mappings minus one; beyond this the word
+/// is garbage (a typed page whose type was overwritten, say), and the page is kept.
+const MAX_PLAUSIBLE_MAPCOUNT: i32 = 1 << 22;
 
 /// What the dump level asks for, reduced to what this kernel's table can answer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +35,7 @@ struct Warned {
     bad_buddy: bool,
     unreadable: bool,
     no_order: bool,
+    bad_mapcount: bool,
 }
 
 pub struct Classifier {
@@ -42,6 +46,8 @@ pub struct Classifier {
     /// An excluded block that runs past the end of the previous cycle.
     carry: Option<(u64, Class)>,
     buf: Vec<u8>,
+    /// Per struct page of `buf`, whether it could not be read (empty: all were).
+    unreadable: Vec<bool>,
 }
 
 /// The per-page decision: the kernel's table, what is asked for, and what was reported.
@@ -112,6 +118,7 @@ impl Classifier {
                 counts: ClassCounts::default(),
                 carry: None,
                 buf,
+                unreadable: Vec::new(),
             },
             notes,
         )
@@ -208,6 +215,15 @@ impl Rules {
         // A typed page (buddy, offline, table, guard, ... in either encoding) has a
         // _mapcount/page_type word below -1; a mapped or unmapped user page never does.
         let typed = (mapcount as i32) < -1;
+        if !typed && !slab && mapcount as i32 >= MAX_PLAUSIBLE_MAPCOUNT {
+            if !self.warned.bad_mapcount {
+                self.warned.bad_mapcount = true;
+                crate::warn!(
+                    "pfn {pfn:#x}: _mapcount/page_type {mapcount:#x} is neither a count nor a page type; such pages are kept (corrupt struct page?)"
+                );
+            }
+            return None;
+        }
         let anon = mapping & 1 != 0 && !slab && !typed;
         let has = |m: Option<u64>| m.is_some_and(|m| flags & m != 0);
         let cache =
@@ -290,31 +306,39 @@ impl PageClasses for Classifier {
                 let len = ((with_next - chunk) * size) as usize;
                 let va = self.memmap.page_va(&s, chunk);
                 // Straight from the input's mmap window when the struct pages are
-                // contiguous there; otherwise copied page by page into `buf`.
+                // contiguous there; otherwise copied page by page into `buf`. When part of
+                // the batch cannot be read, each struct page is read on its own: a page's
+                // decision must not depend on where batches and cycles happen to end.
+                self.unreadable.clear();
                 let pages: &[u8] = match self.km.slice(va, len) {
                     Some(p) => p,
                     None => {
                         self.buf.resize(len, 0);
                         if self.km.read(va, &mut self.buf).is_none() {
+                            for (i, sp) in self.buf.chunks_mut(size as usize).enumerate() {
+                                let at = va.wrapping_add(i as u64 * size);
+                                self.unreadable.push(self.km.read(at, sp).is_none());
+                            }
                             if !self.rules.warned.unreadable {
                                 self.rules.warned.unreadable = true;
                                 crate::warn!(
-                                    "struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (at {va:#x}); those pages are kept"
+                                    "some struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (from {va:#x}); their pages are kept"
                                 );
                             }
-                            chunk = chunk_end;
-                            continue;
                         }
                         &self.buf
                     }
                 };
+                let readable = |i: u64| !self.unreadable.get(i as usize).is_some_and(|&u| u);
                 for pfn in chunk..chunk_end {
-                    if pfn < skip_until || !cycle.get(pfn) {
+                    if pfn < skip_until || !cycle.get(pfn) || !readable(pfn - chunk) {
                         continue;
                     }
                     let i = ((pfn - chunk) * size) as usize;
                     let sp = &pages[i..i + size as usize];
-                    let next = pages.get(i + size as usize..i + 2 * size as usize);
+                    let next = pages
+                        .get(i + size as usize..i + 2 * size as usize)
+                        .filter(|_| readable(pfn - chunk + 1));
                     if let Some((class, n)) = self.rules.decide(pfn, sp, next) {
                         let to = pfn.saturating_add(n);
                         exclude_range(&mut self.counts, &mut self.carry, cycle, (pfn, to), class);

@@ -60,7 +60,15 @@ impl X86_64 {
         } else {
             &[39, 30, 21, 12]
         };
+        // Tables already walked through: an entry that leads back to one of them is a
+        // corrupt loop, not a mapping (the walk is bounded anyway; this keeps page-table
+        // contents from being read as struct pages).
+        let mut seen = [u64::MAX; 5];
         for (level, &shift) in shifts.iter().enumerate() {
+            if seen[..level].contains(&table) {
+                return None;
+            }
+            seen[level] = table;
             let e = Self::entry(mem, table, (va >> shift) & 0x1ff)?;
             if e & PRESENT == 0 {
                 return None;
@@ -143,5 +151,36 @@ impl KernelMemory {
         let mut b = [0u8; 8];
         self.read(va, &mut b)?;
         Some(u64::from_le_bytes(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::RamPages;
+
+    #[test]
+    fn a_page_table_loop_is_not_a_mapping() {
+        // Table at 0x1000 whose every entry is present and points back at itself: without
+        // the loop check the walk would "find" a 4 KiB page at 0x1000 for any address.
+        let mut ram = RamPages(vec![0u8; 4 * 4096]);
+        for i in 0..512 {
+            ram.0[0x1000 + i * 8..0x1000 + i * 8 + 8]
+                .copy_from_slice(&(0x1000u64 | 0x63).to_le_bytes());
+        }
+        let arch = X86_64 {
+            root: 0x1000,
+            five_level: false,
+            entry_mask: ENTRY_ADDR,
+        };
+        assert_eq!(arch.translate(&mut ram, 0xffff_ea00_0000_0000), None);
+        // A proper chain of four different tables still translates.
+        for (table, next) in [(0x1000u64, 0x2000u64), (0x2000, 0x3000), (0x3000, 0x0)] {
+            ram.0[table as usize..table as usize + 8].copy_from_slice(&(next | 0x63).to_le_bytes());
+        }
+        ram.0[0x1000..0x1008].copy_from_slice(&(0x2000u64 | 0x63).to_le_bytes());
+        ram.0[0x0..0x8].copy_from_slice(&(0x5000u64 | 0x63).to_le_bytes());
+        let m = arch.translate(&mut ram, 0).expect("mapped");
+        assert_eq!((m.pa, m.len), (0x5000, 4096));
     }
 }

@@ -3,8 +3,8 @@
  *
  *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO
  *   FAULT_SLOW_US=N       every pread64 first sleeps N microseconds (to stop a run midway)
- *
- * Only reads are affected; the dump is written with pwrite. */
+ *   FAULT_WRITE_EIO=AT    pwrite64 calls that reach file offset AT or beyond fail with EIO
+ *                         (a disk going bad under the dump) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,4 +37,24 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
     return pread64(fd, buf, count, offset);
+}
+
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+
+ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
+{
+    static pwrite_fn real;
+    if (!real)
+        real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
+    const char *at = getenv("FAULT_WRITE_EIO");
+    if (at && (unsigned long long)offset + count > strtoull(at, NULL, 10)) {
+        errno = EIO;
+        return -1;
+    }
+    return real(fd, buf, count, offset);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+    return pwrite64(fd, buf, count, offset);
 }

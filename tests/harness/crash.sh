@@ -187,6 +187,16 @@ build_images() {
     cp "$workload" "$root/bin/workload"
     cp "$kdir/boot/vmlinuz-$KVER" "$root/boot/vmlinuz"
     cp "$CRASH_WORK/capture.img" "$root/boot/capture.img"
+    # Optional extras for the first kernel: CRASH_FIRST_BINS="NAME=PATH ..." installs each
+    # binary as /bin/NAME; CRASH_BEFORE is a script init-first runs just before the crash.
+    local spec
+    for spec in ${CRASH_FIRST_BINS:-}; do
+        install_binary "${spec#*=}" "$root" "/bin/${spec%%=*}"
+    done
+    if [ -n "${CRASH_BEFORE:-}" ]; then
+        cp "$CRASH_BEFORE" "$root/etc/before-crash"
+        chmod 755 "$root/etc/before-crash"
+    fi
     local wflags=""
     [ "$CRASH_THP" = 1 ] && wflags+=" -t"
     [ "$CRASH_COMPRESSIBLE" = 1 ] && wflags+=" -c"

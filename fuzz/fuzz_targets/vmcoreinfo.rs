@@ -1,0 +1,37 @@
+//! VmcoreInfo::parse on arbitrary bytes, every accessor on every key it found, and the
+//! readers built from it (struct page layout, x86_64 page table root).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::hint::black_box;
+use vmsift::kernel::layout::PageLayout;
+use vmsift::kernel::vmcoreinfo::VmcoreInfo;
+use vmsift::kernel::x86_64::X86_64;
+
+fuzz_target!(|data: &[u8]| {
+    let info = VmcoreInfo::parse(data);
+    for (key, value) in info.lines() {
+        assert_eq!(info.get(key), Some(value));
+        let Some((kind, rest)) = key.split_once('(') else {
+            continue;
+        };
+        let name = rest.strip_suffix(')').unwrap_or(rest);
+        match kind {
+            "SYMBOL" => _ = black_box(info.symbol(name)),
+            "SIZE" => _ = black_box(info.size(name)),
+            "OFFSET" => _ = black_box(info.offset(name)),
+            "LENGTH" => _ = black_box(info.length(name)),
+            _ => _ = black_box(info.number(name)),
+        }
+    }
+    black_box((info.osrelease(), info.crashtime(), info.kernel_offset()));
+    if let Ok(size) = info.page_size() {
+        assert!(size.is_power_of_two() && (1024..=1 << 20).contains(&size));
+    }
+    if let Ok(layout) = PageLayout::from_vmcoreinfo(&info) {
+        for bit in [1, 2, 4, 8, 16] {
+            black_box(layout.missing_for(bit));
+        }
+    }
+    black_box(X86_64::from_vmcoreinfo(&info));
+});

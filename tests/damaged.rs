@@ -1,0 +1,345 @@
+//! Real vmcores, patched. Damaged copies of the 6.1 and 6.12 vmcores with corrupt kernel
+//! metadata (impossible buddy orders, garbage page types, a mem_section pointer into a hole,
+//! a page-table loop, nonsense VMCOREINFO values): every run must finish, write a dump, say
+//! what it distrusted once per kind, and never leave out a page that the dump of the
+//! intact vmcore keeps. And copies with a moved `clear_seq`, for `--partial-dmesg`.
+//!
+//! Needs the real vmcores of tests/run-all (ignored under a plain `cargo test`).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vmsift::input::Vmcore;
+use vmsift::input::kdump::{KdumpFile, Page};
+use vmsift::kernel::memmap::MemMap;
+use vmsift::kernel::x86_64::{KernelMemory, X86_64};
+
+fn vmcore(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/vmcores")
+        .join(format!("{name}.elf"));
+    assert!(p.exists(), "{} is missing: run tests/run-all", p.display());
+    p
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("damaged-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Dumps at -d 31; returns the pfns left out (in memory, without a descriptor) and stderr.
+fn dump(vmcore: &Path, out: &Path) -> (BTreeSet<u64>, String) {
+    let _ = fs::remove_file(out);
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-l", "-d", "31"])
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{}: {err}", vmcore.display());
+    let d = KdumpFile::open(fs::File::open(out).expect("dump")).expect("the dump opens");
+    let left_out = (0..d.header.max_mapnr)
+        .filter(|&pfn| {
+            d.descriptor(pfn).expect("descriptor").is_none()
+                && matches!(d.read_page(pfn), Ok(Page::Excluded))
+        })
+        .collect();
+    (left_out, err)
+}
+
+/// Where things are in the vmcore file: struct pages and kernel virtual addresses.
+struct Map {
+    vm: Vmcore,
+    km: KernelMemory,
+    memmap: MemMap,
+}
+
+impl Map {
+    fn new(path: &Path) -> Map {
+        let vm = Vmcore::open(path, true).expect("open vmcore");
+        let arch = X86_64::from_vmcoreinfo(&vm.info).expect("x86_64 VMCOREINFO");
+        let mut km = KernelMemory::new(Box::new(vm.memory.duplicate().expect("dup")), arch);
+        let memmap = MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr())
+            .expect("mem_map");
+        Map { vm, km, memmap }
+    }
+
+    /// The file offset of physical address `pa`.
+    fn file_offset(&self, pa: u64) -> u64 {
+        let l = self
+            .vm
+            .elf
+            .loads
+            .iter()
+            .find(|l| l.phys_start <= pa && pa < l.file_phys_end())
+            .expect("pa in a PT_LOAD");
+        l.file_offset + (pa - l.phys_start)
+    }
+
+    /// The file offset of kernel virtual address `va`.
+    fn va_offset(&mut self, va: u64) -> u64 {
+        let pa = self.km.translate(va).expect("mapped");
+        self.file_offset(pa)
+    }
+
+    /// The file offset of field `off` of pfn's struct page.
+    fn field(&mut self, pfn: u64, off: i64) -> u64 {
+        let s = *self
+            .memmap
+            .overlapping(pfn, pfn + 1)
+            .next()
+            .expect("pfn in a section");
+        let va = self.memmap.page_va(&s, pfn) + off as u64;
+        self.va_offset(va)
+    }
+
+    fn offset(&self, member: &str) -> i64 {
+        self.vm.info.offset(member).expect(member)
+    }
+}
+
+fn read_u32(f: &fs::File, at: u64) -> u32 {
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, at).expect("read");
+    u32::from_le_bytes(b)
+}
+
+/// A patch: where, and the bytes it replaced (to undo it for the next kind).
+struct Patch(u64, Vec<u8>);
+
+fn apply(f: &fs::File, at: u64, new: &[u8]) -> Patch {
+    let mut old = vec![0u8; new.len()];
+    f.read_exact_at(&mut old, at).expect("read");
+    f.write_all_at(new, at).expect("write");
+    Patch(at, old)
+}
+
+fn undo(f: &fs::File, patches: Vec<Patch>) {
+    for Patch(at, old) in patches.into_iter().rev() {
+        f.write_all_at(&old, at).expect("undo");
+    }
+}
+
+fn check(name: &str) {
+    let intact = vmcore(name);
+    let dir = scratch(name);
+    let (reference, _) = dump(&intact, &dir.join("intact"));
+    let copy = dir.join("vmcore");
+    fs::copy(&intact, &copy).expect("copy the vmcore");
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&copy)
+        .expect("open copy");
+    let mut m = Map::new(&copy);
+    let info = m.vm.info.clone();
+    let buddy = info
+        .number("PAGE_BUDDY_MAPCOUNT_VALUE")
+        .expect("PAGE_BUDDY_MAPCOUNT_VALUE") as u32;
+    let (mapcount, private) = (m.offset("page._mapcount"), m.offset("page.private"));
+    let is_buddy = |v: u32| {
+        if buddy & 0x00ff_ffff == 0 {
+            v & 0xff00_0000 == buddy & 0xff00_0000 && v & 0x00ff_ffff == 0
+        } else {
+            v == buddy
+        }
+    };
+    let left_out = |what: &str, err: &str, left: &BTreeSet<u64>| {
+        let wrong: Vec<_> = left.difference(&reference).take(10).collect();
+        assert!(
+            wrong.is_empty(),
+            "{name}, {what}: pages the intact dump keeps were left out: {wrong:x?}\n{err}"
+        );
+    };
+
+    // 1. Free blocks with an order no kernel has: kept, one warning.
+    let heads: Vec<u64> = reference
+        .iter()
+        .copied()
+        .filter(|&pfn| {
+            m.memmap.overlapping(pfn, pfn + 1).next().is_some()
+                && is_buddy(read_u32(&f, m.field(pfn, mapcount)))
+        })
+        .take(20)
+        .collect();
+    assert_eq!(heads.len(), 20, "{name}: free blocks to damage");
+    let patches: Vec<Patch> = heads
+        .iter()
+        .map(|&pfn| apply(&f, m.field(pfn, private), &50u64.to_le_bytes()))
+        .collect();
+    let (left, err) = dump(&copy, &dir.join("orders"));
+    left_out("impossible orders", &err, &left);
+    for pfn in &heads {
+        assert!(
+            !left.contains(pfn),
+            "{name}: damaged free block {pfn:#x} left out"
+        );
+    }
+    assert_eq!(err.matches("is impossible there").count(), 1, "{err}");
+    undo(&f, patches);
+
+    // 2. Garbage page types on pages the dump keeps: still kept.
+    let kept: Vec<u64> = (0x1000u64..)
+        .filter(|pfn| !reference.contains(pfn))
+        .step_by(97)
+        .take(50)
+        .collect();
+    let patches: Vec<Patch> = kept
+        .iter()
+        .map(|&pfn| apply(&f, m.field(pfn, mapcount), &0x1234_5678u32.to_le_bytes()))
+        .collect();
+    let (left, err) = dump(&copy, &dir.join("types"));
+    left_out("garbage page types", &err, &left);
+    undo(&f, patches);
+
+    // 3. A mem_section entry pointing into a hole: that section's pages are all kept.
+    let root = info.symbol("mem_section").expect("mem_section");
+    let ms_size = info.size("mem_section").expect("SIZE(mem_section)") as u64;
+    let map_off = m.offset("mem_section.section_mem_map") as u64;
+    let mut first_root = [0u8; 8];
+    let at = m.va_offset(root);
+    f.read_exact_at(&mut first_root, at).expect("read root");
+    let sections = u64::from_le_bytes(first_root);
+    let victim = 3u64; // pfns 0x18000..0x20000 with 128 MiB sections
+    let entry = m.va_offset(sections + victim * ms_size + map_off);
+    let mut raw = [0u8; 8];
+    f.read_exact_at(&mut raw, entry).expect("read entry");
+    let bad = (u64::from_le_bytes(raw) & 0x3f) | 0xffff_ea7f_0000_0000;
+    let patches = vec![apply(&f, entry, &bad.to_le_bytes())];
+    let (left, err) = dump(&copy, &dir.join("section"));
+    left_out("a mem_section pointer into a hole", &err, &left);
+    let per_section = 1u64 << (info.number("SECTION_SIZE_BITS").expect("bits") - 12);
+    let range = victim * per_section..(victim + 1) * per_section;
+    assert!(
+        reference.iter().any(|p| range.contains(p)),
+        "{name}: the intact dump leaves nothing out of section {victim}: pick another"
+    );
+    assert!(err.contains("have no readable mem_map"), "{err}");
+    assert!(
+        !left.iter().any(|p| range.contains(p)),
+        "{name}: section {victim}: {err}"
+    );
+    undo(&f, patches);
+
+    // 4. A page-table loop: the top-level entry for the struct pages points back to the
+    // top table. Nothing can be classified; only zero pages are left out, and it says so.
+    let top = m.vm.info.symbol("init_top_pgt").expect("init_top_pgt");
+    let top_pa = m.km.translate(top).expect("init_top_pgt is mapped");
+    let first_page = m.memmap.page_va(&m.memmap.sections[0], 0);
+    let shift = if m.vm.info.number("pgtable_l5_enabled") == Some(1) {
+        48
+    } else {
+        39
+    };
+    let slot = top_pa + ((first_page >> shift) & 0x1ff) * 8;
+    let loop_entry = top_pa | 0x63; // present, writable, accessed, dirty
+    // The page tables may be in two PT_LOADs (the kernel image's and RAM's): patch both.
+    let patches: Vec<Patch> =
+        m.vm.elf
+            .loads
+            .iter()
+            .filter(|l| l.phys_start <= slot && slot < l.file_phys_end())
+            .map(|l| l.file_offset + (slot - l.phys_start))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|at| apply(&f, at, &loop_entry.to_le_bytes()))
+            .collect();
+    let (left, err) = dump(&copy, &dir.join("loop"));
+    left_out("a page-table loop", &err, &left);
+    assert!(err.contains("cache, user and free pages are kept"), "{err}");
+    undo(&f, patches);
+
+    // 5. Nonsense VMCOREINFO values (same length, edited in the note): zero pages only.
+    let notes_at = {
+        // The notes follow the program headers, near the start of the file.
+        let mut head = vec![0u8; 1 << 20];
+        f.read_exact_at(&mut head, 0).expect("read");
+        let needle = b"SIZE(page)=64";
+        head.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("SIZE(page)=64 in the note") as u64
+    };
+    let patches = vec![apply(&f, notes_at, b"SIZE(page)=99")];
+    let (left, err) = dump(&copy, &dir.join("vmcoreinfo"));
+    left_out("SIZE(page)=99", &err, &left);
+    assert!(err.contains("plausible SIZE(page)"), "{err}");
+    undo(&f, patches);
+    let _ = fs::remove_file(&copy);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn damaged_6_1_vmcore_keeps_what_it_cannot_trust() {
+    check("deb61");
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn damaged_6_12_vmcore_keeps_what_it_cannot_trust() {
+    check("deb612");
+}
+
+/// `--partial-dmesg`: in a copy of the vmcore whose `clear_seq` says 100 records were
+/// cleared, the log starts at record 100, exactly as makedumpfile prints it.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn partial_dmesg_starts_after_the_last_clear() {
+    for name in ["deb61", "deb612"] {
+        let dir = scratch(&format!("{name}-partial"));
+        let copy = dir.join("vmcore");
+        fs::copy(vmcore(name), &copy).expect("copy");
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .expect("open");
+        let mut m = Map::new(&copy);
+        let at = m.vm.info.symbol("clear_seq").expect("clear_seq");
+        let val = m.offset("latched_seq.val") as u64;
+        for slot in [at + val, at + val + 8] {
+            let pa = m.km.translate(slot).expect("mapped");
+            for l in
+                m.vm.elf
+                    .loads
+                    .iter()
+                    .filter(|l| l.phys_start <= pa && pa < l.file_phys_end())
+            {
+                f.write_all_at(&100u64.to_le_bytes(), l.file_offset + (pa - l.phys_start))
+                    .expect("patch");
+            }
+        }
+        let run = |tool: &str, extra: &[&str], out: &Path| {
+            let o = Command::new(tool)
+                .args(["--dump-dmesg"])
+                .args(extra)
+                .arg(&copy)
+                .arg(out)
+                .output()
+                .expect("run");
+            assert!(
+                o.status.success(),
+                "{tool}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            fs::read(out).expect("log")
+        };
+        let vmsift = env!("CARGO_BIN_EXE_vmsift");
+        let whole = run(vmsift, &[], &dir.join("whole"));
+        let ours = run(vmsift, &["--partial-dmesg"], &dir.join("ours"));
+        let theirs = run("makedumpfile", &["--partial-dmesg"], &dir.join("theirs"));
+        assert!(ours == theirs, "{name}: not makedumpfile's partial log");
+        let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count();
+        assert!(lines(&ours) > 10 && lines(&ours) < lines(&whole), "{name}");
+        assert!(
+            whole.ends_with(&ours),
+            "{name}: the partial log is the whole log's tail"
+        );
+        let _ = fs::remove_file(&copy);
+    }
+}
