@@ -216,6 +216,38 @@ fn a_write_error_leaves_a_readable_incomplete_dump() {
 }
 
 #[test]
+fn an_unreachable_output_ends_the_run_without_more_writes() {
+    let dir = scratch("write-etimedout");
+    let (vmcore, _, _) = vmcore(&dir, 1024);
+    for threads in ["1", "2"] {
+        let dump = dir.join(format!("dump-{threads}"));
+        let count = dir.join(format!("failed-writes-{threads}"));
+        // As a soft NFS mount with softerr whose server went away: each write past 2 MiB
+        // times out. Every further write would wait for that timeout again.
+        let out = vmsift()
+            .args(["-d", "0", "--num-threads", threads])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("LD_PRELOAD", preload())
+            .env("FAULT_WRITE_EIO", "2097152")
+            .env("FAULT_WRITE_ERRNO", "110")
+            .env("FAULT_WRITE_COUNT", &count)
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("Connection timed out"), "{err}");
+        assert!(err.contains("the output is unreachable"), "{err}");
+        let failed = std::fs::read(&count).expect("count").len();
+        // The failing write of each thread that had one in flight, and nothing after.
+        assert!(
+            failed <= threads.parse().expect("n"),
+            "{failed} failed writes: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_stop_signal_leaves_a_readable_incomplete_dump() {
     let dir = scratch("signal");
     let (vmcore, pages, _) = vmcore(&dir, 512);

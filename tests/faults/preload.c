@@ -4,7 +4,9 @@
  *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO
  *   FAULT_SLOW_US=N       every pread64 first sleeps N microseconds (to stop a run midway)
  *   FAULT_WRITE_EIO=AT    pwrite64 calls that reach file offset AT or beyond fail with EIO
- *                         (a disk going bad under the dump) */
+ *                         (a disk going bad under the dump)
+ *   FAULT_WRITE_ERRNO=N   ... with errno N instead (110, ETIMEDOUT: a soft NFS mount whose
+ *                         server is gone); FAULT_WRITE_COUNT=PATH counts those calls there */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -48,7 +50,16 @@ ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
         real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
     const char *at = getenv("FAULT_WRITE_EIO");
     if (at && (unsigned long long)offset + count > strtoull(at, NULL, 10)) {
-        errno = EIO;
+        const char *code = getenv("FAULT_WRITE_ERRNO");
+        const char *count_path = getenv("FAULT_WRITE_COUNT");
+        if (count_path) {
+            FILE *f = fopen(count_path, "a");
+            if (f) {
+                fputs("x", f);
+                fclose(f);
+            }
+        }
+        errno = code ? atoi(code) : EIO;
         return -1;
     }
     return real(fd, buf, count, offset);
