@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use vmsift::filter::{ClassCounts, DumpLevel, Filter, load_ranges};
 use vmsift::input::Vmcore;
@@ -76,4 +77,26 @@ fn classifier_partly_unreadable_mem_map_is_cycle_independent() {
     for per_cycle in [64, 128, 192] {
         assert_eq!(bitmap2(&vm, 0, 256, per_cycle), (whole.clone(), counts));
     }
+}
+
+/// pipeline: a vmcore whose only PT_LOAD has no size was dumped into a file with no bitmap
+/// block, which the kdump reader (rightly) refuses. Such an input is now refused itself.
+#[test]
+fn pipeline_vmcore_without_memory_is_refused() {
+    let dir = scratch("pipeline-no-memory");
+    let s = SynthVmcore::new()
+        .vmcoreinfo(vmsift::synth::MINIMAL_VMCOREINFO)
+        .load(0x1000, Vec::new(), 0);
+    let (vmcore, dump) = (dir.join("vmcore"), dir.join("dump"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-d", "1", "-z"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("PT_LOADs describe no memory"), "{err}");
+    assert!(!dump.exists(), "a dump was left behind");
 }

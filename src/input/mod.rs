@@ -80,6 +80,12 @@ impl Vmcore {
                 "{shown}: no VMCOREINFO note{why}; vmsift needs the kernel's VMCOREINFO to know its page size and layout"
             )));
         };
+        // A dump of no memory could not even be read back (it has no bitmap block).
+        if elf.loads.iter().all(|l| l.mem_size == 0) {
+            return Err(Error::bad_input(format!(
+                "{shown}: its PT_LOADs describe no memory"
+            )));
+        }
         // No machine has 2^52 bytes of physical address space in use (x86_64's and
         // arm64's limit); a PT_LOAD reaching beyond is corrupt, and would ask for bitmaps
         // of hundreds of GiB.
