@@ -100,3 +100,37 @@ fn pipeline_vmcore_without_memory_is_refused() {
     assert!(err.contains("PT_LOADs describe no memory"), "{err}");
     assert!(!dump.exists(), "a dump was left behind");
 }
+
+/// dmesg: OFFSETs of the printk ring come from VMCOREINFO; two huge ones added together
+/// overflowed (a panic in builds with overflow checks, a wild read otherwise). Offsets
+/// beyond any structure's size are now refused.
+#[test]
+fn dmesg_huge_ring_offsets_are_refused() {
+    let dir = scratch("dmesg-offsets");
+    let mut k = SynthKernel::new(Flavor::Linux6_12, 256);
+    // SYMBOL(prb) at pfn 32 points at the ring right after it.
+    let prb = vmsift::synth::PAGE_OFFSET + 0x20000;
+    k.mem[0x20000..0x20008].copy_from_slice(&(prb + 0x40).to_le_bytes());
+    let huge = i64::MAX;
+    let info = k.vmcoreinfo()
+        + &format!(
+            "SYMBOL(prb)={prb:x}\nSIZE(printk_ringbuffer)=128\nOFFSET(atomic_long_t.counter)=0\n\
+             OFFSET(printk_ringbuffer.desc_ring)={huge}\nOFFSET(printk_ringbuffer.text_data_ring)=64\n\
+             OFFSET(prb_desc_ring.count_bits)={huge}\n"
+        );
+    let s = SynthVmcore::new().vmcoreinfo(&info).load(0, k.mem, 0);
+    let (vmcore, log) = (dir.join("vmcore"), dir.join("log"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("--dump-dmesg")
+        .arg(&vmcore)
+        .arg(&log)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("OFFSET(printk_ringbuffer.desc_ring)=9223372036854775807 is implausible"),
+        "{err}"
+    );
+}
