@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use vmsift::filter::{ClassCounts, DumpLevel, Filter, load_ranges};
 use vmsift::input::Vmcore;
@@ -77,4 +78,60 @@ fn classifier_partly_unreadable_mem_map_is_cycle_independent() {
     for per_cycle in [64, 128, 192] {
         assert_eq!(bitmap2(&vm, 0, 256, per_cycle), (whole.clone(), counts));
     }
+}
+
+/// pipeline: a vmcore whose only PT_LOAD has no size was dumped into a file with no bitmap
+/// block, which the kdump reader (rightly) refuses. Such an input is now refused itself.
+#[test]
+fn pipeline_vmcore_without_memory_is_refused() {
+    let dir = scratch("pipeline-no-memory");
+    let s = SynthVmcore::new()
+        .vmcoreinfo(vmsift::synth::MINIMAL_VMCOREINFO)
+        .load(0x1000, Vec::new(), 0);
+    let (vmcore, dump) = (dir.join("vmcore"), dir.join("dump"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-d", "1", "-z"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("PT_LOADs describe no memory"), "{err}");
+    assert!(!dump.exists(), "a dump was left behind");
+}
+
+/// dmesg: OFFSETs of the printk ring come from VMCOREINFO; two huge ones added together
+/// overflowed (a panic in builds with overflow checks, a wild read otherwise). Offsets
+/// beyond any structure's size are now refused.
+#[test]
+fn dmesg_huge_ring_offsets_are_refused() {
+    let dir = scratch("dmesg-offsets");
+    let mut k = SynthKernel::new(Flavor::Linux6_12, 256);
+    // SYMBOL(prb) at pfn 32 points at the ring right after it.
+    let prb = vmsift::synth::PAGE_OFFSET + 0x20000;
+    k.mem[0x20000..0x20008].copy_from_slice(&(prb + 0x40).to_le_bytes());
+    let huge = i64::MAX;
+    let info = k.vmcoreinfo()
+        + &format!(
+            "SYMBOL(prb)={prb:x}\nSIZE(printk_ringbuffer)=128\nOFFSET(atomic_long_t.counter)=0\n\
+             OFFSET(printk_ringbuffer.desc_ring)={huge}\nOFFSET(printk_ringbuffer.text_data_ring)=64\n\
+             OFFSET(prb_desc_ring.count_bits)={huge}\n"
+        );
+    let s = SynthVmcore::new().vmcoreinfo(&info).load(0, k.mem, 0);
+    let (vmcore, log) = (dir.join("vmcore"), dir.join("log"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("--dump-dmesg")
+        .arg(&vmcore)
+        .arg(&log)
+        .output()
+        .expect("run vmsift");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("OFFSET(printk_ringbuffer.desc_ring)=9223372036854775807 is implausible"),
+        "{err}"
+    );
 }

@@ -162,6 +162,12 @@ impl Vmcore {
             return Self::from_dump(path, Box::new(flat));
         }
         let elf = ElfCore::parse(&file).map_err(|e| e.context(&shown))?;
+        // A dump of no memory could not even be read back (it has no bitmap block).
+        if elf.loads.iter().all(|l| l.mem_size == 0) {
+            return Err(Error::bad_input(format!(
+                "{shown}: its PT_LOADs describe no memory"
+            )));
+        }
         // No machine has 2^52 bytes of physical address space in use (x86_64's and
         // arm64's limit); a PT_LOAD reaching beyond is corrupt, and would ask for bitmaps
         // of hundreds of GiB.

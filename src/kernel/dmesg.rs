@@ -19,10 +19,17 @@ const FINALIZED: u64 = 2;
 const MAX_COUNT_BITS: u32 = 22;
 const MAX_SIZE_BITS: u32 = 28;
 
+/// A member's offset: inside a structure, so below `MAX_STRUCT` (sums of a few offsets
+/// and sizes then cannot overflow).
 fn off(info: &VmcoreInfo, name: &str) -> Result<u64, String> {
-    info.offset(name)
+    let v = info
+        .offset(name)
         .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| format!("VMCOREINFO has no OFFSET({name})"))
+        .ok_or_else(|| format!("VMCOREINFO has no OFFSET({name})"))?;
+    if v >= MAX_STRUCT {
+        return Err(format!("VMCOREINFO OFFSET({name})={v} is implausible"));
+    }
+    Ok(v)
 }
 
 fn size(info: &VmcoreInfo, name: &str) -> Result<u64, String> {
