@@ -251,32 +251,34 @@ fn an_unreachable_output_ends_the_run_without_more_writes() {
 fn a_stop_signal_leaves_a_readable_incomplete_dump() {
     let dir = scratch("signal");
     let (vmcore, pages, _) = vmcore(&dir, 512);
-    let dump = dir.join("dump");
-    // 3 ms per read: about 1.5 s for the pages, stopped after 0.5 s.
-    let child = vmsift()
-        .args(["-c", "-d", "1", "--non-mmap", "--num-threads", "1"])
-        .arg(&vmcore)
-        .arg(&dump)
-        .env("LD_PRELOAD", preload())
-        .env("FAULT_SLOW_US", "3000")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    let out = child.wait_with_output().expect("wait");
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("stopped by SIGTERM"), "{err}");
-    let (lost, incomplete) = read_back(&dump, &pages);
-    assert!(incomplete);
-    assert!(!lost.is_empty() && lost.len() < 512, "{} lost", lost.len());
-    assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+    for sig in ["TERM", "INT"] {
+        let dump = dir.join(format!("dump-{sig}"));
+        // 3 ms per read: about 1.5 s for the pages, stopped after 0.5 s.
+        let child = vmsift()
+            .args(["-c", "-d", "1", "--non-mmap", "--num-threads", "1"])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("LD_PRELOAD", preload())
+            .env("FAULT_SLOW_US", "3000")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(500));
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let out = child.wait_with_output().expect("wait");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("stopped by SIG{sig}")), "{err}");
+        let (lost, incomplete) = read_back(&dump, &pages);
+        assert!(incomplete);
+        assert!(!lost.is_empty() && lost.len() < 512, "{} lost", lost.len());
+        assert_eq!(lost.len() as u64, reported_lost(&err), "{err}");
+    }
 }
 
 #[test]
