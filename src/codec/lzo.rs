@@ -195,7 +195,7 @@ impl Lzo1x1 {
             let base = self.epoch * PAGE;
             self.epoch += 1;
             let dict = &mut self.small;
-            return run(src, out, PAGE_D_BITS, |h, ip| {
+            let probe = |h: usize, ip: usize| {
                 // h < 2^PAGE_D_BITS; the mask only spares the bounds check.
                 let h = h & ((1 << PAGE_D_BITS) - 1);
                 let m = (dict[h] as usize).wrapping_sub(base);
@@ -203,7 +203,13 @@ impl Lzo1x1 {
                 // A stale entry becomes position 0 (always a valid distance) instead of a
                 // branch: this conditional move is what clearing the table would give.
                 Some(if m < ip { m } else { 0 })
-            });
+            };
+            // A whole 4 KiB page: with the length a constant, the compiler drops most
+            // bounds checks of the loop.
+            if let Ok(page) = <&[u8; PAGE]>::try_from(src) {
+                return run(page.as_slice(), out, PAGE_D_BITS, probe);
+            }
+            return run(src, out, PAGE_D_BITS, probe);
         }
         // A fresh base for this call; entries below it are from earlier calls.
         let span = n as u32 + 1;
