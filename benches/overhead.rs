@@ -12,14 +12,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmsift::codec::{Codec, Compressor};
-use vmsift::filter::{is_zero_page, load_ranges};
+use vmsift::filter::is_zero_page;
 use vmsift::input::{PhysPages, Vmcore};
 
 /// Compresses every non-zero file-backed page; returns (pages, seconds compressing).
 fn tight_loop(path: &Path, codec: Codec) -> (u64, f64) {
     let mut vm = Vmcore::open(path, true).expect("open vmcore");
     let ps = vm.page_size;
-    let (_, file) = load_ranges(&vm.elf.loads, ps as u64);
+    let (_, file) = vm.ranges();
     let mut c = Compressor::new(codec, ps).expect("codec");
     let mut chunk: Vec<u8> = Vec::with_capacity(16384 * ps);
     let (mut pages, mut busy) = (0u64, Duration::ZERO);

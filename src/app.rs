@@ -298,18 +298,14 @@ fn write_part(
     if let Some(why) = &uts.fallback {
         warn!("{why}; the header's utsname is built from VMCOREINFO instead");
     }
-    let limit = budget::limit();
-    let budget = Budget::new(limit.map(|l| l.bytes), job.cyclic_buffer_kib);
+    let (budget, limit) = memory_budget(job);
     debug!(
         "memory budget: {} KiB cycle bitmap ({} pfns per cycle), up to {} KiB of kept bitmaps",
         budget.cycle_bitmap >> 10,
         budget.pfns_per_cycle(),
         budget.bitmap_cache >> 10
     );
-    let requested = threads.unwrap_or_else(|| {
-        job.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    });
+    let requested = threads.unwrap_or_else(|| requested_threads(job));
     let threads = budget::threads_within(requested, &budget, limit);
     if let (true, Some(l)) = (threads < requested, limit) {
         warn!(
@@ -327,14 +323,7 @@ fn write_part(
         threads,
         range,
     };
-    let (memory, file) = vm.ranges();
-    let classes = page_classes(vm, level)?;
-    let mut filter = Filter {
-        level,
-        memory,
-        file,
-        classes,
-    };
+    let mut filter = filter_for(vm, level)?;
     let done = if job.elf {
         pipeline::write_elf(vm, &mut filter, sink, &opts)?
     } else {
@@ -343,6 +332,32 @@ fn write_part(
     };
     report_stats(&done.stats);
     Ok(done)
+}
+
+/// The threads asked for: `--num-threads`, else the CPUs available to the process.
+fn requested_threads(job: &Job) -> usize {
+    job.threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The memory budget of a run and the limit it was sized from.
+fn memory_budget(job: &Job) -> (Budget, Option<budget::Limit>) {
+    let limit = budget::limit();
+    (
+        Budget::new(limit.map(|l| l.bytes), job.cyclic_buffer_kib),
+        limit,
+    )
+}
+
+/// The page filter of `vm` at `level`: its memory and page ranges, and the mem_map reader.
+pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
+    let (memory, file) = vm.ranges();
+    Ok(Filter {
+        level,
+        memory,
+        file,
+        classes: page_classes(vm, level)?,
+    })
 }
 
 /// `--split`: the page frames are cut into ranges of about as many dumpable pages each,
@@ -369,11 +384,7 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
             }
         }
     }
-    let per_file = (job
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        / outs.len())
-    .max(1);
+    let per_file = (requested_threads(job) / outs.len()).max(1);
     let results: Vec<Result<pipeline::Dumped>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .into_iter()
@@ -428,15 +439,9 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
 /// of page frames; the cuts fall on block edges, near equal counts.
 fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Result<Vec<(u64, u64)>> {
     let max = vm.max_mapnr();
-    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
+    let (budget, _) = memory_budget(job);
     let block = (max / 4096).max(64).div_ceil(64) * 64;
-    let (memory, file) = vm.ranges();
-    let mut filter = Filter {
-        level,
-        memory,
-        file,
-        classes: page_classes(vm, level)?,
-    };
+    let mut filter = filter_for(vm, level)?;
     filter.begin_pass();
     let per_cycle = budget.pfns_per_cycle().div_ceil(block) * block;
     let mut counts = Vec::new();
@@ -472,29 +477,20 @@ fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Resul
 /// `--mem-usage`: run on the live kernel's /proc/kcore (without its crashkernel
 /// reservation, which a dump would not contain); a vmcore works too.
 fn mem_usage(job: &Job, path: &Path) -> Result<()> {
-    let exclude = if path == Path::new("/proc/kcore") {
-        crash_kernel_ranges()
-    } else {
-        Vec::new()
-    };
-    if path == Path::new("/proc/kcore") && exclude.is_empty() {
-        warn!("no crashkernel reservation in /proc/iomem: counting all memory");
+    let mut exclude = Vec::new();
+    if path == Path::new("/proc/kcore") {
+        exclude = crash_kernel_ranges();
+        if exclude.is_empty() {
+            warn!("no crashkernel reservation in /proc/iomem: counting all memory");
+        }
     }
     let (mut vm, repeated) = if is_kcore(path) {
         Vmcore::open_kcore(path, &exclude)?
     } else {
         (Vmcore::open(path, job.use_mmap)?, 0)
     };
-    let level = DumpLevel(31);
-    let budget = Budget::new(budget::limit().map(|l| l.bytes), job.cyclic_buffer_kib);
-    let (memory, file) = vm.ranges();
-    let classes = page_classes(&vm, level)?;
-    let mut filter = Filter {
-        level,
-        memory,
-        file,
-        classes,
-    };
+    let (budget, _) = memory_budget(job);
+    let mut filter = filter_for(&vm, DumpLevel(31))?;
     let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle(), repeated)?;
     let mut out = std::io::stdout().lock();
     out.write_all(pipeline::usage_report(&usage).as_bytes())

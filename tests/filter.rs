@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vmsift::filter::{DumpLevel, Filter, load_ranges};
+use vmsift::filter::DumpLevel;
 use vmsift::input::Vmcore;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel, sp};
@@ -183,16 +183,8 @@ fn cycles_of_any_size_give_the_same_bitmap() {
     fs::write(&path, k.vmcore().to_bytes()).expect("write");
     let vm = Vmcore::open(&path, true).expect("open");
     let bitmap = |per_cycle: u64| {
-        let level = DumpLevel(31);
-        let (memory, file) = load_ranges(&vm.elf.loads, 4096);
-        let classes = vmsift::app::page_classes(&vm, level).expect("classes");
-        assert!(classes.is_some());
-        let mut f = Filter {
-            level,
-            memory,
-            file,
-            classes,
-        };
+        let mut f = vmsift::app::filter_for(&vm, DumpLevel(31)).expect("filter");
+        assert!(f.classes.is_some());
         f.begin_pass();
         let mut set = Vec::new();
         let mut start = 0;

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vmsift::filter::{ClassCounts, DumpLevel, Filter, load_ranges};
+use vmsift::filter::{ClassCounts, DumpLevel};
 use vmsift::input::Vmcore;
 use vmsift::synth::{Flavor, SynthKernel, SynthVmcore};
 
@@ -18,19 +18,11 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The 2nd bitmap and class counts of all `pages`, built `per_cycle` pfns at a time.
 fn bitmap2(vm: &Vmcore, level: u8, pages: u64, per_cycle: u64) -> (Vec<u64>, ClassCounts) {
-    let level = DumpLevel(level);
-    let (memory, file) = load_ranges(&vm.elf.loads, 4096);
-    let classes = vmsift::app::page_classes(vm, level).expect("classes");
+    let mut f = vmsift::app::filter_for(vm, DumpLevel(level)).expect("filter");
     assert!(
-        classes.is_some(),
+        f.classes.is_some(),
         "the synthetic kernel's mem_map is usable"
     );
-    let mut f = Filter {
-        level,
-        memory,
-        file,
-        classes,
-    };
     f.begin_pass();
     let mut set = Vec::new();
     for start in (0..pages).step_by(per_cycle as usize) {

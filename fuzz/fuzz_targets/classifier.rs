@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use vmsift::app::page_classes;
-use vmsift::filter::{DumpLevel, Filter, load_ranges};
+use vmsift::app::filter_for;
+use vmsift::filter::DumpLevel;
 use vmsift::input::Vmcore;
 use vmsift::synth::{Flavor, SynthKernel, SynthVmcore};
 
@@ -132,14 +132,7 @@ fn run(mut data: &[u8]) -> Option<()> {
     for level in (0..32).step_by(2) {
         let level = DumpLevel(level);
         let bitmap = |per_cycle: u64| {
-            let (memory, file) = load_ranges(&vm.elf.loads, 4096);
-            let classes = page_classes(&vm, level).ok()?;
-            let mut f = Filter {
-                level,
-                memory,
-                file,
-                classes,
-            };
+            let mut f = filter_for(&vm, level).ok()?;
             f.begin_pass();
             let mut set = Vec::new();
             let mut start = 0;
