@@ -373,7 +373,7 @@ pub fn write_kdump(
         crate::signals::check()?;
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
-        described += b2.count_in(lo.max(start), hi.min(end).max(lo.max(start)));
+        described += b2.count_in(lo, hi);
         if keep {
             kept.push(b2);
         }

@@ -55,6 +55,8 @@ pub struct KdumpFile<R = File> {
     bitmap2: Vec<u8>,
     /// Number of set bits in the 2nd bitmap before each 4096-bit block.
     rank: Vec<u64>,
+    /// Set bits in the whole 2nd bitmap.
+    dumpable: u64,
 }
 
 fn read_at<R: ReadAt>(file: &R, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
@@ -150,6 +152,7 @@ impl<R: ReadAt> KdumpFile<R> {
             bitmap1,
             bitmap2,
             rank,
+            dumpable: total,
         })
     }
 
@@ -184,11 +187,7 @@ impl<R: ReadAt> KdumpFile<R> {
             .ok()
             .filter(|&b| b < self.bitmap2.len())
         else {
-            return self.rank.last().copied().unwrap_or(0)
-                + self.bitmap2[self.bitmap2.len().saturating_sub(1) / 512 * 512..]
-                    .iter()
-                    .map(|b| b.count_ones() as u64)
-                    .sum::<u64>();
+            return self.dumpable;
         };
         let block = byte / 512;
         self.rank[block]
@@ -236,7 +235,7 @@ impl<R: ReadAt> KdumpFile<R> {
 
     /// Pages with a descriptor in the whole dump (set bits of the 2nd bitmap).
     pub fn dumpable(&self) -> u64 {
-        self.rank_before(u64::MAX)
+        self.dumpable
     }
 
     /// Reads `len` bytes at `offset` as they are in the file.
