@@ -182,10 +182,8 @@ fn clear_seq(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<u64, String> {
         .symbol("clear_seq")
         .ok_or("VMCOREINFO has no SYMBOL(clear_seq): --partial-dmesg needs it")?;
     let at = if info.size("latched_seq").is_some() {
-        let mut latch = [0u8; 4];
-        km.read(at, &mut latch)
-            .ok_or_else(|| format!("cannot read clear_seq at {at:#x}"))?;
-        at + off(info, "latched_seq.val")? + 8 * u64::from(u32::from_le_bytes(latch) & 1)
+        let latch = read_u32(km, at, "clear_seq")?;
+        at + off(info, "latched_seq.val")? + 8 * u64::from(latch & 1)
     } else {
         at
     };
