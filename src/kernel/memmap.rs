@@ -164,7 +164,7 @@ impl MemMap {
             let mut nr = 0;
             while nr < nr_sections {
                 let count = per_root.min(nr_sections - nr);
-                if !read_sections(km, root_va + nr * ms_size, count, &mut words) {
+                if !read_sections(km, root_va.wrapping_add(nr * ms_size), count, &mut words) {
                     return Err(format!(
                         "the mem_section array at {root_va:#x} cannot be read"
                     ));
