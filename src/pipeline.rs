@@ -177,6 +177,33 @@ struct Worker {
     mem: Memory,
     compressor: Compressor,
     shared_zero: bool,
+    /// Runs of consecutive pages are read into this buffer with one pread each, when the
+    /// input prefers that (`Memory::bulk_reads`): at most BATCH_PAGES pages.
+    run_buf: Vec<u8>,
+}
+
+/// Zero-checks and compresses one page into the batch.
+fn store_page(
+    compressor: &mut Compressor,
+    shared_zero: bool,
+    batch: &mut Batch,
+    page: &[u8],
+) -> Result<()> {
+    if shared_zero && is_zero_page(page) {
+        batch.out.push(Stored::Zero);
+        return Ok(());
+    }
+    let flag = compressor.codec().flag();
+    let (bytes, flags) = match compressor.compress(page)? {
+        Some(c) => (c, flag),
+        None => (page, 0),
+    };
+    batch.data.extend_from_slice(bytes);
+    batch.out.push(Stored::Bytes {
+        len: bytes.len() as u32,
+        flags,
+    });
+    Ok(())
 }
 
 impl Worker {
@@ -184,32 +211,84 @@ impl Worker {
         batch.out.clear();
         batch.data.clear();
         batch.read_error = None;
-        for &pfn in &batch.pfns {
-            let page = match self.mem.read_page(pfn) {
-                Ok(page) => page,
-                // The rest of the dump is worth more than this page.
-                Err(e) if e.kind() == ErrorKind::Io => {
-                    batch.out.push(Stored::Lost);
-                    batch.read_error.get_or_insert_with(|| e.to_string());
-                    continue;
+        let ps = self.mem.page_size();
+        let pfns = std::mem::take(&mut batch.pfns);
+        let mut i = 0;
+        let result = (|| -> Result<()> {
+            while i < pfns.len() {
+                let mut j = i + 1;
+                while j < pfns.len() && pfns[j] == pfns[j - 1].wrapping_add(1) {
+                    j += 1;
                 }
-                Err(e) => return Err(e),
-            };
-            if self.shared_zero && is_zero_page(page) {
-                batch.out.push(Stored::Zero);
-                continue;
+                if let Memory::Elf(m) = &mut self.mem
+                    && m.bulk_reads()
+                {
+                    self.run_buf.resize((j - i) * ps, 0);
+                    match m.read_run(pfns[i], &mut self.run_buf) {
+                        Ok(true) => {
+                            for page in self.run_buf.chunks_exact(ps) {
+                                store_page(&mut self.compressor, self.shared_zero, batch, page)?;
+                            }
+                            i = j;
+                            continue;
+                        }
+                        // Not whole pages of one segment: page by page below.
+                        Ok(false) => {}
+                        // Some page of the run is unreadable: find which, one pread each
+                        // (never through a mapping, where a bad page is a SIGBUS).
+                        Err(_) => {
+                            for (k, &pfn) in pfns[i..j].iter().enumerate() {
+                                let page = &mut self.run_buf[k * ps..(k + 1) * ps];
+                                match m.read_run(pfn, page) {
+                                    Ok(true) => store_page(
+                                        &mut self.compressor,
+                                        self.shared_zero,
+                                        batch,
+                                        page,
+                                    )?,
+                                    Ok(false) => match m.read_page(pfn) {
+                                        Ok(p) => store_page(
+                                            &mut self.compressor,
+                                            self.shared_zero,
+                                            batch,
+                                            p,
+                                        )?,
+                                        Err(e) if e.kind() == ErrorKind::Io => {
+                                            batch.out.push(Stored::Lost);
+                                            batch.read_error.get_or_insert_with(|| e.to_string());
+                                        }
+                                        Err(e) => return Err(e),
+                                    },
+                                    Err(e) => {
+                                        batch.out.push(Stored::Lost);
+                                        batch.read_error.get_or_insert_with(|| e.to_string());
+                                    }
+                                }
+                            }
+                            i = j;
+                            continue;
+                        }
+                    }
+                }
+                for &pfn in &pfns[i..j] {
+                    let page = match self.mem.read_page(pfn) {
+                        Ok(page) => page,
+                        // The rest of the dump is worth more than this page.
+                        Err(e) if e.kind() == ErrorKind::Io => {
+                            batch.out.push(Stored::Lost);
+                            batch.read_error.get_or_insert_with(|| e.to_string());
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    store_page(&mut self.compressor, self.shared_zero, batch, page)?;
+                }
+                i = j;
             }
-            let flag = self.compressor.codec().flag();
-            let (bytes, flags) = match self.compressor.compress(page)? {
-                Some(c) => (c, flag),
-                None => (page, 0),
-            };
-            batch.data.extend_from_slice(bytes);
-            batch.out.push(Stored::Bytes {
-                len: bytes.len() as u32,
-                flags,
-            });
-        }
+            Ok(())
+        })();
+        batch.pfns = pfns;
+        result?;
         if let Some(msg) = self.mem.take_warning() {
             crate::warn!("{msg}");
         }
@@ -466,6 +545,7 @@ pub fn write_kdump(
             mem,
             compressor: Compressor::new(opts.codec, vm.page_size)?,
             shared_zero: zero_desc.is_some(),
+            run_buf: Vec::new(),
         })
     };
     let pages = (|| -> Result<()> {

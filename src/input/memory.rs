@@ -32,6 +32,10 @@ pub struct ElfMemory {
     /// Index into `loads` of the last segment used (accesses are mostly sequential).
     last: usize,
     use_mmap: bool,
+    /// Page data in runs, with one pread per run (`read_run`): regular files, and any
+    /// input under `--non-mmap`. /proc/vmcore is mapped instead: the kernel maps its
+    /// pages once per window there, while each read() of it maps and unmaps every page.
+    bulk: bool,
     window_size: usize,
     window: Option<Window>,
     scratch: Vec<u8>,
@@ -43,12 +47,14 @@ impl ElfMemory {
     pub fn new(file: File, loads: &[Load], page_size: usize, use_mmap: bool) -> ElfMemory {
         let mut loads: Vec<Load> = loads.iter().copied().filter(|l| l.file_size > 0).collect();
         loads.sort_by_key(|l| l.phys_start);
+        let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
         ElfMemory {
             file,
             page_size,
             loads,
             last: 0,
             use_mmap,
+            bulk: regular || !use_mmap,
             // A window is a whole number of pages (page sizes up to 1 MiB are accepted).
             window_size: DEFAULT_WINDOW.max(page_size),
             window: None,
@@ -76,6 +82,11 @@ impl ElfMemory {
         self.page_size
     }
 
+    /// Whether page data should be read in runs with `read_run` (see `bulk`).
+    pub fn bulk_reads(&self) -> bool {
+        self.bulk
+    }
+
     /// The segment whose file-backed part holds the whole page at `pa`, if there is one.
     fn whole_page_segment(&mut self, pa: u64) -> Option<Load> {
         let end = pa.checked_add(self.page_size as u64)?;
@@ -94,14 +105,15 @@ impl ElfMemory {
         Some(self.loads[found])
     }
 
-    /// Maps the window that holds `[offset, offset + page)` within the segment `seg`.
+    /// Maps the window that starts at the page holding `offset` (reads go forward: pages in
+    /// pfn order, mem_map in spans that may cross any alignment) within the segment `seg`.
     fn map_window(&mut self, seg: &Load, offset: u64) -> std::io::Result<()> {
         let ps = self.page_size as u64;
         let w = self.window_size as u64;
         // Page-aligned file range of the segment's whole pages.
         let seg_lo = seg.file_offset.div_ceil(ps) * ps;
         let seg_hi = (seg.file_offset + seg.file_size) / ps * ps;
-        let start = (offset / w * w).max(seg_lo);
+        let start = (offset - offset % ps).max(seg_lo);
         let end = (start + w).min(seg_hi);
         self.window = None;
         // SAFETY: the mapping is private and read-only, and the slices we hand out borrow
@@ -138,7 +150,7 @@ impl ElfMemory {
         let inside =
             |w: &Window| offset >= w.start && offset + len as u64 <= w.start + w.map.len() as u64;
         if !self.window.as_ref().is_some_and(inside)
-            && let Err(e) = self.map_window(&seg, offset - offset % ps)
+            && let Err(e) = self.map_window(&seg, offset)
         {
             self.use_mmap = false;
             self.mmap_failure = Some(format!(
@@ -173,6 +185,65 @@ impl ElfMemory {
             (Some(at), Some(w)) => Ok(&w.map[at..at + self.page_size]),
             _ => Ok(&self.scratch),
         }
+    }
+
+    /// `buf.len()` bytes at `pa` within one page: from the mmap window when it holds them,
+    /// else with pread, without moving the window. Walking the page tables this way keeps
+    /// the window on the data being read (mem_map) instead of remapping 4 MiB twice for
+    /// every table entry.
+    pub fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        let ps = self.page_size as u64;
+        let end = pa.checked_add(buf.len() as u64)?;
+        if buf.len() as u64 > ps || pa / ps != (end - 1) / ps {
+            return None;
+        }
+        if let Some(seg) = self.whole_page_segment(pa / ps * ps) {
+            let offset = seg.file_offset + (pa - seg.phys_start);
+            let in_window = self.window.as_ref().and_then(|w| {
+                let at = usize::try_from(offset.checked_sub(w.start)?).ok()?;
+                w.map.get(at..at.checked_add(buf.len())?)
+            });
+            match in_window {
+                Some(b) => buf.copy_from_slice(b),
+                None => self.file.read_exact_at(buf, offset).ok()?,
+            }
+            return Some(());
+        }
+        // Pages the input has only part of: assembled with pread, as always.
+        let page = self.read_page(pa / ps).ok()?;
+        let at = (pa % ps) as usize;
+        buf.copy_from_slice(page.get(at..at + buf.len())?);
+        Some(())
+    }
+
+    /// Reads the whole pages from `pfn` on that fill `buf` with one pread, when all of them
+    /// are file bytes of one segment that no other segment starts inside; `Ok(false)` when
+    /// they are not (read them page by page). An I/O error is returned as such: the caller
+    /// goes page by page to find out which pages are unreadable.
+    pub fn read_run(&mut self, pfn: u64, buf: &mut [u8]) -> Result<bool> {
+        let ps = self.page_size as u64;
+        let Some(pa) = pfn.checked_mul(ps) else {
+            return Ok(false);
+        };
+        let Some(end) = pa.checked_add(buf.len() as u64) else {
+            return Ok(false);
+        };
+        let Some(seg) = self.whole_page_segment(pa) else {
+            return Ok(false);
+        };
+        let starting_inside = self.loads.partition_point(|l| l.phys_start < end)
+            - self.loads.partition_point(|l| l.phys_start <= pa);
+        if end > seg.file_phys_end() || starting_inside != 0 {
+            return Ok(false);
+        }
+        let offset = seg.file_offset + (pa - seg.phys_start);
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            Error::io(
+                e,
+                format!("cannot read physical address {pa:#x} (file offset {offset:#x})"),
+            )
+        })?;
+        Ok(true)
     }
 
     /// Builds the page at `pa` piece by piece from every segment that has bytes of it.
@@ -256,6 +327,22 @@ mod tests {
             let want = &bytes[pfn as usize * 4096..(pfn as usize + 1) * 4096];
             assert_eq!(mem.read_page(pfn).expect("page"), want, "pfn {pfn}");
         }
+        // Runs: whole pages of one segment in one pread; a run that another segment
+        // starts inside, or that leaves the file bytes, goes page by page.
+        assert!(mem.bulk_reads(), "a regular file is read in runs");
+        let mut buf = vec![0u8; 0x2000];
+        assert!(mem.read_run(2, &mut buf).expect("run"));
+        assert_eq!(buf, bytes[0x2000..0x4000]);
+        assert!(!mem.read_run(0, &mut buf).expect("run"), "the text segment starts inside");
+        let mut three = vec![0u8; 0x3000];
+        assert!(!mem.read_run(2, &mut three).expect("run"), "past the segment");
+        let mut one = vec![0u8; 0x1000];
+        assert!(mem.read_run(1, &mut one).expect("run"));
+        assert_eq!(one, bytes[0x4000..0x5000], "pfn 1 from the text segment, as read_page");
+        let mut e = [0u8; 8];
+        mem.read_small(0x1ff8, &mut e).expect("entry");
+        assert_eq!(e, bytes[0x4ff8..0x5000], "page-table reads agree with read_page");
+        assert!(mem.read_small(0x1ffc, &mut e).is_none(), "crosses a page");
     }
 
     #[test]

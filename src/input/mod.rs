@@ -87,6 +87,26 @@ impl PhysPages for Memory {
             Memory::Dump { .. } => None,
         }
     }
+
+    fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        match self {
+            Memory::Elf(m) => m.read_small(pa, buf),
+            Memory::Dump { .. } => {
+                let ps = self.page_size() as u64;
+                let at = (pa % ps) as usize;
+                let page = self.read_page(pa / ps).ok()?;
+                buf.copy_from_slice(page.get(at..at.checked_add(buf.len())?)?);
+                Some(())
+            }
+        }
+    }
+}
+
+impl Memory {
+    /// Whether page data is best read in runs (`ElfMemory::read_run`).
+    pub fn bulk_reads(&self) -> bool {
+        matches!(self, Memory::Elf(m) if m.bulk_reads())
+    }
 }
 
 /// What kind of file the input is, and what that changes.
@@ -110,6 +130,15 @@ pub trait PhysPages {
     fn span(&mut self, _pa: u64, _len: usize) -> Option<&[u8]> {
         None
     }
+    /// A few bytes (a page-table entry) at `pa`, within one page; `None` if unreadable.
+    /// Readers with an mmap window override this to leave the window where it is.
+    fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        let ps = self.page_size() as u64;
+        let at = (pa % ps) as usize;
+        let page = self.read_page(pa / ps).ok()?;
+        buf.copy_from_slice(page.get(at..at.checked_add(buf.len())?)?);
+        Some(())
+    }
 }
 
 impl PhysPages for ElfMemory {
@@ -121,6 +150,9 @@ impl PhysPages for ElfMemory {
     }
     fn span(&mut self, pa: u64, len: usize) -> Option<&[u8]> {
         ElfMemory::span(self, pa, len)
+    }
+    fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        ElfMemory::read_small(self, pa, buf)
     }
 }
 

@@ -45,11 +45,10 @@ impl X86_64 {
     }
 
     fn entry(mem: &mut dyn PhysPages, table: u64, index: u64) -> Option<u64> {
-        let ps = mem.page_size() as u64;
         let pa = table.checked_add(index * 8)?;
-        let page = mem.read_page(pa / ps).ok()?;
-        let at = (pa % ps) as usize;
-        Some(u64::from_le_bytes(page.get(at..at + 8)?.try_into().ok()?))
+        let mut e = [0u8; 8];
+        mem.read_small(pa, &mut e)?;
+        Some(u64::from_le_bytes(e))
     }
 
     /// Translates `va`, returning the whole page (4 KiB, 2 MiB or 1 GiB) that holds it.
