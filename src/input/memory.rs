@@ -6,6 +6,12 @@
 //! its read() path maps and unmaps the old kernel's memory on every call. Pages at segment
 //! edges, pages whose file offset is not page-aligned, and every page after an mmap failure
 //! (or with `--non-mmap`) are assembled with pread, zero-filled where the input has nothing.
+//!
+//! The page copy reads regular files (and any input under `--non-mmap`) differently: a run
+//! of consecutive whole pages in one pread (`read_run`), because there the page cache
+//! copy costs less than faulting every page into a mapping and unmapping it. Page-table
+//! entries come from the window when it holds them, else from pread (`read_small`), so a
+//! walk never moves the window away from the data being read.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
