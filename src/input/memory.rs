@@ -339,15 +339,29 @@ mod tests {
         let mut buf = vec![0u8; 0x2000];
         assert!(mem.read_run(2, &mut buf).expect("run"));
         assert_eq!(buf, bytes[0x2000..0x4000]);
-        assert!(!mem.read_run(0, &mut buf).expect("run"), "the text segment starts inside");
+        assert!(
+            !mem.read_run(0, &mut buf).expect("run"),
+            "the text segment starts inside"
+        );
         let mut three = vec![0u8; 0x3000];
-        assert!(!mem.read_run(2, &mut three).expect("run"), "past the segment");
+        assert!(
+            !mem.read_run(2, &mut three).expect("run"),
+            "past the segment"
+        );
         let mut one = vec![0u8; 0x1000];
         assert!(mem.read_run(1, &mut one).expect("run"));
-        assert_eq!(one, bytes[0x4000..0x5000], "pfn 1 from the text segment, as read_page");
+        assert_eq!(
+            one,
+            bytes[0x4000..0x5000],
+            "pfn 1 from the text segment, as read_page"
+        );
         let mut e = [0u8; 8];
         mem.read_small(0x1ff8, &mut e).expect("entry");
-        assert_eq!(e, bytes[0x4ff8..0x5000], "page-table reads agree with read_page");
+        assert_eq!(
+            e,
+            bytes[0x4ff8..0x5000],
+            "page-table reads agree with read_page"
+        );
         assert!(mem.read_small(0x1ffc, &mut e).is_none(), "crosses a page");
     }
 
