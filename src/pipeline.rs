@@ -211,77 +211,18 @@ impl Worker {
         batch.out.clear();
         batch.data.clear();
         batch.read_error = None;
-        let ps = self.mem.page_size();
         let pfns = std::mem::take(&mut batch.pfns);
-        let mut i = 0;
         let result = (|| -> Result<()> {
+            let mut i = 0;
             while i < pfns.len() {
                 let mut j = i + 1;
                 while j < pfns.len() && pfns[j] == pfns[j - 1].wrapping_add(1) {
                     j += 1;
                 }
-                if let Memory::Elf(m) = &mut self.mem
-                    && m.bulk_reads()
-                {
-                    self.run_buf.resize((j - i) * ps, 0);
-                    match m.read_run(pfns[i], &mut self.run_buf) {
-                        Ok(true) => {
-                            for page in self.run_buf.chunks_exact(ps) {
-                                store_page(&mut self.compressor, self.shared_zero, batch, page)?;
-                            }
-                            i = j;
-                            continue;
-                        }
-                        // Not whole pages of one segment: page by page below.
-                        Ok(false) => {}
-                        // Some page of the run is unreadable: find which, one pread each
-                        // (never through a mapping, where a bad page is a SIGBUS).
-                        Err(_) => {
-                            for (k, &pfn) in pfns[i..j].iter().enumerate() {
-                                let page = &mut self.run_buf[k * ps..(k + 1) * ps];
-                                match m.read_run(pfn, page) {
-                                    Ok(true) => store_page(
-                                        &mut self.compressor,
-                                        self.shared_zero,
-                                        batch,
-                                        page,
-                                    )?,
-                                    Ok(false) => match m.read_page(pfn) {
-                                        Ok(p) => store_page(
-                                            &mut self.compressor,
-                                            self.shared_zero,
-                                            batch,
-                                            p,
-                                        )?,
-                                        Err(e) if e.kind() == ErrorKind::Io => {
-                                            batch.out.push(Stored::Lost);
-                                            batch.read_error.get_or_insert_with(|| e.to_string());
-                                        }
-                                        Err(e) => return Err(e),
-                                    },
-                                    Err(e) => {
-                                        batch.out.push(Stored::Lost);
-                                        batch.read_error.get_or_insert_with(|| e.to_string());
-                                    }
-                                }
-                            }
-                            i = j;
-                            continue;
-                        }
+                if !self.run(&pfns[i..j], batch)? {
+                    for &pfn in &pfns[i..j] {
+                        self.page(pfn, batch, false)?;
                     }
-                }
-                for &pfn in &pfns[i..j] {
-                    let page = match self.mem.read_page(pfn) {
-                        Ok(page) => page,
-                        // The rest of the dump is worth more than this page.
-                        Err(e) if e.kind() == ErrorKind::Io => {
-                            batch.out.push(Stored::Lost);
-                            batch.read_error.get_or_insert_with(|| e.to_string());
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    store_page(&mut self.compressor, self.shared_zero, batch, page)?;
                 }
                 i = j;
             }
@@ -293,6 +234,62 @@ impl Worker {
             crate::warn!("{msg}");
         }
         Ok(())
+    }
+
+    /// Consecutive pages with one pread, when the input is read that way
+    /// (`Memory::bulk_reads`). `false`: not whole pages of one segment, go page by page.
+    fn run(&mut self, pfns: &[u64], batch: &mut Batch) -> Result<bool> {
+        let Memory::Elf(m) = &mut self.mem else {
+            return Ok(false);
+        };
+        if !m.bulk_reads() {
+            return Ok(false);
+        }
+        let ps = m.page_size();
+        self.run_buf.resize(pfns.len() * ps, 0);
+        match m.read_run(pfns[0], &mut self.run_buf) {
+            Ok(true) => {
+                for page in self.run_buf.chunks_exact(ps) {
+                    store_page(&mut self.compressor, self.shared_zero, batch, page)?;
+                }
+            }
+            Ok(false) => return Ok(false),
+            // Some page of the run is unreadable: find which, one pread each (never
+            // through a mapping, where a bad page is a SIGBUS).
+            Err(_) => {
+                for &pfn in pfns {
+                    self.page(pfn, batch, true)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One page, with pread when `pread` (and the input has it whole); stored as lost
+    /// when it cannot be read.
+    fn page(&mut self, pfn: u64, batch: &mut Batch, pread: bool) -> Result<()> {
+        let ps = self.mem.page_size();
+        let page = match &mut self.mem {
+            Memory::Elf(m) if pread && self.run_buf.len() >= ps => {
+                let buf = &mut self.run_buf[..ps];
+                match m.read_run(pfn, buf) {
+                    Ok(true) => Ok(&*buf),
+                    Ok(false) => m.read_page(pfn),
+                    Err(e) => Err(e),
+                }
+            }
+            mem => mem.read_page(pfn),
+        };
+        match page {
+            Ok(page) => store_page(&mut self.compressor, self.shared_zero, batch, page),
+            // The rest of the dump is worth more than this page.
+            Err(e) if e.kind() == ErrorKind::Io => {
+                batch.out.push(Stored::Lost);
+                batch.read_error.get_or_insert_with(|| e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -53,14 +53,17 @@ impl ElfMemory {
     pub fn new(file: File, loads: &[Load], page_size: usize, use_mmap: bool) -> ElfMemory {
         let mut loads: Vec<Load> = loads.iter().copied().filter(|l| l.file_size > 0).collect();
         loads.sort_by_key(|l| l.phys_start);
+        // /proc/vmcore is a regular file too, on procfs: that one stays mapped.
         let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+        let procfs = nix::sys::statfs::fstatfs(&file)
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
         ElfMemory {
             file,
             page_size,
             loads,
             last: 0,
             use_mmap,
-            bulk: regular || !use_mmap,
+            bulk: (regular && !procfs) || !use_mmap,
             // A window is a whole number of pages (page sizes up to 1 MiB are accepted).
             window_size: DEFAULT_WINDOW.max(page_size),
             window: None,
@@ -312,6 +315,19 @@ mod tests {
             .expect("create temp");
         let _ = std::fs::remove_file(&path);
         f
+    }
+
+    #[test]
+    fn proc_files_are_mapped_regular_files_read_in_runs() {
+        // /proc/vmcore's read() maps and unmaps every page: procfs files stay on mmap.
+        let proc = File::open("/proc/self/stat").expect("a procfs file");
+        assert!(!ElfMemory::new(proc, &[], 4096, true).bulk_reads());
+        let proc = File::open("/proc/self/stat").expect("a procfs file");
+        assert!(
+            ElfMemory::new(proc, &[], 4096, false).bulk_reads(),
+            "--non-mmap"
+        );
+        assert!(ElfMemory::new(temp_file(&[0; 16]), &[], 4096, true).bulk_reads());
     }
 
     #[test]
