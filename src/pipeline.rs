@@ -178,7 +178,7 @@ struct Worker {
     compressor: Compressor,
     shared_zero: bool,
     /// Runs of consecutive pages are read into this buffer with one pread each, when the
-    /// input prefers that (`Memory::bulk_reads`): at most BATCH_PAGES pages.
+    /// input prefers that (`ElfMemory::bulk_reads`): at most BATCH_PAGES pages.
     run_buf: Vec<u8>,
 }
 
@@ -237,7 +237,7 @@ impl Worker {
     }
 
     /// Consecutive pages with one pread, when the input is read that way
-    /// (`Memory::bulk_reads`). `false`: not whole pages of one segment, go page by page.
+    /// (`ElfMemory::bulk_reads`). `false`: not whole pages of one segment, go page by page.
     fn run(&mut self, pfns: &[u64], batch: &mut Batch) -> Result<bool> {
         let Memory::Elf(m) = &mut self.mem else {
             return Ok(false);

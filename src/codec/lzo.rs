@@ -279,7 +279,7 @@ fn run(
                 }
             };
             o.literals(src, ii, ip);
-            // Extend the match 8 bytes at a time, then byte by byte.
+            // Extend the match 16 bytes at a time, then byte by byte near the end.
             let mut len = 4;
             loop {
                 if ip + len + 16 > n {

@@ -219,10 +219,7 @@ impl ElfMemory {
             return Some(());
         }
         // Pages the input has only part of: assembled with pread, as always.
-        let page = self.read_page(pa / ps).ok()?;
-        let at = (pa % ps) as usize;
-        buf.copy_from_slice(page.get(at..at + buf.len())?);
-        Some(())
+        super::small_from_page(self, pa, buf)
     }
 
     /// Reads the whole pages from `pfn` on that fill `buf` with one pread, when all of them

@@ -91,21 +91,8 @@ impl PhysPages for Memory {
     fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
         match self {
             Memory::Elf(m) => m.read_small(pa, buf),
-            Memory::Dump { .. } => {
-                let ps = self.page_size() as u64;
-                let at = (pa % ps) as usize;
-                let page = self.read_page(pa / ps).ok()?;
-                buf.copy_from_slice(page.get(at..at.checked_add(buf.len())?)?);
-                Some(())
-            }
+            Memory::Dump { .. } => small_from_page(self, pa, buf),
         }
-    }
-}
-
-impl Memory {
-    /// Whether page data is best read in runs (`ElfMemory::read_run`).
-    pub fn bulk_reads(&self) -> bool {
-        matches!(self, Memory::Elf(m) if m.bulk_reads())
     }
 }
 
@@ -133,12 +120,17 @@ pub trait PhysPages {
     /// A few bytes (a page-table entry) at `pa`, within one page; `None` if unreadable.
     /// Readers with an mmap window override this to leave the window where it is.
     fn read_small(&mut self, pa: u64, buf: &mut [u8]) -> Option<()> {
-        let ps = self.page_size() as u64;
-        let at = (pa % ps) as usize;
-        let page = self.read_page(pa / ps).ok()?;
-        buf.copy_from_slice(page.get(at..at.checked_add(buf.len())?)?);
-        Some(())
+        small_from_page(self, pa, buf)
     }
+}
+
+/// `read_small` through `read_page`: the bytes copied out of the whole page.
+pub fn small_from_page<P: PhysPages + ?Sized>(mem: &mut P, pa: u64, buf: &mut [u8]) -> Option<()> {
+    let ps = mem.page_size() as u64;
+    let at = (pa % ps) as usize;
+    let page = mem.read_page(pa / ps).ok()?;
+    buf.copy_from_slice(page.get(at..at.checked_add(buf.len())?)?);
+    Some(())
 }
 
 impl PhysPages for ElfMemory {
