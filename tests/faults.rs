@@ -189,20 +189,26 @@ fn size_limit_leaves_an_incomplete_dump_and_levels_fall_back() {
     assert_eq!(read_back(&dump, &pages), (vec![], false));
 }
 
+/// vmsift dumping `vmcore` to `dump` at -d 0 with `threads` threads, every write that
+/// reaches past 2 MiB failing (with EIO unless FAULT_WRITE_ERRNO says otherwise): the
+/// header, bitmaps, descriptors and the first batches of pages make it, the rest does not.
+fn writes_fail_past_2_mib(vmcore: &Path, dump: &Path, threads: &str) -> Command {
+    let mut c = vmsift();
+    c.args(["-d", "0", "--num-threads", threads])
+        .arg(vmcore)
+        .arg(dump)
+        .env("LD_PRELOAD", preload())
+        .env("FAULT_WRITE_EIO", "2097152");
+    c
+}
+
 #[test]
 fn a_write_error_leaves_a_readable_incomplete_dump() {
     let dir = scratch("write-eio");
     let (vmcore, pages, _) = vmcore(&dir, 1024);
     for threads in ["1", "2"] {
         let dump = dir.join(format!("dump-{threads}"));
-        // Every write that reaches past 2 MiB fails: the header, bitmaps, descriptors
-        // and the first batches of pages make it, the rest does not.
-        let out = vmsift()
-            .args(["-d", "0", "--num-threads", threads])
-            .arg(&vmcore)
-            .arg(&dump)
-            .env("LD_PRELOAD", preload())
-            .env("FAULT_WRITE_EIO", "2097152")
+        let out = writes_fail_past_2_mib(&vmcore, &dump, threads)
             .output()
             .expect("run");
         let err = stderr(&out);
@@ -224,12 +230,7 @@ fn an_unreachable_output_ends_the_run_without_more_writes() {
         let count = dir.join(format!("failed-writes-{threads}"));
         // As a soft NFS mount with softerr whose server went away: each write past 2 MiB
         // times out. Every further write would wait for that timeout again.
-        let out = vmsift()
-            .args(["-d", "0", "--num-threads", threads])
-            .arg(&vmcore)
-            .arg(&dump)
-            .env("LD_PRELOAD", preload())
-            .env("FAULT_WRITE_EIO", "2097152")
+        let out = writes_fail_past_2_mib(&vmcore, &dump, threads)
             .env("FAULT_WRITE_ERRNO", "110")
             .env("FAULT_WRITE_COUNT", &count)
             .output()
