@@ -14,12 +14,7 @@
 //! several runs): about liblzo2's speed on the kernel pages a `-d 31` dump keeps (0.8 of it
 //! before the last three changes, which also cut instructions by 8%), twice liblzo2's on a
 //! `-d 1` spread. Output depends only on the input, never on earlier calls (so threads
-//! cannot change the dump).
-//! Where no match is found the search steps one byte further every 16 literal bytes
-//! (liblzo: every 32): on the same corpora 12% faster on `-d 31` kernel pages and 23-33% on
-//! the `-d 1` spread, for 2% more bytes on kernel pages (0.7% over makedumpfile's `-l -d 31`
-//! dump of the 6 GiB benchmark vmcore) and none on the spread. Stepping by 3/32 of the run
-//! (+18%, +4.2% bytes) costs more than the 2% of makedumpfile's size the issue allows.
+//! cannot change the dump), and is byte for byte what it was before those changes.
 //!
 //! Stream summary (instruction byte t):
 //! - first byte > 17: a literal run of t − 17 bytes (stream start only);
@@ -278,8 +273,8 @@ fn run(
                 Some(m) if read_u32(src, m) == dv => m,
                 _ => {
                     // No match: step further the longer the literal run (skips fast over
-                    // incompressible data; twice as eagerly as LZO1X-1, see the top).
-                    ip += 1 + ((ip - ii) >> 4);
+                    // incompressible data, as LZO1X-1 does).
+                    ip += 1 + ((ip - ii) >> 5);
                     continue;
                 }
             };
@@ -384,9 +379,7 @@ mod tests {
             ours += round_trip(&mut c, p);
             theirs += lzo1x::compress(p, lzo1x::CompressLevel::new(3)).len();
         }
-        // makedumpfile's -l dumps (liblzo2) are the yardstick: at most 2% larger, and a much
-        // smaller output would mean the stream is not what it should be.
         let ratio = ours as f64 / theirs as f64;
-        assert!((0.95..=1.02).contains(&ratio), "{ours} vs {theirs}");
+        assert!((0.98..=1.02).contains(&ratio), "{ours} vs {theirs}");
     }
 }
