@@ -9,7 +9,7 @@ use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::{DumpLevel, Filter, PageClasses};
+use crate::filter::{Bitmap, DumpLevel, Filter, PageClasses};
 use crate::format::flat;
 use crate::input::{PhysPages, Source, Vmcore};
 use crate::kernel::dmesg;
@@ -448,7 +448,10 @@ fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Resul
     let mut start = 0;
     while start < max {
         let end = (start + per_cycle).min(max);
-        let b2 = filter.bitmap2(start, end);
+        let b2 = match filter.has_memory(start, end) {
+            true => filter.bitmap2(start, end),
+            false => Bitmap::new(start, end - start),
+        };
         let mut at = start;
         while at < end {
             let to = (at + block).min(end);

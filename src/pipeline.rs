@@ -447,6 +447,12 @@ pub fn write_kdump(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
+        if !filter.has_memory(start, end) {
+            if keep {
+                kept.push(Bitmap::new(start, end - start));
+            }
+            continue;
+        }
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
         described += b2.count_in(lo, hi);
@@ -659,6 +665,17 @@ impl Planner<'_> {
             let Some((start, end)) = self.cycles.next() else {
                 return Ok(false);
             };
+            if !self.filter.has_memory(start, end) {
+                // Both bitmaps are zero there: a file has zeros where nothing is written,
+                // a stream gets them written out (its readers need not treat holes so).
+                let _ = self.kept.next();
+                if !sink.seekable() {
+                    let zeros = vec![0u8; (end - start).div_ceil(8) as usize];
+                    sink.write_at(self.layout.bitmap1_offset() + start / 8, &zeros)?;
+                    sink.write_at(self.layout.bitmap2_offset() + start / 8, &zeros)?;
+                }
+                continue;
+            }
             let b1 = self.filter.bitmap1(start, end);
             self.pages_in_input += b1.count();
             sink.write_at(self.layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;

@@ -42,6 +42,9 @@ pub fn write_elf(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
+        if !filter.has_memory(start, end) {
+            continue;
+        }
         stats.pages_in_input += filter.bitmap1(start, end).count();
         let mut kept = filter.bitmap2(start, end);
         if opts.level.excludes_zero() {
