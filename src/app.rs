@@ -34,7 +34,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let job = match cli::parse(args) {
+    // Every panic becomes the run's one error line (exit status 1), never Rust's
+    // multi-line message and status 101: see `error::catch`.
+    crate::error::quiet_panics();
+    let job = match crate::error::catch("the command line parser", || cli::parse(args)) {
         Ok(job) => job,
         Err(e) => {
             eprintln!("vmsift: {e}");
@@ -42,7 +45,7 @@ where
         }
     };
     report::set_level(job.message_level);
-    match run(&job) {
+    match crate::error::catch("the main thread", || run(&job)) {
         Ok(()) => 0,
         Err(e) => {
             report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
@@ -324,12 +327,16 @@ fn write_part(
         range,
     };
     let mut filter = filter_for(vm, level)?;
-    let done = if job.elf {
-        pipeline::write_elf(vm, &mut filter, sink, &opts)?
-    } else {
-        let header = pipeline::base_header(vm, uts.name, &opts);
-        pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?
-    };
+    // A panic before the first page (the pipelines catch their own after it) is an
+    // error like any other here: the caller removes the file, which holds nothing yet.
+    let done = crate::error::catch("the writer thread", || {
+        if job.elf {
+            pipeline::write_elf(vm, &mut filter, sink, &opts)
+        } else {
+            let header = pipeline::base_header(vm, uts.name, &opts);
+            pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
+        }
+    })?;
     report_stats(&done.stats);
     Ok(done)
 }
@@ -402,8 +409,9 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::unsupported("a split writer thread panicked")))
+                h.join().unwrap_or_else(|payload| {
+                    Err(Error::from_panic("a --split writer thread", &*payload))
+                })
             })
             .collect()
     });

@@ -194,6 +194,7 @@ fn store_page(
         return Ok(());
     }
     let flag = compressor.codec().flag();
+    crate::fault!(Compress);
     let (bytes, flags) = match compressor.compress(page)? {
         Some(c) => (c, flag),
         None => (page, 0),
@@ -247,6 +248,7 @@ impl Worker {
         }
         let ps = m.page_size();
         self.run_buf.resize(pfns.len() * ps, 0);
+        crate::fault!(Read);
         match m.read_run(pfns[0], &mut self.run_buf) {
             Ok(true) => {
                 for page in self.run_buf.chunks_exact(ps) {
@@ -269,6 +271,7 @@ impl Worker {
     /// when it cannot be read.
     fn page(&mut self, pfn: u64, batch: &mut Batch, pread: bool) -> Result<()> {
         let ps = self.mem.page_size();
+        crate::fault!(Read);
         let page = match &mut self.mem {
             Memory::Elf(m) if pread && self.run_buf.len() >= ps => {
                 let buf = &mut self.run_buf[..ps];
@@ -321,6 +324,7 @@ impl Writer {
     /// descriptors of its pages.
     fn write(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<()> {
         let offset = self.data.position();
+        crate::fault!(Write);
         self.data.write_through(sink, &b.data)?;
         self.describe(sink, b, offset)
     }
@@ -387,6 +391,7 @@ impl Writer {
                 }
             };
             desc.write(self.endian, &mut desc_bytes);
+            crate::fault!(Describe);
             self.descs.push(sink, &desc_bytes)?;
             self.progress.page(self.page_size);
         }
@@ -408,6 +413,10 @@ impl Writer {
     /// how many described pages lost their data this way, and whether the output still
     /// takes writes.
     fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64, failure: &Error) -> (u64, bool) {
+        // A failure (a panic) in the middle of `describe` leaves descriptors pushed beyond
+        // `described`: they are covered too.
+        let pushed = (self.descs.position() - desc_start) / PAGE_DESC_SIZE;
+        self.described = self.described.max(pushed);
         let takes_writes = |r: Result<()>| !r.is_err_and(|e| e.is_unreachable());
         let mut alive = !failure.is_unreachable() && takes_writes(self.data.flush(sink));
         self.commit();
@@ -447,6 +456,7 @@ pub fn write_kdump(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
+        crate::fault!(Scan);
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
         described += b2.count_in(lo, hi);
@@ -545,7 +555,9 @@ pub fn write_kdump(
             run_buf: Vec::new(),
         })
     };
-    let pages = (|| -> Result<()> {
+    // A panic on this thread (the planner and writer) or in the single-thread path becomes
+    // an internal error here, so that the file is salvaged like after any other failure.
+    let pages = crate::error::catch("the writer thread", || -> Result<()> {
         if threads == 1 {
             let mut worker = make_worker(vm.memory.duplicate()?)?;
             let mut batch = Batch::new(vm.page_size);
@@ -567,7 +579,7 @@ pub fn write_kdump(
         }
         writer.descs.flush(sink)?;
         writer.data.flush(sink)
-    })();
+    });
 
     let counts = if planner.reuse {
         pass1_counts
@@ -659,6 +671,7 @@ impl Planner<'_> {
             let Some((start, end)) = self.cycles.next() else {
                 return Ok(false);
             };
+            crate::fault!(Scan);
             let b1 = self.filter.bitmap1(start, end);
             self.pages_in_input += b1.count();
             sink.write_at(self.layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;
@@ -717,17 +730,24 @@ fn run_parallel(
                         .lock()
                         .map_err(|_| ())
                         .and_then(|r| r.recv().map_err(|_| ()));
+                    // A panic is caught and sent as this job's error like any other, so
+                    // that the writer stops at once instead of waiting for the batch.
                     let done = match next {
                         Err(()) => break,
-                        Ok(Job::Compress(mut b)) => {
-                            Done::Compressed(worker.process(&mut b).map(|()| b))
-                        }
+                        Ok(Job::Compress(mut b)) => Done::Compressed(
+                            crate::error::catch("a compression thread", || worker.process(&mut b))
+                                .map(|()| b),
+                        ),
                         Ok(Job::Write(at, b)) => Done::Written(
                             at,
-                            match &out {
-                                Some(out) => out.write_at(at, &b.data).map(|()| b),
-                                None => Err(Error::unsupported("no parallel output")),
-                            },
+                            crate::error::catch("a page-data writer thread", || {
+                                crate::fault!(Write);
+                                match &out {
+                                    Some(out) => out.write_at(at, &b.data),
+                                    None => Err(Error::internal("no parallel output")),
+                                }
+                            })
+                            .map(|()| b),
                         ),
                     };
                     let failed =
@@ -739,12 +759,17 @@ fn run_parallel(
             });
         }
         drop(done_tx);
+        // Only the workers hold the queue's receiving end: if they all stopped, sending
+        // fails instead of blocking.
+        drop(job_rx);
 
         let mut free: Vec<Batch> = (0..pool_size).map(|_| Batch::new(page_size)).collect();
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
         let mut writes_out = 0usize;
-        let result = (|| -> Result<()> {
+        // Caught here as well as by the caller, so that the workers' finished writes are
+        // still confirmed below after a panic on this thread.
+        let result = crate::error::catch("the writer thread", || -> Result<()> {
             loop {
                 // Hand out batches while buffers are free.
                 while !planned_all && let Some(mut b) = free.pop() {
@@ -753,7 +778,7 @@ fn run_parallel(
                         next_seq += 1;
                         job_tx
                             .send(Job::Compress(b))
-                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                            .map_err(|_| Error::internal("the compression threads stopped"))?;
                     } else {
                         free.push(b);
                         planned_all = true;
@@ -772,7 +797,7 @@ fn run_parallel(
                         free.push(b?);
                         writer.confirm(at);
                     }
-                    Err(_) => return Err(Error::unsupported("the compression threads stopped")),
+                    Err(_) => return Err(Error::internal("the compression threads stopped")),
                 }
                 // Place every batch whose turn has come.
                 while let Some(b) = waiting.remove(&next_write) {
@@ -782,14 +807,14 @@ fn run_parallel(
                         writes_out += 1;
                         job_tx
                             .send(Job::Write(at, b))
-                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                            .map_err(|_| Error::internal("the compression threads stopped"))?;
                     } else {
                         writer.write(sink, &b)?;
                         free.push(b);
                     }
                 }
             }
-        })();
+        });
         drop(job_tx);
         if result.is_err() {
             // Stopping early: page data the workers did write still counts, so that the

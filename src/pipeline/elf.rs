@@ -88,7 +88,7 @@ pub fn write_elf(
     let mut data = SeqWriter::new(layout.data_offset(), WRITE_BUFFER);
     let zeros = vec![0u8; vm.page_size];
     let mut read_error = None;
-    let copied = (|| -> Result<()> {
+    let copied = crate::error::catch("the writer thread", || -> Result<()> {
         for s in &layout.segments {
             crate::signals::check()?;
             let (mut pa, end) = (s.phys_start, s.phys_start + s.file_size);
@@ -109,7 +109,7 @@ pub fn write_elf(
             }
         }
         data.flush(sink)
-    })();
+    });
     stats.file_size = data.position();
     stats.lost = stats.unreadable;
     let failure = match copied {
