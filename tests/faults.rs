@@ -13,7 +13,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use vmsift::format::kdump::STATUS_INCOMPLETE;
 use vmsift::input::elf::ElfCore;
@@ -421,156 +420,157 @@ fn atomic_output_is_renamed_only_when_complete() {
     assert!(!staged.exists());
 }
 
-/// Runs `cmd` with its stdout going to `stdout` and its stderr to a file, and fails the
-/// test if it is still running after 10 s (killing it, so that a hang fails instead of
-/// hanging the test). Returns the exit code and stderr.
-fn within_10_s(mut cmd: Command, stdout: &Path) -> (Option<i32>, String) {
-    let err_path = stdout.with_extension("stderr");
-    let mut child = cmd
-        .stdout(fs::File::create(stdout).expect("stdout file"))
-        .stderr(fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running after 10 s: {}",
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let err = fs::read_to_string(&err_path).expect("stderr");
-    (status.code(), err)
-}
-
-/// tests/readers/pages-identical: libkdumpfile reads every page of `dump` identical to
-/// `vmcore`'s except exactly `lost` pages, and the header says incomplete.
-fn libkdumpfile_reads(vmcore: &Path, dump: &Path, lost: usize) {
-    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/pages-identical");
-    let o = Command::new(check)
-        .args(["--lost", &lost.to_string()])
-        .arg(vmcore)
-        .arg(dump)
-        .output()
-        .expect("run pages-identical");
-    assert!(
-        o.status.success(),
-        "libkdumpfile: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// The one error line of a run that failed with an injected fault: it names the fault,
-/// and no other line speaks of a panic (Rust's own panic message is not printed).
-fn one_error_line(err: &str, fault: &str, action: &str) {
-    let errors: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("vmsift: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{err}");
-    let line = errors[0];
-    assert!(line.contains("internal error"), "{err}");
-    assert!(line.contains(&format!("injected fault: {fault}")), "{err}");
-    if action == "panic" {
-        assert!(line.contains("panicked at src/"), "{err}");
-    }
-    assert_eq!(
-        err.lines().filter(|l| l.contains("panicked")).count(),
-        usize::from(action == "panic"),
-        "{err}"
-    );
-}
-
-/// Each failing call, in each role, with one and two threads, to a file and as a
-/// flattened stream: the run ends within 10 s with exit status 1 and one error line naming
-/// the failure; the file is a readable incomplete dump (vmsift's reader and libkdumpfile
-/// read every page it has and find the rest lost, as many as the message says).
+/// Failures injected into each thread role with the debug build's `VMSIFT_FAULT` hook.
 #[cfg(debug_assertions)]
-fn injected(role: &str, nth: u32, pages_written: bool) {
-    let dir = scratch(&format!("inject-{role}"));
-    let (vmcore, pages, _) = vmcore(&dir, 1024);
-    for action in ["panic", "error"] {
-        for threads in ["1", "2"] {
-            let fault = format!("{role}:{action}:{nth}");
-            let run = |flat: bool, out: &Path| {
-                let mut c = vmsift();
-                c.args(["-l", "-d", "0", "--num-threads", threads])
-                    .env("VMSIFT_FAULT", &fault);
-                if flat {
-                    c.args(["-F"]).arg(&vmcore);
-                } else {
-                    c.arg(&vmcore).arg(out);
-                }
-                c
-            };
-            let what = format!("{fault} with {threads} threads");
-            let dump = dir.join(format!("dump-{action}-{threads}"));
-            let stdout = dir.join(format!("out-{action}-{threads}"));
-            let (code, err) = within_10_s(run(false, &dump), &stdout);
-            assert_eq!(code, Some(1), "{what}: {err}");
-            one_error_line(&err, &format!("{role} #{nth}"), action);
-            if pages_written {
-                let (lost, incomplete) = read_back(&dump, &pages);
-                assert!(incomplete, "{what}");
-                assert!(!lost.is_empty(), "{what}");
-                if threads == "1" {
-                    assert!(lost.len() < 1024, "{what}: {} lost", lost.len());
-                }
-                assert_eq!(lost.len() as u64, reported_lost(&err), "{what}: {err}");
-                libkdumpfile_reads(&vmcore, &dump, lost.len());
-            } else {
-                // Failed before the first page: the file held nothing worth keeping.
-                assert!(!dump.exists(), "{what}: {err}");
+mod injected {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Runs `cmd` with its stdout going to `stdout` and its stderr to a file, and fails the
+    /// test if it is still running after 10 s (killing it, so that a hang fails instead of
+    /// hanging the test). Returns the exit code and stderr.
+    fn within_10_s(mut cmd: Command, stdout: &Path) -> (Option<i32>, String) {
+        let err_path = stdout.with_extension("stderr");
+        let mut child = cmd
+            .stdout(fs::File::create(stdout).expect("stdout file"))
+            .stderr(fs::File::create(&err_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
             }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "still running after 10 s: {}",
+                    fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let err = fs::read_to_string(&err_path).expect("stderr");
+        (status.code(), err)
+    }
 
-            let flat = dir.join(format!("flat-{action}-{threads}"));
-            let (code, err) = within_10_s(run(true, &flat), &flat);
-            assert_eq!(code, Some(1), "{what}, -F: {err}");
-            one_error_line(&err, &format!("{role} #{nth}"), action);
+    /// tests/readers/pages-identical: libkdumpfile reads every page of `dump` identical to
+    /// `vmcore`'s except exactly `lost` pages, and the header says incomplete.
+    fn libkdumpfile_reads(vmcore: &Path, dump: &Path, lost: usize) {
+        let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/pages-identical");
+        let o = Command::new(check)
+            .args(["--lost", &lost.to_string()])
+            .arg(vmcore)
+            .arg(dump)
+            .output()
+            .expect("run pages-identical");
+        assert!(
+            o.status.success(),
+            "libkdumpfile: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// The one error line of a run that failed with an injected fault: it names the fault,
+    /// and no other line speaks of a panic (Rust's own panic message is not printed).
+    fn one_error_line(err: &str, fault: &str, action: &str) {
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("vmsift: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        let line = errors[0];
+        assert!(line.contains("internal error"), "{err}");
+        assert!(line.contains(&format!("injected fault: {fault}")), "{err}");
+        if action == "panic" {
+            assert!(line.contains("panicked at src/"), "{err}");
+        }
+        assert_eq!(
+            err.lines().filter(|l| l.contains("panicked")).count(),
+            usize::from(action == "panic"),
+            "{err}"
+        );
+    }
+
+    /// Each failing call, in each role, with one and two threads, to a file and as a
+    /// flattened stream: the run ends within 10 s with exit status 1 and one error line naming
+    /// the failure; the file is a readable incomplete dump (vmsift's reader and libkdumpfile
+    /// read every page it has and find the rest lost, as many as the message says).
+    fn injected(role: &str, nth: u32, pages_written: bool) {
+        let dir = scratch(&format!("inject-{role}"));
+        let (vmcore, pages, _) = vmcore(&dir, 1024);
+        for action in ["panic", "error"] {
+            for threads in ["1", "2"] {
+                let fault = format!("{role}:{action}:{nth}");
+                let run = |flat: bool, out: &Path| {
+                    let mut c = vmsift();
+                    c.args(["-l", "-d", "0", "--num-threads", threads])
+                        .env("VMSIFT_FAULT", &fault);
+                    if flat {
+                        c.args(["-F"]).arg(&vmcore);
+                    } else {
+                        c.arg(&vmcore).arg(out);
+                    }
+                    c
+                };
+                let what = format!("{fault} with {threads} threads");
+                let dump = dir.join(format!("dump-{action}-{threads}"));
+                let stdout = dir.join(format!("out-{action}-{threads}"));
+                let (code, err) = within_10_s(run(false, &dump), &stdout);
+                assert_eq!(code, Some(1), "{what}: {err}");
+                one_error_line(&err, &format!("{role} #{nth}"), action);
+                if pages_written {
+                    let (lost, incomplete) = read_back(&dump, &pages);
+                    assert!(incomplete, "{what}");
+                    assert!(!lost.is_empty(), "{what}");
+                    if threads == "1" {
+                        assert!(lost.len() < 1024, "{what}: {} lost", lost.len());
+                    }
+                    assert_eq!(lost.len() as u64, reported_lost(&err), "{what}: {err}");
+                    libkdumpfile_reads(&vmcore, &dump, lost.len());
+                } else {
+                    // Failed before the first page: the file held nothing worth keeping.
+                    assert!(!dump.exists(), "{what}: {err}");
+                }
+
+                let flat = dir.join(format!("flat-{action}-{threads}"));
+                let (code, err) = within_10_s(run(true, &flat), &flat);
+                assert_eq!(code, Some(1), "{what}, -F: {err}");
+                one_error_line(&err, &format!("{role} #{nth}"), action);
+            }
         }
     }
-}
 
-#[test]
-#[cfg(debug_assertions)]
-fn a_failing_compression_worker_ends_the_run() {
-    injected("compress", 300, true);
-}
+    #[test]
+    fn a_failing_compression_worker_ends_the_run() {
+        injected("compress", 300, true);
+    }
 
-#[test]
-#[cfg(debug_assertions)]
-fn a_failing_page_read_ends_the_run() {
-    // Default (mmap) reads of a regular file: one read per run of pages, here a batch.
-    injected("read", 3, true);
-}
+    #[test]
+    fn a_failing_page_read_ends_the_run() {
+        // Default (mmap) reads of a regular file: one read per run of pages, here a batch.
+        injected("read", 3, true);
+    }
 
-/// Page data written by the writer (one thread, and streams) or by the workers.
-#[test]
-#[cfg(debug_assertions)]
-fn a_failing_page_data_write_ends_the_run() {
-    injected("write", 3, true);
-}
+    /// Page data written by the writer (one thread, and streams) or by the workers.
+    #[test]
+    fn a_failing_page_data_write_ends_the_run() {
+        injected("write", 3, true);
+    }
 
-/// In the middle of a batch's descriptors: the ones already handed to the output are
-/// made "lost" too.
-#[test]
-#[cfg(debug_assertions)]
-fn a_failing_descriptor_write_ends_the_run() {
-    injected("describe", 300, true);
-}
+    /// In the middle of a batch's descriptors: the ones already handed to the output are
+    /// made "lost" too.
+    #[test]
+    fn a_failing_descriptor_write_ends_the_run() {
+        injected("describe", 300, true);
+    }
 
-/// The planner's first pass over the page filter: nothing is written yet, so no file is
-/// left (as for a bad input).
-#[test]
-#[cfg(debug_assertions)]
-fn a_failing_page_filter_ends_the_run() {
-    injected("scan", 1, false);
+    /// The planner's first pass over the page filter: nothing is written yet, so no file is
+    /// left (as for a bad input).
+    #[test]
+    fn a_failing_page_filter_ends_the_run() {
+        injected("scan", 1, false);
+    }
 }
