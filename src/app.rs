@@ -418,16 +418,22 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
     let mut first_error = None;
     for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
         match result {
-            Ok(done) => {
-                common!(
+            Ok(done) => match done.failure {
+                None => common!(
                     "The dumpfile is saved to {} (pfns {start:#x}-{end:#x}, {} pages).",
                     path.display(),
                     done.stats.dumpable
-                );
-                if let Some(e) = done.failure {
-                    first_error.get_or_insert(e);
+                ),
+                Some(e) => {
+                    common!(
+                        "The dumpfile {} (pfns {start:#x}-{end:#x}) is incomplete: {} of its {} pages are missing (marked lost, the header says incomplete).",
+                        path.display(),
+                        done.stats.lost,
+                        done.stats.dumpable
+                    );
+                    first_error.get_or_insert(e.context(format!("writing {}", path.display())));
                 }
-            }
+            },
             Err(e) => {
                 let _ = std::fs::remove_file(path);
                 first_error.get_or_insert(e);

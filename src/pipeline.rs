@@ -562,7 +562,7 @@ pub fn write_kdump(
             let mut worker = make_worker(vm.memory.duplicate()?)?;
             let mut batch = Batch::new(vm.page_size);
             while planner.next_batch(sink, &mut batch.pfns)? {
-                worker.process(&mut batch)?;
+                crate::error::catch("the compressing thread", || worker.process(&mut batch))?;
                 writer.write(sink, &batch)?;
             }
         } else {

@@ -573,4 +573,56 @@ mod injected {
     fn a_failing_page_filter_ends_the_run() {
         injected("scan", 1, false);
     }
+
+    /// `--split`: each file has its own writer thread (one worker each); the one that
+    /// fails is kept as an incomplete dump and named in the one error line.
+    #[test]
+    fn a_failing_split_writer_ends_the_run() {
+        let dir = scratch("inject-split");
+        let (vmcore, _, _) = vmcore(&dir, 1024);
+        let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("part{i}"))).collect();
+        for action in ["panic", "error"] {
+            let mut c = vmsift();
+            c.args(["-l", "-d", "0", "-f", "--split"])
+                .arg(&vmcore)
+                .args(&parts)
+                .env("VMSIFT_FAULT", format!("compress:{action}:300"));
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{action}")));
+            assert_eq!(code, Some(1), "{err}");
+            one_error_line(&err, "compress #300", action);
+            let incomplete: Vec<&PathBuf> = parts
+                .iter()
+                .filter(|p| {
+                    let d = KdumpFile::open(fs::File::open(p).expect("part")).expect("opens");
+                    d.header.status & STATUS_INCOMPLETE != 0
+                })
+                .collect();
+            assert_eq!(incomplete.len(), 1, "{err}");
+            assert!(
+                err.contains(&format!("writing {}", incomplete[0].display())),
+                "{err}"
+            );
+        }
+    }
+
+    /// `-E` (one thread): the ELF file is kept, its header flagged incomplete.
+    #[test]
+    fn a_failing_read_ends_an_elf_dump() {
+        let dir = scratch("inject-elf");
+        let (vmcore, _, _) = vmcore(&dir, 1024);
+        for action in ["panic", "error"] {
+            let dump = dir.join(format!("dump-{action}"));
+            let mut c = vmsift();
+            c.args(["-E", "-d", "0"])
+                .arg(&vmcore)
+                .arg(&dump)
+                .env("VMSIFT_FAULT", format!("read:{action}:300"));
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{action}")));
+            assert_eq!(code, Some(1), "{err}");
+            one_error_line(&err, "read #300", action);
+            let bytes = fs::read(&dump).expect("the ELF dump is kept");
+            let flags = u32::from_le_bytes(bytes[0x30..0x34].try_into().expect("e_flags"));
+            assert_eq!(flags, vmsift::format::elf::FLAG_INCOMPLETE, "{err}");
+        }
+    }
 }

@@ -95,6 +95,7 @@ pub fn write_elf(
             while pa < end {
                 let off = (pa % ps) as usize;
                 let n = (ps - off as u64).min(end - pa) as usize;
+                crate::fault!(Read);
                 match mem.read_page(pa / ps) {
                     Ok(page) => data.push(sink, &page[off..off + n])?,
                     Err(e) if e.kind() == ErrorKind::Io => {
