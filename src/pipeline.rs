@@ -542,6 +542,7 @@ pub fn write_kdump(
         range: (lo, hi),
         pages_in_input: 0,
         dumpable: 0,
+        bitmaps_done: 0,
     };
     if !planner.reuse {
         planner.filter.begin_pass();
@@ -594,6 +595,9 @@ pub fn write_kdump(
         Err(e) => {
             let (unwritten, alive) = writer.salvage(sink, layout.desc_offset(), &e);
             writer.stats.lost = unwritten + (described - writer.described);
+            if alive && let Err(e) = planner.salvage_bitmaps(sink) {
+                crate::warn!("cannot write the bitmaps of the cycles not reached: {e}");
+            }
             output_alive = alive;
             Some(e)
         }
@@ -645,9 +649,33 @@ struct Planner<'f> {
     range: (u64, u64),
     pages_in_input: u64,
     dumpable: u64,
+    /// The bitmaps of pfns below this are written.
+    bitmaps_done: u64,
 }
 
 impl Planner<'_> {
+    /// After a failure: writes the bitmaps of the cycles not reached, when pass 1 kept
+    /// them (no mem_map is read now), so that their pages read as lost (their descriptors
+    /// are zero, see `Writer::salvage`), as the final message counts them, rather than as
+    /// absent. Without kept bitmaps those cycles stay unwritten.
+    fn salvage_bitmaps(&mut self, sink: &mut dyn Sink) -> Result<()> {
+        for b2 in self.kept.by_ref() {
+            if b2.start() < self.bitmaps_done {
+                continue;
+            }
+            let b1 = self.filter.bitmap1(b2.start(), b2.end());
+            sink.write_at(
+                self.layout.bitmap1_offset() + b2.start() / 8,
+                &b1.file_bytes(),
+            )?;
+            sink.write_at(
+                self.layout.bitmap2_offset() + b2.start() / 8,
+                &b2.file_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Fills `pfns` with the next batch (at most BATCH_PAGES, within one cycle). Returns
     /// false when every cycle is done.
     fn next_batch(&mut self, sink: &mut dyn Sink, pfns: &mut Vec<u64>) -> Result<bool> {
@@ -680,6 +708,7 @@ impl Planner<'_> {
                 None => self.filter.bitmap2(start, end),
             };
             sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
+            self.bitmaps_done = end;
             self.pending = Some(b2.into_iter_set());
         }
     }

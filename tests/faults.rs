@@ -625,4 +625,47 @@ mod injected {
             assert_eq!(flags, vmsift::format::elf::FLAG_INCOMPLETE, "{err}");
         }
     }
+
+    /// Cycles of 65536 pfns (`--cyclic-buffer 1`, the smallest): 256 pages at pfn 0 and 256 at
+    /// pfn 131072,
+    /// so the second stretch is in the third cycle. A failure in the first cycle leaves
+    /// the bitmaps of the cycles not reached to the salvage, which writes them (pass 1
+    /// kept them): their pages read as lost, as many as the message says, not as absent.
+    #[test]
+    fn a_failure_before_the_last_cycle_marks_the_later_cycles_lost() {
+        let dir = scratch("inject-cycles");
+        let low = mixed_pages(3, 256, PS);
+        let high = mixed_pages(5, 256, PS);
+        let s = SynthVmcore::new()
+            .prstatus(1)
+            .vmcoreinfo(MINIMAL_VMCOREINFO)
+            .load(0, low.clone(), 0)
+            .load(131_072 * PS as u64, high, 0);
+        let vmcore = dir.join("vmcore");
+        fs::write(&vmcore, s.to_bytes()).expect("write vmcore");
+        for (fault, threads) in [("compress:panic:200", "1"), ("scan:error:5", "2")] {
+            let dump = dir.join(format!("dump-{threads}"));
+            let mut c = vmsift();
+            c.args([
+                "-l",
+                "-d",
+                "0",
+                "--cyclic-buffer",
+                "1",
+                "--num-threads",
+                threads,
+            ])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("VMSIFT_FAULT", fault);
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{threads}")));
+            assert_eq!(code, Some(1), "{fault}: {err}");
+            // The third cycle's 256 pages at least; with one thread the first batch (128
+            // pages) was written before the 200th page failed.
+            let reported = reported_lost(&err);
+            let most = if threads == "1" { 384 } else { 512 };
+            assert!((256..=most).contains(&reported), "{fault}: {err}");
+            libkdumpfile_reads(&vmcore, &dump, reported as usize);
+        }
+    }
 }
