@@ -934,4 +934,34 @@ mod tests {
         assert_eq!(salvage_with(EIO, EIO), (1 + 4, true));
         assert_eq!(salvage_with(ENOSPC, ENOSPC), (1 + 4, true));
     }
+
+    /// Records the extent of every write.
+    struct Extents(Vec<(u64, usize)>);
+    impl Sink for Extents {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+            self.0.push((offset, data.len()));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn salvage_covers_descriptors_pushed_by_an_unfinished_batch() {
+        let mut w = stopped_writer();
+        let mut sink = Extents(Vec::new());
+        // 10 described and committed, then a failure after 5 more were pushed.
+        w.described = 10;
+        w.committed = 10;
+        for _ in 0..15 {
+            w.descs
+                .push(&mut sink, &[7u8; PAGE_DESC_SIZE as usize])
+                .expect("buffered");
+        }
+        let (lost, _) = w.salvage(&mut sink, 4096, &os_error(nix::libc::EIO));
+        assert_eq!(lost, 5);
+        let zeroed = 4096 + 10 * PAGE_DESC_SIZE;
+        assert_eq!(sink.0.last(), Some(&(zeroed, 5 * PAGE_DESC_SIZE as usize)));
+    }
 }
