@@ -12,7 +12,8 @@
 //! | `read`     | a worker reading one page, or one run of pages, from the input      |
 //! | `write`    | one batch's page data written (by the writer, or by a worker)       |
 //! | `describe` | the writer adding one page descriptor                               |
-//! | `scan`     | the planner starting a cycle's bitmaps (the filter, mem_map)       |
+//! | `scan`     | the planner starting a cycle: pass 1's filter (mem_map), pass 2's   |
+//! |            | bitmaps                                                            |
 //!
 //! ACTION is `panic` (a panic in that thread), `error` (an internal error returned there)
 //! or `mark` (one line `vmsift: fault mark: ROLE N` on stderr and nothing else, for tests

@@ -573,7 +573,7 @@ pub fn write_kdump(
             run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
         }
         if planner.dumpable != described {
-            return Err(Error::bad_input(format!(
+            return Err(Error::internal(format!(
                 "the page filter gave {} dumpable pages on the second pass but {described} on the first",
                 planner.dumpable
             )));
