@@ -34,7 +34,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let job = match cli::parse(args) {
+    // Every panic becomes the run's one error line (exit status 1), never Rust's
+    // multi-line message and status 101: see `error::catch`.
+    crate::error::quiet_panics();
+    let job = match crate::error::catch("the command line parser", || cli::parse(args)) {
         Ok(job) => job,
         Err(e) => {
             eprintln!("vmsift: {e}");
@@ -42,7 +45,7 @@ where
         }
     };
     report::set_level(job.message_level);
-    match run(&job) {
+    match crate::error::catch("the main thread", || run(&job)) {
         Ok(()) => 0,
         Err(e) => {
             report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
@@ -357,12 +360,16 @@ fn write_part(
         range,
     };
     let mut filter = filter_for(vm, level)?;
-    let done = if job.elf {
-        pipeline::write_elf(vm, &mut filter, sink, &opts)?
-    } else {
-        let header = pipeline::base_header(vm, uts.name, &opts);
-        pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?
-    };
+    // A panic before the first page (the pipelines catch their own after it) is an
+    // error like any other here: the caller removes the file, which holds nothing yet.
+    let done = crate::error::catch("the writer thread", || {
+        if job.elf {
+            pipeline::write_elf(vm, &mut filter, sink, &opts)
+        } else {
+            let header = pipeline::base_header(vm, uts.name, &opts);
+            pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
+        }
+    })?;
     report_stats(&done.stats);
     Ok(done)
 }
@@ -443,27 +450,36 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::unsupported("a split writer thread panicked")))
+                h.join().unwrap_or_else(|payload| {
+                    Err(Error::from_panic("a --split writer thread", &*payload))
+                })
             })
             .collect()
     });
     let mut first_error = None;
     for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
         match result {
-            Ok(done) => {
-                let (what, pages) = (path.display(), done.stats.dumpable);
-                if job.dry_run {
-                    common!("{what} would hold pfns {start:#x}-{end:#x}, {pages} pages.");
-                } else {
+            Ok(done) => match done.failure {
+                None if job.dry_run => common!(
+                    "{} would hold pfns {start:#x}-{end:#x}, {} pages.",
+                    path.display(),
+                    done.stats.dumpable
+                ),
+                None => common!(
+                    "The dumpfile is saved to {} (pfns {start:#x}-{end:#x}, {} pages).",
+                    path.display(),
+                    done.stats.dumpable
+                ),
+                Some(e) => {
                     common!(
-                        "The dumpfile is saved to {what} (pfns {start:#x}-{end:#x}, {pages} pages)."
+                        "The dumpfile {} (pfns {start:#x}-{end:#x}) is incomplete: {} of its {} pages are missing (marked lost, the header says incomplete).",
+                        path.display(),
+                        done.stats.lost,
+                        done.stats.dumpable
                     );
+                    first_error.get_or_insert(e.context(format!("writing {}", path.display())));
                 }
-                if let Some(e) = done.failure {
-                    first_error.get_or_insert(e);
-                }
-            }
+            },
             Err(e) => {
                 if !job.dry_run {
                     let _ = std::fs::remove_file(path);
