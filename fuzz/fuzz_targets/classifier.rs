@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "OFFSET(page.private)",
     "OFFSET(page._mapcount)",
     "OFFSET(page.compound_head)",
+    "OFFSET(page.compound_info)",
     "OFFSET(page.compound_order)",
     "OFFSET(page.compound_dtor)",
     "OFFSET(folio._folio_order)",
