@@ -459,6 +459,31 @@ fn each_missing_key_keeps_only_the_classes_that_need_it() {
     }
 }
 
+/// With inverted-bit page types (6.1) a slab page's word could equal a type's value, so
+/// without the slab test free and offline pages are kept too; cache still filters.
+#[test]
+fn inverted_bit_types_need_the_slab_test() {
+    let (k, e) = kernel(Flavor::Linux6_1);
+    let info = without(&k.vmcoreinfo(), "NUMBER(PG_slab)");
+    let (got, stderr) = excluded_with_info("no-pg-slab", &k, &info, 31);
+    let want = expected(
+        &Expect {
+            user: vec![],
+            free: vec![],
+            always: vec![1100],
+            ..e
+        },
+        31,
+    );
+    assert!(got == want, "{}\n{stderr}", diff(&got, &want));
+    assert!(
+        stderr.contains(
+            "user, free and offline pages are kept: VMCOREINFO lacks NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)"
+        ),
+        "{stderr}"
+    );
+}
+
 /// The 2nd bitmap is the same whatever the cycle size: blocks that cross a cycle's end
 /// carry over into the next one.
 #[test]
