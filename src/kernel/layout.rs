@@ -37,7 +37,9 @@
 //! The tail test guards cache and user: a tail page's words belong to its folio (the
 //! first tail's mapping word holds counters, odd or even), so without it those rules would
 //! read tails as pages of their own. Free, unaccepted and offline pages are typed pages,
-//! never tails, and hwpoison marks the very page.
+//! never tails, and hwpoison marks the very page. User pages need the slab test even when
+//! slab pages are typed: from 6.2 a slab's fields overlay `mapping` with bit 0 set, and a
+//! kernel that stopped exporting the slab key may have stopped typing slab pages too.
 
 use super::vmcoreinfo::VmcoreInfo;
 

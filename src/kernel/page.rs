@@ -2,7 +2,8 @@
 //! pages (anonymous and hugetlb, whole folios), hwpoison and offline pages. mem_map is read
 //! in batches of struct pages per section; each decision looks at one struct page and, for
 //! a compound head, its first tail page. When the data looks wrong (an order beyond the
-//! allocator's, a misaligned block, unreadable struct pages) the pages are kept and the
+//! allocator's, a misaligned block, an order the first tail's 7.1 mask contradicts,
+//! unreadable struct pages) the pages are kept and the
 //! problem is reported once: a dump may be bigger than needed, never missing a page the
 //! kernel still used.
 
