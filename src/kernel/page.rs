@@ -3,9 +3,8 @@
 //! in batches of struct pages per section; each decision looks at one struct page and, for
 //! a compound head, its first tail page. When the data looks wrong (an order beyond the
 //! allocator's, a misaligned block, an order the first tail's 7.1 mask contradicts,
-//! unreadable struct pages) the pages are kept and the
-//! problem is reported once: a dump may be bigger than needed, never missing a page the
-//! kernel still used.
+//! unreadable struct pages) the pages are kept and the problem is reported once: a dump
+//! may be bigger than needed, never missing a page the kernel still used.
 
 use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest};
 use super::memmap::MemMap;
