@@ -139,11 +139,12 @@ apt_download() {
 }
 
 # Debian package names: the image package for KVER, and the matching -dbg package.
-# From 7.x (sid) the image package is split: the kernel is in linux-binary-KVER (with the
-# vmlinuz under usr/lib/modules/KVER/), the modules in linux-modules-KVER.
+# From 7.x (sid) the image package is split in three: the kernel is in linux-binary-KVER
+# (the vmlinuz under usr/lib/modules/KVER/), the modules in linux-modules-KVER, and
+# modules.builtin, config and System.map in linux-base-KVER.
 image_pkg() {
     case $1 in
-    7.*) echo "linux-binary-$1 linux-modules-$1" ;;
+    7.*) echo "linux-binary-$1 linux-modules-$1 linux-base-$1" ;;
     *) echo "linux-image-$1" ;;
     esac
 }
