@@ -34,7 +34,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let job = match cli::parse(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let job = match cli::parse(args.iter().cloned()) {
         Ok(job) => job,
         Err(e) => {
             eprintln!("vmsift: {e}");
@@ -42,13 +43,24 @@ where
         }
     };
     report::set_level(job.message_level);
-    match run(&job) {
+    // The no-progress watchdog: this process may only supervise a child doing the work.
+    if let Some(limit) = crate::watchdog::limit(&job)
+        && let crate::watchdog::Role::Supervised(code) = crate::watchdog::start(limit, &args)
+    {
+        return code;
+    }
+    let code = match run(&job) {
         Ok(()) => 0,
         Err(e) => {
+            if crate::watchdog::fired() {
+                // The watchdog says why and ends the process.
+                return crate::watchdog::exit_status(1);
+            }
             report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
             1
         }
-    }
+    };
+    crate::watchdog::exit_status(code)
 }
 
 pub fn run(job: &Job) -> Result<()> {
