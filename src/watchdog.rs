@@ -16,17 +16,18 @@
 //! 3. One line on stderr (`vmsift: error: no progress on the output for N s ...`).
 //! 4. Exit status 1.
 //!
-//! A thread blocked in an NFS write can keep its process from ending at all: an exiting
-//! process flushes its open NFS files (close), and fsync or a rewrite of a page under
-//! writeback waits in uninterruptible sleep, which not even SIGKILL ends, and the exit of
-//! a process is reported only once its last thread is gone. So when the watchdog is on,
-//! vmsift runs as two processes (`supervise`): the one kdump started runs the same command
-//! again as its child, never opens the output itself, and follows the child's heartbeat
-//! through a pipe (one byte per tick with progress). When the child has given up and does
-//! not end within `GRACE`, or goes silent for the configured time plus `GRACE`, the parent
-//! exits with status 1 on its own (killing the child, which may stay behind in the kernel
-//! until the server returns or the machine reboots, which is what kdump does next).
-//! Stop signals sent to the parent alone (kdump's own timeout) are passed on to the child.
+//! A thread blocked in an NFS write can keep its process from ending at all. On a hard
+//! mount whose server is gone, the capture-target test (tests/targets, nfs-hard) finds
+//! the writer in `nfs_write_begin` → `folio_wait_writeback`, an uninterruptible sleep that
+//! not even SIGKILL ends; an exiting process also flushes its open NFS files; and a
+//! process's exit is reported only once its last thread is gone. So when the watchdog is
+//! on, vmsift runs as two processes (`supervise`): the one kdump started runs the same
+//! command again as its child, never opens the output itself, and follows the child's
+//! heartbeat through a pipe (one byte per tick with progress). When the child has given up
+//! and does not end within `GIVEN_UP_GRACE`, or goes silent for the configured time plus
+//! `GRACE`, the parent exits with status 1 on its own, killing the child, which may stay
+//! behind in the kernel until the server returns or the machine reboots (what kdump does
+//! next). Stop signals sent to the parent alone (kdump's own timeout) are passed on.
 //!
 //! Default: on, `DEFAULT_SECS`, when the input is `/proc/vmcore` (a capture kernel, where
 //! no one watches); off otherwise (an interactive user can press Ctrl-C, and a re-filtering
@@ -57,9 +58,14 @@ pub const DEFAULT_SECS: u64 = 120;
 /// How long marking the dump incomplete may take before the process exits anyway.
 const MARK_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long the parent waits for a child that gave up (or closed the heartbeat pipe) to
-/// end, and how much longer than the watchdog's time it waits for a child gone silent.
+/// How long the parent waits for a child that said its exit status (or closed the
+/// heartbeat pipe) to end, and how much longer than the watchdog's time it waits for a
+/// child gone silent.
 const GRACE: Duration = Duration::from_secs(10);
+
+/// How long the parent waits for a child that gave up and said so to end: it only
+/// has to exit, but a thread stuck in an NFS write can keep it from ever ending.
+const GIVEN_UP_GRACE: Duration = Duration::from_secs(3);
 
 /// How often the watchdog looks at the progress counter.
 const TICK: Duration = Duration::from_millis(250);
@@ -265,6 +271,7 @@ fn give_up(limit: Duration) -> ! {
         }
     };
     let secs = limit.as_secs();
+    crate::report::close_line();
     crate::report::emit(
         crate::report::ML_ERROR,
         format_args!(
@@ -319,10 +326,12 @@ fn supervise(limit: Duration, args: &[OsString]) -> Option<i32> {
             Ok(Some(SIGNALLED)) => child_signalled = true,
             Ok(Some(FIRED_BYTE)) => {
                 reported = Some(1);
+                end_by = Some(Instant::now() + GIVEN_UP_GRACE);
+            }
+            Ok(Some(code @ (EXIT_OK | EXIT_FAILED))) => {
+                reported = Some(i32::from(code == EXIT_FAILED));
                 end_by.get_or_insert(Instant::now() + GRACE);
             }
-            Ok(Some(EXIT_OK)) => reported = Some(0),
-            Ok(Some(EXIT_FAILED)) => reported = Some(1),
             Ok(Some(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 end_by.get_or_insert(Instant::now() + GRACE);
