@@ -338,6 +338,14 @@ fn supervise(limit: Duration, args: &[OsString]) -> Option<i32> {
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
+            use std::os::unix::process::ExitStatusExt;
+            if let (Some(sig), None) = (status.signal(), reported) {
+                // Killed before it could say anything (the OOM killer, for one).
+                crate::report::emit(
+                    crate::report::ML_ERROR,
+                    format_args!("vmsift: error: the working process was killed by signal {sig}"),
+                );
+            }
             return Some(status.code().or(reported).unwrap_or(1));
         }
         if let Some(sig) = stop.take() {

@@ -275,3 +275,45 @@ fn stop_signals_reach_the_worker_once() {
         assert!(d.header.status & STATUS_INCOMPLETE != 0, "group {group}");
     }
 }
+
+/// The worker killed from outside (the OOM killer): the supervisor says so, exit 1.
+#[test]
+fn a_killed_worker_is_reported() {
+    let dir = scratch("killed");
+    let (vmcore, _) = vmcore(&dir, 600);
+    let dump = dir.join("dump");
+    let mut child = vmsift()
+        .args(["-d", "0", "--num-threads", "1", "--watchdog", "30"])
+        .arg(&vmcore)
+        .arg(&dump)
+        .env("FAULT_WRITE_SLOW_US", "300000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vmsift");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !dump.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The worker is the supervisor's only child.
+    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .expect("the supervisor's children");
+    let worker: i32 = children.trim().parse().expect("one worker");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the worker");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert_eq!(child.wait().expect("wait").code(), Some(1), "{err}");
+    assert_eq!(
+        error_lines(&err),
+        ["vmsift: error: the working process was killed by signal 9"],
+        "{err}"
+    );
+}
