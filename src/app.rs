@@ -37,7 +37,10 @@ where
     // Every panic becomes the run's one error line (exit status 1), never Rust's
     // multi-line message and status 101: see `error::catch`.
     crate::error::quiet_panics();
-    let job = match crate::error::catch("the command line parser", || cli::parse(args)) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let job = match crate::error::catch("the command line parser", || {
+        cli::parse(args.iter().cloned())
+    }) {
         Ok(job) => job,
         Err(e) => {
             eprintln!("vmsift: {e}");
@@ -45,13 +48,24 @@ where
         }
     };
     report::set_level(job.message_level);
-    match crate::error::catch("the main thread", || run(&job)) {
+    // The no-progress watchdog: this process may only supervise a child doing the work.
+    if let Some(limit) = crate::watchdog::limit(&job)
+        && let crate::watchdog::Role::Supervised(code) = crate::watchdog::start(limit, &args)
+    {
+        return code;
+    }
+    let code = match crate::error::catch("the main thread", || run(&job)) {
         Ok(()) => 0,
         Err(e) => {
+            if crate::watchdog::fired() {
+                // The watchdog says why and ends the process.
+                return crate::watchdog::exit_status(1);
+            }
             report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
             1
         }
-    }
+    };
+    crate::watchdog::exit_status(code)
 }
 
 pub fn run(job: &Job) -> Result<()> {

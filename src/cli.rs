@@ -79,6 +79,9 @@ pub struct Job {
     /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
     pub ssh_key: Option<PathBuf>,
     pub ssh_options: Vec<String>,
+    /// `--watchdog SECONDS`: give up when the output takes no byte for this long (0: off;
+    /// `None`: the default, see `watchdog::limit`).
+    pub watchdog: Option<u64>,
 }
 
 fn command() -> Command {
@@ -211,6 +214,12 @@ fn command() -> Command {
                 .value_name("OPT")
                 .action(ArgAction::Append)
                 .help("An ssh -o option for an ssh:// dump file (repeatable)"),
+        )
+        .arg(
+            Arg::new("watchdog")
+                .long("watchdog")
+                .value_name("SECONDS")
+                .help("Give up (exit 1, the dump marked incomplete) when the output takes no byte for SECONDS; 0 turns it off (default: 120 when VMCORE is /proc/vmcore, else off)"),
         )
         .arg(
             Arg::new("non-mmap")
@@ -668,6 +677,11 @@ where
         Some(s) => Some(parse_number("--cyclic-buffer", s)?),
     };
 
+    let watchdog = match m.get_one::<String>("watchdog") {
+        None => None,
+        Some(s) => Some(parse_number("--watchdog", s)?.min(1 << 32)),
+    };
+
     let files: Vec<PathBuf> = m
         .get_many::<String>("files")
         .map(|v| v.map(PathBuf::from).collect())
@@ -724,6 +738,7 @@ where
             .unwrap_or_default(),
         check_params: on("check-params"),
         dry_run: on("dry-run"),
+        watchdog,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod report;
 pub mod signals;
 pub mod synth;
 pub mod target;
+pub mod watchdog;
 
 pub use error::{Error, ErrorKind, Result};
 

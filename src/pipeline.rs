@@ -25,6 +25,8 @@ use crate::input::Vmcore;
 use crate::input::{Memory, PhysPages};
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Size of the buffered writes of descriptors and of page data.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -317,6 +319,8 @@ struct Writer {
     in_flight: std::collections::BTreeMap<u64, u64>,
     /// The first page read error, for the final message.
     read_error: Option<String>,
+    /// `described` and `committed`, for the watchdog's marking from another thread.
+    shared: Arc<[AtomicU64; 2]>,
 }
 
 impl Writer {
@@ -361,6 +365,7 @@ impl Writer {
             self.committed = n;
             self.checkpoints.pop_front();
         }
+        self.shared[1].store(self.committed, Ordering::Relaxed);
     }
 
     fn describe(&mut self, sink: &mut dyn Sink, b: &Batch, mut offset: u64) -> Result<()> {
@@ -399,6 +404,7 @@ impl Writer {
             self.read_error.clone_from(&b.read_error);
         }
         self.described += b.out.len() as u64;
+        self.shared[0].store(self.described, Ordering::Relaxed);
         self.checkpoints.push_back((self.described, offset));
         self.commit();
         Ok(())
@@ -433,6 +439,35 @@ impl Writer {
     }
 }
 
+/// What the watchdog does to a kdump file it gives up on (see `watchdog`): the page
+/// descriptors whose data is not known to be written say "lost" (as `Writer::salvage`
+/// makes them), then the header says incomplete. Descriptors never written are holes and
+/// read as lost already.
+fn mark_on_stall(
+    out: crate::target::ParallelWriter,
+    header: &Header,
+    desc_start: u64,
+    shared: &Arc<[AtomicU64; 2]>,
+) -> crate::watchdog::MarkGuard {
+    let mut h = header.clone();
+    h.status |= STATUS_INCOMPLETE;
+    let header_bytes = h.main_bytes();
+    let shared = Arc::clone(shared);
+    crate::watchdog::on_stall(move || {
+        let described = shared[0].load(Ordering::Relaxed);
+        let committed = shared[1].load(Ordering::Relaxed).min(described);
+        let zeros = vec![0u8; WRITE_BUFFER];
+        let mut at = desc_start + committed * PAGE_DESC_SIZE;
+        let end = desc_start + described * PAGE_DESC_SIZE;
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64);
+            out.write_at_anyway(at, &zeros[..n as usize])?;
+            at += n;
+        }
+        out.write_at_anyway(0, &header_bytes)
+    })
+}
+
 /// Writes a kdump-compressed dump of `vm` to `sink`.
 pub fn write_kdump(
     vm: &mut Vmcore,
@@ -457,6 +492,7 @@ pub fn write_kdump(
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
         crate::fault!(Scan);
+        crate::watchdog::progress();
         if !filter.has_memory(start, end) {
             if keep {
                 kept.push(Bitmap::new(start, end - start));
@@ -535,7 +571,11 @@ pub fn write_kdump(
         checkpoints: Default::default(),
         in_flight: Default::default(),
         read_error: None,
+        shared: Default::default(),
     };
+    let _mark = sink
+        .parallel_writer()
+        .map(|out| mark_on_stall(out, &header, layout.desc_offset(), &writer.shared));
 
     // Pass 2: bitmaps and pages, cycle by cycle.
     let mut planner = Planner {
@@ -923,6 +963,7 @@ mod tests {
             checkpoints: Default::default(),
             in_flight: Default::default(),
             read_error: None,
+            shared: Default::default(),
         }
     }
 

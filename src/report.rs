@@ -2,7 +2,7 @@
 //! to stderr: stdout may carry a flattened dump.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const ML_PROGRESS: u32 = 1;
@@ -13,6 +13,17 @@ pub const ML_REPORT: u32 = 16;
 pub const DEFAULT_LEVEL: u32 = ML_PROGRESS | ML_COMMON | ML_ERROR;
 
 static LEVEL: AtomicU32 = AtomicU32::new(DEFAULT_LEVEL);
+
+/// A progress line is drawn on a terminal and not ended yet.
+static LINE_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Ends a progress line left open on a terminal, so that a message from another thread
+/// (the watchdog's) starts a line of its own.
+pub fn close_line() {
+    if LINE_OPEN.swap(false, Ordering::Relaxed) {
+        let _ = writeln!(std::io::stderr().lock());
+    }
+}
 
 pub fn set_level(level: u32) {
     LEVEL.store(level, Ordering::Relaxed);
@@ -118,6 +129,7 @@ impl Progress {
         let line = self.line();
         let mut err = std::io::stderr().lock();
         let _ = if self.tty {
+            LINE_OPEN.store(!last, Ordering::Relaxed);
             write!(err, "\r{line}\x1b[K{}", if last { "\n" } else { "" })
         } else {
             writeln!(err, "{line}")

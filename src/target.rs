@@ -43,7 +43,14 @@ pub struct ParallelWriter {
 
 impl ParallelWriter {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        crate::watchdog::check()?;
         check_limit(self.limit, offset, data.len())?;
+        write_all_at(&self.file, &self.path, offset, data)
+    }
+
+    /// A write that goes through even after the watchdog gave up: its own marking of the
+    /// dump as incomplete.
+    pub(crate) fn write_at_anyway(&self, offset: u64, data: &[u8]) -> Result<()> {
         write_all_at(&self.file, &self.path, offset, data)
     }
 }
@@ -112,7 +119,7 @@ impl FileSink {
     }
 }
 
-/// pwrite of all of `data`, with an error that says where.
+/// pwrite of all of `data`, with an error that says where; progress for the watchdog.
 fn write_all_at(file: &File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
     file.write_all_at(data, offset).map_err(|e| {
         Error::io(
@@ -123,18 +130,24 @@ fn write_all_at(file: &File, path: &Path, offset: u64, data: &[u8]) -> Result<()
                 path.display()
             ),
         )
-    })
+    })?;
+    crate::watchdog::progress();
+    Ok(())
 }
 
 impl Sink for FileSink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        crate::watchdog::check()?;
         check_limit(self.limit, offset, data.len())?;
         write_all_at(&self.file, &self.path, offset, data)
     }
 
     /// The data reaches the disk before the run says it is saved (a capture kernel
     /// reboots right after).
+    /// The watchdog sees no progress during the fsync: what is left to write then is
+    /// bounded by the kernel's dirty page limits (tens of MiB in a capture kernel).
     fn finish(&mut self) -> Result<()> {
+        crate::watchdog::check()?;
         match self.file.sync_all() {
             // Not a file that can be synced (/dev/null, some pipes and devices).
             Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Ok(()),
@@ -158,7 +171,10 @@ impl Sink for FileSink {
         use nix::errno::Errno;
         use nix::fcntl::{FallocateFlags, fallocate};
         match fallocate(&self.file, FallocateFlags::empty(), start, size) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                crate::watchdog::progress();
+                Ok(())
+            }
             // NFS, some FUSE filesystems, devices: nothing to reserve with.
             Err(Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EINVAL | Errno::ENODEV) => Ok(()),
             Err(e) => Err(Error::io(
@@ -184,6 +200,8 @@ impl Sink for FileSink {
 /// file unless `force`) and makes the rename durable.
 pub fn publish(from: &Path, to: &Path, force: bool) -> Result<()> {
     use nix::errno::Errno;
+    // A dump the watchdog gave up on is marked incomplete: it keeps its staged name.
+    crate::watchdog::check()?;
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
     let cannot = |e: io::Error| {
         Error::io(
@@ -240,6 +258,7 @@ pub struct NullSink;
 
 impl Sink for NullSink {
     fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
+        crate::watchdog::progress();
         Ok(())
     }
 
@@ -268,13 +287,18 @@ impl<W: Write> Sink for StreamSink<W> {
         false
     }
 
+    /// Bytes taken into the buffer count as progress: once it is full, a stalled reader
+    /// stops the writes (and the progress) within 1 MiB.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        crate::watchdog::check()?;
         self.flat.write_at(offset, data).map_err(|e| {
             Error::io(
                 e,
                 format!("cannot write the flattened dump to {}", self.what),
             )
-        })
+        })?;
+        crate::watchdog::progress();
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {

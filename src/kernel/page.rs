@@ -346,6 +346,8 @@ impl PageClasses for Classifier {
             let stop = s.end.min(end);
             while chunk < stop {
                 let chunk_end = (chunk + BATCH).min(stop);
+                // The first pass writes nothing for a long while on huge machines.
+                crate::watchdog::progress();
                 if chunk_end <= skip_until || !cycle.any_in(chunk, chunk_end) {
                     chunk = chunk_end;
                     continue;

@@ -41,6 +41,39 @@ ssize_t pread(int fd, void *buf, size_t count, off_t offset)
     return pread64(fd, buf, count, offset);
 }
 
+/* ---- Stalled outputs, for tests/watchdog.rs ----
+ *   FAULT_WRITE_HANG=AT     pwrite64 calls that reach file offset AT or beyond never return
+ *                           (an NFS hard mount whose server is gone)
+ *   FAULT_WRITE_SLOW_US=N   every pwrite64 first sleeps N microseconds (slow, but moving)
+ *   FAULT_EXIT_HANG=1       in vmsift's supervised child (VMSIFT_WATCHDOG_FD set), exit()
+ *                           never ends the process, as when its exit has to flush a dead
+ *                           NFS mount */
+#include <signal.h>
+
+static void watchdog_faults_before_pwrite(size_t count, off_t offset)
+{
+    const char *slow = getenv("FAULT_WRITE_SLOW_US");
+    if (slow)
+        usleep((useconds_t)atol(slow));
+    const char *hang = getenv("FAULT_WRITE_HANG");
+    if (hang && (unsigned long long)offset + count > strtoull(hang, NULL, 10))
+        for (;;)
+            pause();
+}
+
+void exit(int status)
+{
+    typedef void (*exit_fn)(int) __attribute__((noreturn));
+    static exit_fn real;
+    if (getenv("FAULT_EXIT_HANG") && getenv("VMSIFT_WATCHDOG_FD"))
+        for (;;)
+            pause();
+    if (!real)
+        real = (exit_fn)dlsym(RTLD_NEXT, "exit");
+    real(status);
+}
+/* ---- end of the stalled-output faults ---- */
+
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
@@ -48,6 +81,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
     static pwrite_fn real;
     if (!real)
         real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
+    watchdog_faults_before_pwrite(count, offset);
     const char *at = getenv("FAULT_WRITE_EIO");
     if (at && (unsigned long long)offset + count > strtoull(at, NULL, 10)) {
         const char *code = getenv("FAULT_WRITE_ERRNO");
