@@ -190,7 +190,8 @@ impl Iterator for IntoSetBits {
     }
 }
 
-struct BitIter(u64);
+/// The set bits of a word, lowest first.
+pub struct BitIter(pub u64);
 
 impl Iterator for BitIter {
     type Item = u32;

@@ -854,6 +854,12 @@ fn run_parallel(
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
         let mut writes_out = 0usize;
+        // Set when every worker has stopped: the reason is then in `done_rx`, below.
+        let mut gone = false;
+        let mut stopped = || {
+            gone = true;
+            Error::internal("the compression threads stopped")
+        };
         // Caught here as well as by the caller, so that the workers' finished writes are
         // still confirmed below after a panic on this thread.
         let result = crate::error::catch("the writer thread", || -> Result<()> {
@@ -863,9 +869,7 @@ fn run_parallel(
                     if planner.next_batch(sink, &mut b.pfns)? {
                         b.seq = next_seq;
                         next_seq += 1;
-                        job_tx
-                            .send(Job::Compress(b))
-                            .map_err(|_| Error::internal("the compression threads stopped"))?;
+                        job_tx.send(Job::Compress(b)).map_err(|_| stopped())?;
                     } else {
                         free.push(b);
                         planned_all = true;
@@ -884,7 +888,7 @@ fn run_parallel(
                         free.push(b?);
                         writer.confirm(at);
                     }
-                    Err(_) => return Err(Error::internal("the compression threads stopped")),
+                    Err(_) => return Err(stopped()),
                 }
                 // Place every batch whose turn has come.
                 while let Some(b) = waiting.remove(&next_write) {
@@ -892,9 +896,7 @@ fn run_parallel(
                     if parallel_out.is_some() && !b.data.is_empty() {
                         let at = writer.place(sink, &b)?;
                         writes_out += 1;
-                        job_tx
-                            .send(Job::Write(at, b))
-                            .map_err(|_| Error::internal("the compression threads stopped"))?;
+                        job_tx.send(Job::Write(at, b)).map_err(|_| stopped())?;
                     } else {
                         writer.write(sink, &b)?;
                         free.push(b);
@@ -903,16 +905,25 @@ fn run_parallel(
             }
         });
         drop(job_tx);
+        let mut first_failure = None;
         if result.is_err() {
             // Stopping early: page data the workers did write still counts, so that the
             // incomplete dump keeps it. They end once the job queue is closed.
             for done in done_rx.iter() {
-                if let Done::Written(at, Ok(_)) = done {
-                    writer.confirm(at);
+                match done {
+                    Done::Written(at, Ok(_)) => writer.confirm(at),
+                    Done::Written(_, Err(e)) | Done::Compressed(Err(e)) => {
+                        first_failure.get_or_insert(e);
+                    }
+                    Done::Compressed(Ok(_)) => {}
                 }
             }
         }
-        result
+        // When the workers had all stopped, what stopped them is the run's failure.
+        match (result, first_failure) {
+            (Err(_), Some(e)) if gone => Err(e),
+            (result, _) => result,
+        }
     })
 }
 

@@ -12,12 +12,13 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vmsift::format::kdump::STATUS_INCOMPLETE;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages};
+
+mod common;
 
 const PS: usize = 4096;
 
@@ -28,22 +29,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The fault-injection library, built once with the system C compiler.
 fn preload() -> &'static Path {
-    static SO: OnceLock<PathBuf> = OnceLock::new();
-    SO.get_or_init(|| {
-        let so = Path::new(env!("CARGO_TARGET_TMPDIR")).join("watchdog-preload.so");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/preload.c");
-        let st = Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&so)
-            .arg(&src)
-            .arg("-ldl")
-            .status()
-            .expect("gcc (tests/install-deps installs it)");
-        assert!(st.success(), "building {}", src.display());
-        so
-    })
+    common::preload("watchdog")
 }
 
 /// `n` pages at physical address 0 (a quarter of them zero); the path and the pages.

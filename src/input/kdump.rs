@@ -10,7 +10,7 @@ use super::bytes::{self, Endian};
 use super::elf::ReadAt;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
-use crate::filter::Bitmap;
+use crate::filter::{BitIter, Bitmap};
 use crate::format::kdump::{Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, Utsname};
 
 /// What a reader finds for one page frame.
@@ -382,8 +382,8 @@ impl<R: ReadAt> KdumpFile<R> {
             }
             for (i, (&m1, &m2)) in map1[..len].iter().zip(&map2[..len]).enumerate() {
                 let base = (at + i as u64) * 8;
-                for bit in BitsOf(m1 & m2) {
-                    let pfn = base + bit;
+                for bit in BitIter(u64::from(m1 & m2)) {
+                    let pfn = base + u64::from(bit);
                     if pfn < self.header.max_mapnr {
                         b.set_range(pfn, pfn + 1, true);
                     }
@@ -488,20 +488,5 @@ impl<R: ReadAt> KdumpFile<R> {
                 .map_err(|e| e.context(format!("pfn {pfn:#x}")))?;
         }
         Ok(Page::Data(page))
-    }
-}
-
-/// The set bits of a byte, lowest first.
-struct BitsOf(u8);
-
-impl Iterator for BitsOf {
-    type Item = u64;
-    fn next(&mut self) -> Option<u64> {
-        if self.0 == 0 {
-            return None;
-        }
-        let b = self.0.trailing_zeros() as u64;
-        self.0 &= self.0 - 1;
-        Some(b)
     }
 }
