@@ -1,5 +1,5 @@
 //! vmsift on real vmcores of crashed Debian kernels, checked by real readers: libkdumpfile
-//! page by page, crash (6.1) and drgn (6.1 and 6.12) against the ELF input.
+//! page by page, crash (6.1) and drgn (5.10, 6.1, 6.12 and 7.2) against the ELF input.
 //!
 //! The vmcores come from the QEMU harness (`tests/harness/make-vmcore`), the debug vmlinux
 //! files from `tests/harness/fetch-vmlinux`; `tests/run-all` prepares both and runs these
@@ -21,6 +21,17 @@ const DEB61: Kernel = Kernel {
 const DEB612: Kernel = Kernel {
     name: "deb612",
     kver: "6.12.117+deb12-amd64",
+};
+/// Debian 11's kernel (bullseye, 5.10.223): PG_slab, u8 compound_dtor/order in page[1],
+/// page types as cleared bits under 0xf0000000.
+const DEB510: Kernel = Kernel {
+    name: "deb510",
+    kver: "5.10.0-32-amd64",
+};
+/// Debian sid's kernel: `page.compound_info` whose tails all hold the 7.1 mask encoding.
+const DEB72: Kernel = Kernel {
+    name: "deb72",
+    kver: "7.2.13+deb14-amd64",
 };
 /// 1 GiB guests whose workload's 192 MiB of anonymous memory is in transparent huge pages.
 const THP61: Kernel = Kernel {
@@ -194,6 +205,18 @@ fn deb612_every_codec_reads_back_identical() {
 
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
+fn deb510_every_codec_reads_back_identical() {
+    every_codec_reads_back(&DEB510);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb72_every_codec_reads_back_identical() {
+    every_codec_reads_back(&DEB72);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
 fn deb61_crash_sees_the_same_kernel() {
     let k = DEB61;
     let vmcore = k.vmcore();
@@ -290,7 +313,7 @@ fn deb61_level31_crash_sees_the_same_kernel() {
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn level31_drgn_sees_the_same_kernel() {
-    for k in [&DEB61, &DEB612, &THP61, &THP612, &L4_612] {
+    for k in [&DEB61, &DEB612, &THP61, &THP612, &L4_612, &DEB510, &DEB72] {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-31-drgn", k.name));
         let dump = dir.join("dump-z31");
@@ -378,6 +401,18 @@ fn deb61_filter_matches_the_debug_info_oracle() {
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn deb612_filter_matches_the_debug_info_oracle() {
     filter_matches_oracle(&DEB612, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb510_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&DEB510, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb72_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&DEB72, &[31, 2, 4, 8, 16]);
 }
 
 #[test]
