@@ -212,7 +212,9 @@ build_images() {
 
 # marker KEY: value of the last "HARNESS: KEY..." line in the console log (rest of line).
 marker() {
-    { grep -a "^HARNESS: $1\b" "$CRASH_WORK/console.log" || true; } | tail -n1 \
+    # Anywhere in a line: the collector's progress line (no newline on a serial console
+    # that redraws it) can come between the guest's newline and its marker.
+    { grep -ao "HARNESS: $1\b.*" "$CRASH_WORK/console.log" || true; } | tail -n1 \
         | sed "s/^HARNESS: $1[ =]\{0,1\}//"
 }
 
