@@ -194,7 +194,8 @@ pub fn mixed_pages(first_seed: u64, n: usize, page_size: usize) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     /// Linux 4.4 (below the range vmsift is tested on): struct page before the 4.18
-    /// rearrangement (mapping at 8, _mapcount at 24, compound_head at 32), compound_dtor
+    /// rearrangement (mapping at 8, _mapcount at 24, compound_head at 32, private at 48,
+    /// as a real 4.16 VMCOREINFO shows), compound_dtor
     /// and compound_order as u16 at 40 and 42 of the first tail page (x86_64 switched them
     /// to u32 in 4.5 or 4.6, unconfirmed which; 32-bit kept u16 until 4.15), a free page
     /// is `_mapcount == -128`, no offline type, `init_level4_pgt`, `_count`.
@@ -445,7 +446,9 @@ impl SynthKernel {
             (Flavor::Linux4_4, "slab") => 7,
             (Flavor::Linux4_4, "hwpoison") => 22,
             (Flavor::Linux4_4, "head") => 14,
-            // 4.10 to 4.19: PG_error at 1, PG_waiters at 7, no PG_workingset yet.
+            // 4.10 to 4.19: PG_error at 1, PG_waiters at 7; PG_workingset (4.20) moved
+            // PG_error to 8. RHEL 8 may carry that change with its PSI backport (then its
+            // numbers are 5.4's; unconfirmed).
             (_, "lru") if old => 5,
             (_, "private") if old => 12,
             (_, "swapcache") if old => 9,
@@ -603,12 +606,15 @@ impl SynthKernel {
             Flavor::Linux4_19 => "4.19.90-synthetic",
             _ => "5.4.0-synthetic",
         };
-        // Renamed init_top_pgt in 4.13; pgtable_l5_enabled (4.17, unconfirmed) and
-        // sme_mask (4.15, unconfirmed) are not in 4.4.
-        let arch = if f == Flavor::Linux4_4 {
-            "SYMBOL(init_level4_pgt)"
-        } else {
-            "NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(init_top_pgt)"
+        // init_level4_pgt was renamed init_top_pgt in 4.13. A real 4.16 VMCOREINFO has
+        // neither pgtable_l5_enabled nor sme_mask; 4.18 is taken to have the first
+        // (unconfirmed), 5.4 both.
+        let arch = match f {
+            Flavor::Linux4_4 => "SYMBOL(init_level4_pgt)",
+            Flavor::Linux5_4 => {
+                "NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(init_top_pgt)"
+            }
+            _ => "NUMBER(pgtable_l5_enabled)=0\nSYMBOL(init_top_pgt)",
         };
         let mut v = format!(
             "OSRELEASE={release}\nPAGESIZE={}\n{arch}={:x}\nNUMBER(phys_base)=0\nKERNELOFFSET=0\n\
