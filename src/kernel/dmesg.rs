@@ -104,13 +104,7 @@ pub fn read_log(
         return lockless(km, info, partial);
     }
     if info.symbol("log_buf").is_some() {
-        if partial {
-            return Err(
-                "--partial-dmesg is implemented for the lockless ring buffer (Linux 5.10+) only"
-                    .into(),
-            );
-        }
-        return printk_log(km, info);
+        return printk_log(km, info, partial);
     }
     Err("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf): no kernel log to read".into())
 }
@@ -123,9 +117,14 @@ fn read_u32(km: &mut KernelMemory, va: u64, what: &str) -> Result<u32, String> {
 }
 
 /// The log of a 3.5–5.9 kernel: variable-length `printk_log` records in `log_buf`, from
-/// `log_first_idx` to `log_next_idx`; a record of length 0 sends the reader back to the
-/// start of the buffer.
-pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, String> {
+/// `log_first_idx` (with `partial`, from `clear_idx` when VMCOREINFO has it, as
+/// makedumpfile does) to `log_next_idx`; a record of length 0 sends the reader back to
+/// the start of the buffer.
+pub fn printk_log(
+    km: &mut KernelMemory,
+    info: &VmcoreInfo,
+    partial: bool,
+) -> Result<Vec<u8>, String> {
     let sym = |name: &str| {
         info.symbol(name)
             .ok_or_else(|| format!("VMCOREINFO has no SYMBOL({name})"))
@@ -134,7 +133,11 @@ pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, S
         .read_u64(sym("log_buf")?)
         .ok_or("cannot read the log_buf pointer")?;
     let len = u64::from(read_u32(km, sym("log_buf_len")?, "log_buf_len")?);
-    let first = u64::from(read_u32(km, sym("log_first_idx")?, "log_first_idx")?);
+    let first = match info.symbol("clear_idx").filter(|_| partial) {
+        Some(at) => read_u32(km, at, "clear_idx")?,
+        None => read_u32(km, sym("log_first_idx")?, "log_first_idx")?,
+    };
+    let first = u64::from(first);
     let next = u64::from(read_u32(km, sym("log_next_idx")?, "log_next_idx")?);
     let hdr = size(info, "printk_log")?;
     let ts_off = off(info, "printk_log.ts_nsec")?;
@@ -296,10 +299,12 @@ mod tests {
     use crate::synth::RamPages;
     use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
 
-    /// A 5.4-style log_buf of 4 KiB holding three records, the oldest wrapped around.
+    /// A log_buf of 4 KiB holding three records, the oldest wrapped around, on a kernel
+    /// with 4.18's VMCOREINFO (and its printk_log keys); `--partial-dmesg` starts at
+    /// `clear_idx`.
     #[test]
     fn printk_log_records_are_read_in_order_across_the_wrap() {
-        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let k = SynthKernel::new(Flavor::Linux4_18, 1024);
         let mut mem = k.mem.clone();
         let vars = k.first_free_pfn * 4096;
         let buf = vars + 4096;
@@ -324,14 +329,18 @@ mod tests {
         put(&mut mem, vars + 8, &4096u32.to_le_bytes());
         put(&mut mem, vars + 12, &(first as u32).to_le_bytes());
         put(&mut mem, vars + 16, &((a + b) as u32).to_le_bytes());
+        // The last `dmesg --clear` was before the second record.
+        put(&mut mem, vars + 20, &0u32.to_le_bytes());
         let text = format!(
             "{}SYMBOL(log_buf)={:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
-             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\n\
-             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n",
+             SYMBOL(clear_idx)={:x}\nSYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\n\
+             OFFSET(printk_log.ts_nsec)=0\nOFFSET(printk_log.len)=8\n\
+             OFFSET(printk_log.text_len)=10\nOFFSET(printk_log.dict_len)=12\n",
             k.vmcoreinfo(),
             PAGE_OFFSET + vars,
             PAGE_OFFSET + vars + 8,
             PAGE_OFFSET + vars + 12,
+            PAGE_OFFSET + vars + 20,
             PAGE_OFFSET + vars + 16,
         );
         let info = VmcoreInfo::parse(text.as_bytes());
@@ -346,10 +355,22 @@ mod tests {
             String::from_utf8_lossy(&log),
             String::from_utf8_lossy(&want)
         );
-        assert!(
-            read_log(&mut km, &info, true).is_err(),
-            "partial needs the lockless ring"
+        // --partial-dmesg: from clear_idx.
+        let partial = read_log(&mut km, &info, true).expect("partial log");
+        let tail = &want[want.len() - partial.len()..];
+        assert_eq!(
+            String::from_utf8_lossy(&partial),
+            String::from_utf8_lossy(tail)
         );
+        assert!(String::from_utf8_lossy(&partial).starts_with("[    2.500000] two"));
+        // Without SYMBOL(clear_idx), the whole log (as makedumpfile prints it).
+        let no_clear: String = text
+            .lines()
+            .filter(|l| !l.starts_with("SYMBOL(clear_idx)"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let no_clear = VmcoreInfo::parse(no_clear.as_bytes());
+        assert_eq!(read_log(&mut km, &no_clear, true).expect("log"), want);
         // A next index no record reaches: an error, not a loop.
         let mut bad = mem;
         put(&mut bad, vars + 16, &7u32.to_le_bytes());
