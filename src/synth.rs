@@ -630,7 +630,9 @@ impl SynthKernel {
         if f == Flavor::Linux5_4 {
             v += "NUMBER(SECTION_SIZE_BITS)=27\nNUMBER(MAX_PHYSMEM_BITS)=46\n";
         }
-        // _refcount was _count before 4.6; lru shares its word with compound_head.
+        // _refcount was _count before 4.6; lru shares its word with compound_head. For 4.4,
+        // compound_head, compound_dtor/order and PG_head_mask are exported as a 4.6-era
+        // kernel/kexec.c exports them (unconfirmed for 4.4 itself).
         let refcount = if f == Flavor::Linux4_4 {
             "page._count)=28"
         } else {
