@@ -381,6 +381,98 @@ mod tests {
         assert!(read_log(&mut km, &info, false).is_err());
     }
 
+    /// A lockless ring (5.10+) of 4 descriptors on their second lap and a 512-byte text
+    /// ring whose last block wrapped to its start; `clear_seq` as the plain u64 of 5.10
+    /// to 5.13 and as the `latched_seq` of later kernels.
+    #[test]
+    fn lockless_ring_wraps_and_both_clear_seqs() {
+        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let mut mem = k.mem.clone();
+        let base = k.first_free_pfn * 4096;
+        let (vars, rb, descs, infos, data) =
+            (base, base + 256, base + 512, base + 1024, base + 2048);
+        let va = |pa: u64| PAGE_OFFSET + pa;
+        let put = |mem: &mut Vec<u8>, at: u64, b: &[u8]| {
+            mem[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        // printk_ringbuffer: desc_ring {count_bits, descs, infos, head_id, tail_id} at 0,
+        // text_data_ring {size_bits, data} at 40 (x86_64 5.10's offsets).
+        put(&mut mem, vars, &va(rb).to_le_bytes());
+        put(&mut mem, rb, &2u32.to_le_bytes());
+        put(&mut mem, rb + 8, &va(descs).to_le_bytes());
+        put(&mut mem, rb + 16, &va(infos).to_le_bytes());
+        put(&mut mem, rb + 24, &6u64.to_le_bytes());
+        put(&mut mem, rb + 32, &4u64.to_le_bytes());
+        put(&mut mem, rb + 40, &9u32.to_le_bytes());
+        put(&mut mem, rb + 48, &va(data).to_le_bytes());
+        // Records 4, 5, 6 (seq = id): logical text positions on the ring's third lap; the
+        // last one did not fit before the end, so its data starts at the ring's start.
+        let records: [(u64, u64, u64, &[u8]); 3] = [
+            (4, 1024 + 300, 1024 + 340, b"four"),
+            (5, 1024 + 340, 1024 + 400, b"five\nlines"),
+            (6, 1024 + 480, 1024 + 512 + 32, b"six"),
+        ];
+        for (id, begin, next, text) in records {
+            let d = descs + (id % 4) * 24;
+            put(&mut mem, d, &((2u64 << 62) | id).to_le_bytes());
+            put(&mut mem, d + 8, &begin.to_le_bytes());
+            put(&mut mem, d + 16, &next.to_le_bytes());
+            let i = infos + (id % 4) * 88;
+            put(&mut mem, i, &id.to_le_bytes());
+            put(&mut mem, i + 8, &(id * 1_000_000_000).to_le_bytes());
+            put(&mut mem, i + 16, &(text.len() as u16).to_le_bytes());
+            let wrapped = begin % 512 > next % 512;
+            let at = data + if wrapped { 0 } else { begin % 512 };
+            put(&mut mem, at, &id.to_le_bytes());
+            put(&mut mem, at + 8, text);
+        }
+        // A stale descriptor in slot 3 (id 3, before the tail): not printed.
+        put(&mut mem, descs + 3 * 24, &((2u64 << 62) | 3).to_le_bytes());
+        // clear_seq: a plain u64 = 5 at vars + 64; a latched_seq at vars + 128 whose latch
+        // (odd) points at val[1] = 6.
+        put(&mut mem, vars + 64, &5u64.to_le_bytes());
+        put(&mut mem, vars + 128, &1u32.to_le_bytes());
+        put(&mut mem, vars + 136, &4u64.to_le_bytes());
+        put(&mut mem, vars + 144, &6u64.to_le_bytes());
+        let keys = |clear: u64, latched: bool| {
+            let mut t = format!(
+                "{}SYMBOL(prb)={:x}\nSYMBOL(clear_seq)={:x}\nSIZE(printk_ringbuffer)=80\n\
+                 OFFSET(printk_ringbuffer.desc_ring)=0\nOFFSET(printk_ringbuffer.text_data_ring)=40\n\
+                 OFFSET(prb_desc_ring.count_bits)=0\nOFFSET(prb_desc_ring.descs)=8\n\
+                 OFFSET(prb_desc_ring.infos)=16\nOFFSET(prb_desc_ring.head_id)=24\n\
+                 OFFSET(prb_desc_ring.tail_id)=32\nSIZE(prb_desc)=24\nOFFSET(prb_desc.state_var)=0\n\
+                 OFFSET(prb_desc.text_blk_lpos)=8\nOFFSET(prb_data_blk_lpos.begin)=0\n\
+                 OFFSET(prb_data_blk_lpos.next)=8\nSIZE(printk_info)=88\nOFFSET(printk_info.seq)=0\n\
+                 OFFSET(printk_info.ts_nsec)=8\nOFFSET(printk_info.text_len)=16\n\
+                 OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\n\
+                 OFFSET(atomic_long_t.counter)=0\n",
+                k.vmcoreinfo(),
+                va(vars),
+                va(clear),
+            );
+            if latched {
+                t += "SIZE(latched_seq)=24\nOFFSET(latched_seq.val)=8\n";
+            }
+            VmcoreInfo::parse(t.as_bytes())
+        };
+        let log = |info: &VmcoreInfo, partial: bool| {
+            let arch = X86_64::from_vmcoreinfo(info).expect("arch");
+            let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+            String::from_utf8(read_log(&mut km, info, partial).expect("log")).expect("utf-8")
+        };
+        let mut all = Vec::new();
+        format_record(&mut all, 4_000_000_000, b"four");
+        format_record(&mut all, 5_000_000_000, b"five\nlines");
+        format_record(&mut all, 6_000_000_000, b"six");
+        let all = String::from_utf8(all).expect("utf-8");
+        let from_five = &all[all.find("[    5.").expect("five")..];
+        let from_six = &all[all.find("[    6.").expect("six")..];
+        assert_eq!(log(&keys(vars + 64, false), false), all);
+        assert_eq!(log(&keys(vars + 64, false), true), from_five);
+        assert_eq!(log(&keys(vars + 128, true), false), all);
+        assert_eq!(log(&keys(vars + 128, true), true), from_six);
+    }
+
     #[test]
     fn records_are_formatted_like_makedumpfile() {
         let mut out = Vec::new();
