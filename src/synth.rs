@@ -200,6 +200,10 @@ pub enum Flavor {
     /// to u32 in 4.5 or 4.6, unconfirmed which; 32-bit kept u16 until 4.15), a free page
     /// is `_mapcount == -128`, no offline type, `init_level4_pgt`, `_count`.
     Linux4_4,
+    /// Linux 4.9 (Debian 9's, below the tested range): 4.4's struct page and types, with
+    /// compound_dtor and compound_order as u32 at 40 and 44 (x86_64 from 4.5 or 4.6 to
+    /// 4.15) and `_refcount`.
+    Linux4_9,
     /// RHEL 8's 4.18: page_type (base 0xf0000000, a type is a cleared bit: buddy 0x80),
     /// dtor and order as u8 at 16 and 17 of the first tail, PG_slab, flags numbered before
     /// PG_workingset (4.20). PAGE_OFFLINE_MAPCOUNT_VALUE is a 5.0 key that RHEL 8 carries
@@ -243,7 +247,10 @@ impl Flavor {
 
     /// Whether the kernel exports an offline page type.
     pub fn has_offline(self) -> bool {
-        !matches!(self, Flavor::Linux4_4 | Flavor::Linux4_19)
+        !matches!(
+            self,
+            Flavor::Linux4_4 | Flavor::Linux4_9 | Flavor::Linux4_19
+        )
     }
 
     /// Where this flavor's struct page keeps each field.
@@ -258,6 +265,11 @@ impl Flavor {
                 compound_order: 42,
                 dtor_width: 2,
                 private: 48,
+            },
+            Flavor::Linux4_9 => Offsets {
+                compound_order: 44,
+                dtor_width: 4,
+                ..Flavor::Linux4_4.offsets()
             },
             _ => Offsets {
                 flags: sp::FLAGS,
@@ -439,13 +451,13 @@ impl SynthKernel {
         let n = match (self.flavor, name) {
             // 4.4's enum pageflags (unconfirmed: PG_swapcache a flag of its own, before it
             // became an alias of PG_owner_priv_1).
-            (Flavor::Linux4_4, "lru") => 5,
-            (Flavor::Linux4_4, "private") => 11,
-            (Flavor::Linux4_4, "swapcache") => 15,
-            (Flavor::Linux4_4, "swapbacked") => 18,
-            (Flavor::Linux4_4, "slab") => 7,
-            (Flavor::Linux4_4, "hwpoison") => 22,
-            (Flavor::Linux4_4, "head") => 14,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "lru") => 5,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "private") => 11,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "swapcache") => 15,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "swapbacked") => 18,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "slab") => 7,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "hwpoison") => 22,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "head") => 14,
             // 4.10 to 4.19: PG_error at 1, PG_waiters at 7; PG_workingset (4.20) moved
             // PG_error to 8. RHEL 8 may carry that change with its PSI backport (then its
             // numbers are 5.4's; unconfirmed).
@@ -476,16 +488,17 @@ impl SynthKernel {
 
     /// The page_type word of a type ("buddy", "offline", "slab", "hugetlb").
     pub fn page_type(&self, name: &str) -> u32 {
-        let inverted = !self.flavor.typed_slab() && self.flavor != Flavor::Linux4_4;
+        let before_4_18 = matches!(self.flavor, Flavor::Linux4_4 | Flavor::Linux4_9);
+        let inverted = !self.flavor.typed_slab() && !before_4_18;
         match (self.flavor, name) {
             // Before 4.18 a free page's _mapcount is -128 (PAGE_BUDDY_MAPCOUNT_VALUE).
-            (Flavor::Linux4_4, "buddy") => -128i32 as u32,
+            (_, "buddy") if before_4_18 => -128i32 as u32,
             (_, "buddy") if inverted => !0x80,
             // 4.18 and 4.19: 0x100 is PG_balloon, not exported; 5.0 renamed it PG_offline.
             (f, "offline") if inverted && f.has_offline() => !0x100,
             // A balloon page where no offline type is exported: -256 before 4.18, then
             // PG_balloon (0x100) cleared.
-            (Flavor::Linux4_4, "balloon") => -256i32 as u32,
+            (_, "balloon") if before_4_18 => -256i32 as u32,
             (Flavor::Linux4_18 | Flavor::Linux4_19, "balloon") => !0x100,
             (f, "buddy") if f.typed_slab() => 0xf000_0000,
             (f, "offline") if f.typed_slab() => 0xf100_0000,
@@ -550,7 +563,11 @@ impl SynthKernel {
     pub fn vmcoreinfo(&self) -> String {
         if matches!(
             self.flavor,
-            Flavor::Linux4_4 | Flavor::Linux4_18 | Flavor::Linux4_19 | Flavor::Linux5_4
+            Flavor::Linux4_4
+                | Flavor::Linux4_9
+                | Flavor::Linux4_18
+                | Flavor::Linux4_19
+                | Flavor::Linux5_4
         ) {
             return self.old_vmcoreinfo();
         }
@@ -602,6 +619,7 @@ impl SynthKernel {
         let o = self.o;
         let release = match f {
             Flavor::Linux4_4 => "4.4.0-synthetic",
+            Flavor::Linux4_9 => "4.9.0-synthetic",
             Flavor::Linux4_18 => "4.18.0-synthetic.el8",
             Flavor::Linux4_19 => "4.19.90-synthetic",
             _ => "5.4.0-synthetic",
@@ -610,7 +628,7 @@ impl SynthKernel {
         // neither pgtable_l5_enabled nor sme_mask; 4.18 is taken to have the first
         // (unconfirmed), 5.4 both.
         let arch = match f {
-            Flavor::Linux4_4 => "SYMBOL(init_level4_pgt)",
+            Flavor::Linux4_4 | Flavor::Linux4_9 => "SYMBOL(init_level4_pgt)",
             Flavor::Linux5_4 => {
                 "NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(init_top_pgt)"
             }
@@ -633,10 +651,10 @@ impl SynthKernel {
         // _refcount was _count before 4.6; lru shares its word with compound_head. For 4.4,
         // compound_head, compound_dtor/order and PG_head_mask are exported as a 4.6-era
         // kernel/kexec.c exports them (unconfirmed for 4.4 itself).
-        let refcount = if f == Flavor::Linux4_4 {
-            "page._count)=28"
-        } else {
-            "page._refcount)=52"
+        let refcount = match f {
+            Flavor::Linux4_4 => "page._count)=28",
+            Flavor::Linux4_9 => "page._refcount)=28",
+            _ => "page._refcount)=52",
         };
         v += &format!(
             "OFFSET(page.flags)={}\nOFFSET({refcount}\nOFFSET(page.mapping)={}\n\

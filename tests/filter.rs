@@ -237,6 +237,13 @@ fn linux_4_4_every_class_at_every_level() {
     every_level(Flavor::Linux4_4, "4.4");
 }
 
+/// Linux 4.9 (below the tested range): 4.4's encodings with compound_dtor and
+/// compound_order as u32.
+#[test]
+fn linux_4_9_every_class_at_every_level() {
+    every_level(Flavor::Linux4_9, "4.9");
+}
+
 /// RHEL 8's 4.18: page_type with base 0xf0000000 and cleared bits, u8 dtor and order,
 /// PG_slab, an offline type, no sparsemem geometry keys.
 #[test]

@@ -572,6 +572,7 @@ mod tests {
         use crate::synth::{Flavor, SynthKernel};
         for (flavor, order, dtor, buddy) in [
             (Flavor::Linux4_4, 42, 40, 0xffff_ff80u32),
+            (Flavor::Linux4_9, 44, 40, 0xffff_ff80),
             (Flavor::Linux4_18, 17, 16, 0xffff_ff7f),
             (Flavor::Linux4_19, 17, 16, 0xffff_ff7f),
             (Flavor::Linux5_4, 17, 16, 0xffff_ff7f),
