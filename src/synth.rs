@@ -186,8 +186,35 @@ pub fn mixed_pages(first_seed: u64, n: usize, page_size: usize) -> Vec<u8> {
 }
 
 /// Which kernel generation's VMCOREINFO and struct page encoding a synthetic kernel uses.
+/// Each exports the key set its kernel's `crash_save_vmcoreinfo_init` (kernel/kexec.c
+/// before 4.11, kernel/crash_core.c after, 6.9+ kernel/vmcore_info.c) and x86_64's
+/// `arch_crash_save_vmcoreinfo` export, with flag numbers from that version's
+/// `enum pageflags`; facts marked "unconfirmed" in [`SynthKernel::vmcoreinfo`] were not
+/// checked against the exact release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
+    /// Linux 4.4 (below the range vmsift is tested on): struct page before the 4.18
+    /// rearrangement (mapping at 8, _mapcount at 24, compound_head at 32, private at 48,
+    /// as a real 4.16 VMCOREINFO shows), compound_dtor
+    /// and compound_order as u16 at 40 and 42 of the first tail page (x86_64 switched them
+    /// to u32 in 4.5 or 4.6, unconfirmed which; 32-bit kept u16 until 4.15), a free page
+    /// is `_mapcount == -128`, no offline type, `init_level4_pgt`, `_count`.
+    Linux4_4,
+    /// Linux 4.9 (Debian 9's, below the tested range): 4.4's struct page and types, with
+    /// compound_dtor and compound_order as u32 at 40 and 44 (x86_64 from 4.5 or 4.6 to
+    /// 4.15) and `_refcount`.
+    Linux4_9,
+    /// RHEL 8's 4.18: page_type (base 0xf0000000, a type is a cleared bit: buddy 0x80),
+    /// dtor and order as u8 at 16 and 17 of the first tail, PG_slab, flags numbered before
+    /// PG_workingset (4.20). PAGE_OFFLINE_MAPCOUNT_VALUE is a 5.0 key that RHEL 8 carries
+    /// with its virtio-mem backport (unconfirmed for every RHEL 8 minor release).
+    Linux4_18,
+    /// 4.19 as Kylin V10 and openEuler ship it: 4.18's encoding; 0x100 is still PG_balloon,
+    /// so no offline type is exported.
+    Linux4_19,
+    /// Linux 5.4: flags numbered as in 6.1, PAGE_OFFLINE_MAPCOUNT_VALUE (exported only with
+    /// CONFIG_HUGETLB_PAGE, as HUGETLB_PAGE_DTOR is).
+    Linux5_4,
     /// Linux 6.1: PG_slab, compound order and destructor bytes in the first tail page,
     /// inverted-bit page types.
     Linux6_1,
@@ -207,16 +234,74 @@ pub enum Flavor {
 impl Flavor {
     /// Whether page types are 6.12's top byte (and flags numbered as there).
     pub fn typed_slab(self) -> bool {
-        self != Flavor::Linux6_1
+        matches!(
+            self,
+            Flavor::Linux6_12 | Flavor::Linux7_1 | Flavor::Linux7_1Hvo | Flavor::NextKernel
+        )
     }
 
     /// Whether compound tails hold 7.1's mask rather than head + 1.
     pub fn tail_mask(self) -> bool {
         matches!(self, Flavor::Linux7_1Hvo | Flavor::NextKernel)
     }
+
+    /// Whether the kernel exports an offline page type.
+    pub fn has_offline(self) -> bool {
+        !matches!(
+            self,
+            Flavor::Linux4_4 | Flavor::Linux4_9 | Flavor::Linux4_19
+        )
+    }
+
+    /// Where this flavor's struct page keeps each field.
+    pub fn offsets(self) -> Offsets {
+        match self {
+            Flavor::Linux4_4 => Offsets {
+                flags: 0,
+                mapping: 8,
+                mapcount: 24,
+                compound_head: 32,
+                compound_dtor: 40,
+                compound_order: 42,
+                dtor_width: 2,
+                private: 48,
+            },
+            Flavor::Linux4_9 => Offsets {
+                compound_order: 44,
+                dtor_width: 4,
+                ..Flavor::Linux4_4.offsets()
+            },
+            _ => Offsets {
+                flags: sp::FLAGS,
+                mapping: sp::MAPPING,
+                mapcount: sp::MAPCOUNT,
+                compound_head: sp::COMPOUND_HEAD,
+                compound_dtor: sp::COMPOUND_DTOR_6_1,
+                compound_order: sp::COMPOUND_ORDER_6_1,
+                dtor_width: 1,
+                private: sp::PRIVATE,
+            },
+        }
+    }
 }
 
-/// Field offsets of the synthetic struct page (those of x86_64 6.x).
+/// Field offsets of one flavor's 64-byte struct page (x86_64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub flags: u64,
+    pub mapping: u64,
+    pub mapcount: u64,
+    /// `compound_head` (`compound_info` from 7.1).
+    pub compound_head: u64,
+    /// compound_dtor and compound_order in the first tail page (kernels before 6.3), each
+    /// `dtor_width` bytes.
+    pub compound_dtor: u64,
+    pub compound_order: u64,
+    pub dtor_width: u64,
+    pub private: u64,
+}
+
+/// Field offsets of the synthetic struct page (those of x86_64 4.18 to 7.x).
 pub mod sp {
     pub const SIZE: u64 = 64;
     pub const FLAGS: u64 = 0;
@@ -235,6 +320,8 @@ pub mod sp {
 /// build the page classes they need.
 pub struct SynthKernel {
     pub flavor: Flavor,
+    /// Where this flavor's struct page keeps each field.
+    pub o: Offsets,
     pub pages: u64,
     pub mem: Vec<u8>,
     next_table: u64,
@@ -262,6 +349,7 @@ impl SynthKernel {
         let roots_pfn = PGD_PFN + 1 + tables;
         let mut k = SynthKernel {
             flavor,
+            o: flavor.offsets(),
             pages,
             mem: vec![0; (pages * 4096) as usize],
             next_table: PGD_PFN + 1,
@@ -287,7 +375,7 @@ impl SynthKernel {
         k.put_u64(k.sections_pfn * 4096, VMEMMAP | 0x3);
         // Every struct page starts as a plain unmapped page (_mapcount -1).
         for pfn in 0..pages {
-            k.set_u32(pfn, sp::MAPCOUNT, u32::MAX);
+            k.set_u32(pfn, k.o.mapcount, u32::MAX);
         }
         assert!(k.next_table < k.roots_pfn, "page tables overflowed");
         k
@@ -358,14 +446,35 @@ impl SynthKernel {
 
     /// Flag bit numbers of this flavor.
     pub fn flag(&self, name: &str) -> u64 {
+        let old = matches!(self.flavor, Flavor::Linux4_18 | Flavor::Linux4_19);
+        let v6_1 = matches!(self.flavor, Flavor::Linux5_4 | Flavor::Linux6_1);
         let n = match (self.flavor, name) {
-            (Flavor::Linux6_1, "lru") => 4,
-            (Flavor::Linux6_1, "private") => 13,
-            (Flavor::Linux6_1, "swapcache") => 10,
-            (Flavor::Linux6_1, "swapbacked") => 19,
-            (Flavor::Linux6_1, "slab") => 9,
-            (Flavor::Linux6_1, "hwpoison") => 23,
-            (Flavor::Linux6_1, "head") => 16,
+            // 4.4's enum pageflags (unconfirmed: PG_swapcache a flag of its own, before it
+            // became an alias of PG_owner_priv_1).
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "lru") => 5,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "private") => 11,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "swapcache") => 15,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "swapbacked") => 18,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "slab") => 7,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "hwpoison") => 22,
+            (Flavor::Linux4_4 | Flavor::Linux4_9, "head") => 14,
+            // 4.10 to 4.19: PG_error at 1, PG_waiters at 7; PG_workingset (4.20) moved
+            // PG_error to 8. RHEL 8 may carry that change with its PSI backport (then its
+            // numbers are 5.4's; unconfirmed).
+            (_, "lru") if old => 5,
+            (_, "private") if old => 12,
+            (_, "swapcache") if old => 9,
+            (_, "swapbacked") if old => 18,
+            (_, "slab") if old => 8,
+            (_, "hwpoison") if old => 22,
+            (_, "head") if old => 15,
+            (_, "lru") if v6_1 => 4,
+            (_, "private") if v6_1 => 13,
+            (_, "swapcache") if v6_1 => 10,
+            (_, "swapbacked") if v6_1 => 19,
+            (_, "slab") if v6_1 => 9,
+            (_, "hwpoison") if v6_1 => 23,
+            (_, "head") if v6_1 => 16,
             (f, "lru") if f.typed_slab() => 5,
             (f, "private") if f.typed_slab() => 14,
             (f, "swapcache") if f.typed_slab() => 10,
@@ -379,9 +488,18 @@ impl SynthKernel {
 
     /// The page_type word of a type ("buddy", "offline", "slab", "hugetlb").
     pub fn page_type(&self, name: &str) -> u32 {
+        let before_4_18 = matches!(self.flavor, Flavor::Linux4_4 | Flavor::Linux4_9);
+        let inverted = !self.flavor.typed_slab() && !before_4_18;
         match (self.flavor, name) {
-            (Flavor::Linux6_1, "buddy") => !0x80,
-            (Flavor::Linux6_1, "offline") => !0x100,
+            // Before 4.18 a free page's _mapcount is -128 (PAGE_BUDDY_MAPCOUNT_VALUE).
+            (_, "buddy") if before_4_18 => -128i32 as u32,
+            (_, "buddy") if inverted => !0x80,
+            // 4.18 and 4.19: 0x100 is PG_balloon, not exported; 5.0 renamed it PG_offline.
+            (f, "offline") if inverted && f.has_offline() => !0x100,
+            // A balloon page where no offline type is exported: -256 before 4.18, then
+            // PG_balloon (0x100) cleared.
+            (_, "balloon") if before_4_18 => -256i32 as u32,
+            (Flavor::Linux4_18 | Flavor::Linux4_19, "balloon") => !0x100,
             (f, "buddy") if f.typed_slab() => 0xf000_0000,
             (f, "offline") if f.typed_slab() => 0xf100_0000,
             (f, "hugetlb") if f.typed_slab() => 0xf400_0000,
@@ -394,43 +512,65 @@ impl SynthKernel {
     /// A free buddy block of 2^order pages at `pfn`.
     pub fn buddy(&mut self, pfn: u64, order: u64) {
         let t = self.page_type("buddy");
-        self.set_u32(pfn, sp::MAPCOUNT, t);
-        self.set_u64(pfn, sp::PRIVATE, order);
+        self.set_u32(pfn, self.o.mapcount, t);
+        self.set_u64(pfn, self.o.private, order);
     }
 
     /// A compound page (folio) of 2^order pages at `pfn` with the given head flags and
     /// mapping; `hugetlb` marks it as a hugetlb folio.
     pub fn folio(&mut self, pfn: u64, order: u64, flags: u64, mapping: u64, hugetlb: bool) {
         let head = self.flag("head");
-        self.set_u64(pfn, sp::FLAGS, flags | head);
-        self.set_u64(pfn, sp::MAPPING, mapping);
+        let o = self.o;
+        self.set_u64(pfn, o.flags, flags | head);
+        self.set_u64(pfn, o.mapping, mapping);
         let link = if self.flavor.tail_mask() {
             (u64::MAX << (order + sp::SIZE.trailing_zeros() as u64)) | 1
         } else {
             Self::page_va(pfn) | 1
         };
         for t in pfn + 1..pfn + (1 << order) {
-            self.set_u64(t, sp::COMPOUND_HEAD, link);
+            self.set_u64(t, o.compound_head, link);
         }
-        match self.flavor {
-            Flavor::Linux6_1 => {
-                self.set_u8(pfn + 1, sp::COMPOUND_ORDER_6_1, order as u8);
-                self.set_u8(pfn + 1, sp::COMPOUND_DTOR_6_1, if hugetlb { 2 } else { 1 });
+        if !self.flavor.typed_slab() {
+            // HUGETLB_PAGE_DTOR is 2, COMPOUND_PAGE_DTOR 1, as little-endian integers of
+            // dtor_width bytes (the high byte of a u16 is 0).
+            let dtor = if hugetlb { 2u64 } else { 1 };
+            for (at, v) in [(o.compound_order, order), (o.compound_dtor, dtor)] {
+                for b in 0..o.dtor_width {
+                    self.set_u8(pfn + 1, at + b, (v >> (8 * b)) as u8);
+                }
             }
-            _ => {
-                self.set_u64(pfn + 1, sp::FLAGS, order);
+            if self.flavor != Flavor::Linux6_1 {
+                // 4.5 to 4.17 overlay the first tail's mapping with compound_mapcount
+                // (-1: odd); odd here in every old flavor, so a reader that misses the
+                // tail test reads the tail as anonymous.
+                self.set_u64(pfn + 1, o.mapping, 0xffff_ffff);
+            }
+        } else {
+            {
+                self.set_u64(pfn + 1, o.flags, order);
                 // The first tail's mapping word holds folio counters (here: one page
                 // mapped), so it looks anonymous to a reader that misses the tail.
-                self.set_u64(pfn + 1, sp::MAPPING, 1);
+                self.set_u64(pfn + 1, o.mapping, 1);
                 if hugetlb {
                     let t = self.page_type("hugetlb");
-                    self.set_u32(pfn, sp::MAPCOUNT, t);
+                    self.set_u32(pfn, o.mapcount, t);
                 }
             }
         }
     }
 
     pub fn vmcoreinfo(&self) -> String {
+        if matches!(
+            self.flavor,
+            Flavor::Linux4_4
+                | Flavor::Linux4_9
+                | Flavor::Linux4_18
+                | Flavor::Linux4_19
+                | Flavor::Linux5_4
+        ) {
+            return self.old_vmcoreinfo();
+        }
         let mut v = format!(
             "OSRELEASE=synthetic\nPAGESIZE=4096\nSYMBOL(init_top_pgt)={:x}\nNUMBER(phys_base)=0\n\
              NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(mem_section)={:x}\n\
@@ -471,6 +611,80 @@ impl SynthKernel {
             _ => {}
         }
         v
+    }
+
+    /// The VMCOREINFO of a 4.4 to 5.4 kernel: the keys those kernels export, no more.
+    fn old_vmcoreinfo(&self) -> String {
+        let f = self.flavor;
+        let o = self.o;
+        let release = match f {
+            Flavor::Linux4_4 => "4.4.0-synthetic",
+            Flavor::Linux4_9 => "4.9.0-synthetic",
+            Flavor::Linux4_18 => "4.18.0-synthetic.el8",
+            Flavor::Linux4_19 => "4.19.90-synthetic",
+            _ => "5.4.0-synthetic",
+        };
+        // init_level4_pgt was renamed init_top_pgt in 4.13. A real 4.16 VMCOREINFO has
+        // neither pgtable_l5_enabled nor sme_mask; 4.18 is taken to have the first
+        // (unconfirmed), 5.4 both.
+        let arch = match f {
+            Flavor::Linux4_4 | Flavor::Linux4_9 => "SYMBOL(init_level4_pgt)",
+            Flavor::Linux5_4 => {
+                "NUMBER(pgtable_l5_enabled)=0\nNUMBER(sme_mask)=0\nSYMBOL(init_top_pgt)"
+            }
+            _ => "NUMBER(pgtable_l5_enabled)=0\nSYMBOL(init_top_pgt)",
+        };
+        let mut v = format!(
+            "OSRELEASE={release}\nPAGESIZE={}\n{arch}={:x}\nNUMBER(phys_base)=0\nKERNELOFFSET=0\n\
+             SYMBOL(mem_section)={:x}\nLENGTH(mem_section)=2048\nSIZE(mem_section)=16\n\
+             OFFSET(mem_section.section_mem_map)=0\nSIZE(page)=64\n",
+            4096,
+            START_KERNEL_MAP + PGD_PFN * 4096,
+            PAGE_OFFSET + self.roots_pfn * 4096,
+        );
+        // SECTION_SIZE_BITS (5.13) and MAX_PHYSMEM_BITS (5.9) reached 5.4.y through
+        // stable; 4.19.90 (Kylin, openEuler) and RHEL 8's 4.18 are taken to lack them
+        // (unconfirmed for RHEL 8, which may carry the backport).
+        if f == Flavor::Linux5_4 {
+            v += "NUMBER(SECTION_SIZE_BITS)=27\nNUMBER(MAX_PHYSMEM_BITS)=46\n";
+        }
+        // _refcount was _count before 4.6; lru shares its word with compound_head. For 4.4,
+        // compound_head, compound_dtor/order and PG_head_mask are exported as a 4.6-era
+        // kernel/kexec.c exports them (unconfirmed for 4.4 itself).
+        let refcount = match f {
+            Flavor::Linux4_4 => "page._count)=28",
+            Flavor::Linux4_9 => "page._refcount)=28",
+            _ => "page._refcount)=52",
+        };
+        v += &format!(
+            "OFFSET(page.flags)={}\nOFFSET({refcount}\nOFFSET(page.mapping)={}\n\
+             OFFSET(page.lru)={}\nOFFSET(page._mapcount)={}\nOFFSET(page.private)={}\n\
+             OFFSET(page.compound_dtor)={}\nOFFSET(page.compound_order)={}\n\
+             OFFSET(page.compound_head)={}\nLENGTH(zone.free_area)=11\n",
+            o.flags,
+            o.mapping,
+            o.compound_head,
+            o.mapcount,
+            o.private,
+            o.compound_dtor,
+            o.compound_order,
+            o.compound_head,
+        );
+        // No PG_swapbacked: its export is later than these kernels (unconfirmed when).
+        for flag in ["lru", "private", "swapcache", "slab", "hwpoison"] {
+            v += &format!("NUMBER(PG_{flag})={}\n", self.flag(flag).trailing_zeros());
+        }
+        v += &format!(
+            "NUMBER(PG_head_mask)={}\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)={}\n\
+             NUMBER(HUGETLB_PAGE_DTOR)=2\n",
+            self.flag("head"),
+            self.page_type("buddy") as i32,
+        );
+        if f.has_offline() {
+            let t = self.page_type("offline") as i32;
+            v += &format!("NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)={t}\n");
+        }
+        v + "CRASHTIME=1700000000\n"
     }
 
     /// The hugetlb vmemmap optimisation on the folio of 2^order pages at `pfn`: the

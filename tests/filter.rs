@@ -10,7 +10,7 @@ use std::process::Command;
 use vmsift::filter::DumpLevel;
 use vmsift::input::Vmcore;
 use vmsift::input::kdump::{KdumpFile, Page};
-use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel, sp};
+use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel};
 
 const ANON: u64 = (PAGE_OFFSET + 0x7000) | 1;
 const FILE: u64 = PAGE_OFFSET + 0x9000;
@@ -33,45 +33,51 @@ fn range(a: u64, n: u64) -> Vec<u64> {
 fn kernel(flavor: Flavor) -> (SynthKernel, Expect) {
     let mut k = SynthKernel::new(flavor, 4096);
     assert!(k.first_free_pfn < 1024);
+    let o = k.o;
     let f = |k: &SynthKernel, n: &str| k.flag(n);
     // Free: a buddy block of order 3, and one of order 7 (crosses small cycles).
     k.buddy(1024, 3);
     k.buddy(1152, 7);
     // User: an anonymous THP of order 4, a single anon page, an anon page in swap cache.
     k.folio(1056, 4, f(&k, "lru") | f(&k, "swapbacked"), ANON, false);
-    k.set_u64(1080, sp::MAPPING, ANON);
-    k.set_u64(1081, sp::FLAGS, f(&k, "swapcache") | f(&k, "swapbacked"));
-    k.set_u64(1081, sp::MAPPING, ANON);
+    k.set_u64(1080, o.mapping, ANON);
+    k.set_u64(1081, o.flags, f(&k, "swapcache") | f(&k, "swapbacked"));
+    k.set_u64(1081, o.mapping, ANON);
     // A hugetlb folio of order 2 (its mapping is a hugetlbfs file).
     k.folio(1084, 2, 0, FILE, true);
     // Cache: plain, with private data, a large file folio, a shmem page in swap cache.
     let lru = f(&k, "lru");
-    k.set_u64(1090, sp::FLAGS, lru);
-    k.set_u64(1090, sp::MAPPING, FILE);
-    k.set_u64(1091, sp::FLAGS, lru | f(&k, "private"));
-    k.set_u64(1091, sp::MAPPING, FILE);
+    k.set_u64(1090, o.flags, lru);
+    k.set_u64(1090, o.mapping, FILE);
+    k.set_u64(1091, o.flags, lru | f(&k, "private"));
+    k.set_u64(1091, o.mapping, FILE);
     k.folio(1092, 2, lru, FILE, false);
-    k.set_u64(1096, sp::FLAGS, f(&k, "swapcache") | f(&k, "swapbacked"));
-    k.set_u64(1096, sp::MAPPING, FILE);
-    // Always excluded: hwpoison and offline.
-    k.set_u64(1100, sp::FLAGS, f(&k, "hwpoison"));
-    let offline = k.page_type("offline");
-    k.set_u32(1101, sp::MAPCOUNT, offline);
+    k.set_u64(1096, o.flags, f(&k, "swapcache") | f(&k, "swapbacked"));
+    k.set_u64(1096, o.mapping, FILE);
+    // Always excluded: hwpoison and offline (a balloon page, kept, where the kernel
+    // exports no offline type).
+    k.set_u64(1100, o.flags, f(&k, "hwpoison"));
+    let offline = if flavor.has_offline() {
+        k.page_type("offline")
+    } else {
+        k.page_type("balloon")
+    };
+    k.set_u32(1101, o.mapcount, offline);
     // Kept whatever the level: a slab page whose mapping word has bit 0 set (as 6.12's
     // slab fields do), an LRU page without mapping, a buddy order beyond MAX_ORDER, a
     // misaligned compound head (its tails are kept), a typed page with an odd mapping.
     if flavor.typed_slab() {
         let t = k.page_type("slab");
-        k.set_u32(1102, sp::MAPCOUNT, t);
+        k.set_u32(1102, o.mapcount, t);
     } else {
-        k.set_u64(1102, sp::FLAGS, 1 << 9);
+        k.set_u64(1102, o.flags, f(&k, "slab"));
     }
-    k.set_u64(1102, sp::MAPPING, ANON);
-    k.set_u64(1103, sp::FLAGS, lru);
+    k.set_u64(1102, o.mapping, ANON);
+    k.set_u64(1103, o.flags, lru);
     k.buddy(1104, 30);
     k.folio(1105, 3, 0, ANON, false);
-    k.set_u32(1120, sp::MAPCOUNT, 0xf200_0000);
-    k.set_u64(1120, sp::MAPPING, ANON);
+    k.set_u32(1120, o.mapcount, 0xf200_0000);
+    k.set_u64(1120, o.mapping, ANON);
     let mut e = Expect {
         cache: [vec![1090], range(1092, 4), vec![1096]].concat(),
         cache_private: vec![1091],
@@ -83,14 +89,27 @@ fn kernel(flavor: Flavor) -> (SynthKernel, Expect) {
         ]
         .concat(),
         free: [range(1024, 8), range(1152, 128)].concat(),
-        always: vec![1100, 1101],
+        always: if flavor.has_offline() {
+            vec![1100, 1101]
+        } else {
+            vec![1100]
+        },
     };
     if flavor.typed_slab() {
         // A page type no table knows (data in the owner's bits), on an LRU page with an
         // odd mapping: kept.
-        k.set_u32(1121, sp::MAPCOUNT, 0xf900_1234);
-        k.set_u64(1121, sp::FLAGS, lru);
-        k.set_u64(1121, sp::MAPPING, ANON);
+        k.set_u32(1121, o.mapcount, 0xf900_1234);
+        k.set_u64(1121, o.flags, lru);
+        k.set_u64(1121, o.mapping, ANON);
+    } else {
+        // Before 6.10 a slab page's _mapcount word holds the allocator's counters, which
+        // may equal a page type's value: slab pages that look free or offline are kept.
+        let slab = f(&k, "slab");
+        let buddy = k.page_type("buddy");
+        k.set_u64(1122, o.flags, slab);
+        k.set_u32(1122, o.mapcount, buddy);
+        k.set_u32(1123, o.mapcount, offline);
+        k.set_u64(1123, o.flags, slab);
     }
     if flavor.tail_mask() {
         // An order-9 hugetlb folio under the vmemmap optimisation: its struct pages are
@@ -101,7 +120,7 @@ fn kernel(flavor: Flavor) -> (SynthKernel, Expect) {
         // An anonymous folio whose flags say order 2 but whose tails' mask says order 3:
         // corrupt, so only the head page is taken as a user page.
         k.folio(1124, 3, lru | f(&k, "swapbacked"), ANON, false);
-        k.set_u64(1125, sp::FLAGS, 2);
+        k.set_u64(1125, o.flags, 2);
         e.user.push(1124);
     }
     (k, e)
@@ -210,6 +229,72 @@ fn linux_7_1_vmemmap_optimised_every_class_at_every_level() {
     every_level(Flavor::Linux7_1Hvo, "7.1-hvo");
 }
 
+/// Linux 4.4's encodings (below the tested range, kept for the rules): compound_dtor and
+/// compound_order as u16, a free page's `_mapcount == -128`, struct page before 4.18's
+/// rearrangement, and no SECTION_SIZE_BITS or MAX_PHYSMEM_BITS in VMCOREINFO.
+#[test]
+fn linux_4_4_every_class_at_every_level() {
+    every_level(Flavor::Linux4_4, "4.4");
+}
+
+/// Linux 4.9 (below the tested range): 4.4's encodings with compound_dtor and
+/// compound_order as u32.
+#[test]
+fn linux_4_9_every_class_at_every_level() {
+    every_level(Flavor::Linux4_9, "4.9");
+}
+
+/// RHEL 8's 4.18: page_type with base 0xf0000000 and cleared bits, u8 dtor and order,
+/// PG_slab, an offline type, no sparsemem geometry keys.
+#[test]
+fn linux_4_18_every_class_at_every_level() {
+    every_level(Flavor::Linux4_18, "4.18");
+}
+
+/// 4.19 (Kylin V10, openEuler): as 4.18, with no offline type exported (its balloon
+/// page is kept).
+#[test]
+fn linux_4_19_every_class_at_every_level() {
+    every_level(Flavor::Linux4_19, "4.19");
+}
+
+/// 5.4: flags renumbered around PG_workingset, sparsemem geometry exported.
+#[test]
+fn linux_5_4_every_class_at_every_level() {
+    every_level(Flavor::Linux5_4, "5.4");
+}
+
+/// A 5.4 kernel without CONFIG_HUGETLB_PAGE exports neither HUGETLB_PAGE_DTOR nor
+/// PAGE_OFFLINE_MAPCOUNT_VALUE: hugetlb-looking folios and offline pages are kept, the
+/// rest still filters, and only the hugetlb key is warned about.
+#[test]
+fn linux_5_4_without_hugetlb_keeps_hugetlb_and_offline() {
+    let (k, e) = kernel(Flavor::Linux5_4);
+    let info = without(&k.vmcoreinfo(), "NUMBER(HUGETLB_PAGE_DTOR)");
+    let info = without(&info, "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)");
+    let (got, stderr) = excluded_with_info("5.4-nohugetlb", &k, &info, 31);
+    let want = expected(
+        &Expect {
+            user: e
+                .user
+                .iter()
+                .copied()
+                .filter(|p| !(1084..1088).contains(p))
+                .collect(),
+            always: vec![1100],
+            ..e
+        },
+        31,
+    );
+    assert!(got == want, "{}\n{stderr}", diff(&got, &want));
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("are kept: VMCOREINFO"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("hugetlb pages are kept"), "{stderr}");
+}
+
 /// `kernel(flavor)`'s memory with another VMCOREINFO, excluded at `-d level`.
 fn excluded_with_info(
     name: &str,
@@ -245,8 +330,8 @@ fn without(info: &str, key: &str) -> String {
 fn next_kernel_keeps_only_what_it_cannot_tell() {
     let (mut k, e) = kernel(Flavor::NextKernel);
     let t = k.page_type("new");
-    k.set_u32(1122, sp::MAPCOUNT, t);
-    k.set_u64(1122, sp::MAPPING, ANON);
+    k.set_u32(1122, k.o.mapcount, t);
+    k.set_u64(1122, k.o.mapping, ANON);
     let info = k.vmcoreinfo();
     assert!(info.contains("OFFSET(page.memdesc)=8") && !info.contains("compound_"));
     for level in [8u8, 16, 31] {

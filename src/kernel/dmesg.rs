@@ -104,13 +104,7 @@ pub fn read_log(
         return lockless(km, info, partial);
     }
     if info.symbol("log_buf").is_some() {
-        if partial {
-            return Err(
-                "--partial-dmesg is implemented for the lockless ring buffer (Linux 5.10+) only"
-                    .into(),
-            );
-        }
-        return printk_log(km, info);
+        return printk_log(km, info, partial);
     }
     Err("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf): no kernel log to read".into())
 }
@@ -123,9 +117,14 @@ fn read_u32(km: &mut KernelMemory, va: u64, what: &str) -> Result<u32, String> {
 }
 
 /// The log of a 3.5–5.9 kernel: variable-length `printk_log` records in `log_buf`, from
-/// `log_first_idx` to `log_next_idx`; a record of length 0 sends the reader back to the
-/// start of the buffer.
-pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, String> {
+/// `log_first_idx` (with `partial`, from `clear_idx` when VMCOREINFO has it, as
+/// makedumpfile does) to `log_next_idx`; a record of length 0 sends the reader back to
+/// the start of the buffer.
+pub fn printk_log(
+    km: &mut KernelMemory,
+    info: &VmcoreInfo,
+    partial: bool,
+) -> Result<Vec<u8>, String> {
     let sym = |name: &str| {
         info.symbol(name)
             .ok_or_else(|| format!("VMCOREINFO has no SYMBOL({name})"))
@@ -134,7 +133,11 @@ pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, S
         .read_u64(sym("log_buf")?)
         .ok_or("cannot read the log_buf pointer")?;
     let len = u64::from(read_u32(km, sym("log_buf_len")?, "log_buf_len")?);
-    let first = u64::from(read_u32(km, sym("log_first_idx")?, "log_first_idx")?);
+    let first = match info.symbol("clear_idx").filter(|_| partial) {
+        Some(at) => read_u32(km, at, "clear_idx")?,
+        None => read_u32(km, sym("log_first_idx")?, "log_first_idx")?,
+    };
+    let first = u64::from(first);
     let next = u64::from(read_u32(km, sym("log_next_idx")?, "log_next_idx")?);
     let hdr = size(info, "printk_log")?;
     let ts_off = off(info, "printk_log.ts_nsec")?;
@@ -296,10 +299,12 @@ mod tests {
     use crate::synth::RamPages;
     use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
 
-    /// A 5.4-style log_buf of 4 KiB holding three records, the oldest wrapped around.
+    /// A log_buf of 4 KiB holding three records, the oldest wrapped around, on a kernel
+    /// with 4.18's VMCOREINFO (and its printk_log keys); `--partial-dmesg` starts at
+    /// `clear_idx`.
     #[test]
     fn printk_log_records_are_read_in_order_across_the_wrap() {
-        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let k = SynthKernel::new(Flavor::Linux4_18, 1024);
         let mut mem = k.mem.clone();
         let vars = k.first_free_pfn * 4096;
         let buf = vars + 4096;
@@ -324,14 +329,18 @@ mod tests {
         put(&mut mem, vars + 8, &4096u32.to_le_bytes());
         put(&mut mem, vars + 12, &(first as u32).to_le_bytes());
         put(&mut mem, vars + 16, &((a + b) as u32).to_le_bytes());
+        // The last `dmesg --clear` was before the second record.
+        put(&mut mem, vars + 20, &0u32.to_le_bytes());
         let text = format!(
             "{}SYMBOL(log_buf)={:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
-             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\n\
-             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n",
+             SYMBOL(clear_idx)={:x}\nSYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\n\
+             OFFSET(printk_log.ts_nsec)=0\nOFFSET(printk_log.len)=8\n\
+             OFFSET(printk_log.text_len)=10\nOFFSET(printk_log.dict_len)=12\n",
             k.vmcoreinfo(),
             PAGE_OFFSET + vars,
             PAGE_OFFSET + vars + 8,
             PAGE_OFFSET + vars + 12,
+            PAGE_OFFSET + vars + 20,
             PAGE_OFFSET + vars + 16,
         );
         let info = VmcoreInfo::parse(text.as_bytes());
@@ -346,10 +355,22 @@ mod tests {
             String::from_utf8_lossy(&log),
             String::from_utf8_lossy(&want)
         );
-        assert!(
-            read_log(&mut km, &info, true).is_err(),
-            "partial needs the lockless ring"
+        // --partial-dmesg: from clear_idx.
+        let partial = read_log(&mut km, &info, true).expect("partial log");
+        let tail = &want[want.len() - partial.len()..];
+        assert_eq!(
+            String::from_utf8_lossy(&partial),
+            String::from_utf8_lossy(tail)
         );
+        assert!(String::from_utf8_lossy(&partial).starts_with("[    2.500000] two"));
+        // Without SYMBOL(clear_idx), the whole log (as makedumpfile prints it).
+        let no_clear: String = text
+            .lines()
+            .filter(|l| !l.starts_with("SYMBOL(clear_idx)"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let no_clear = VmcoreInfo::parse(no_clear.as_bytes());
+        assert_eq!(read_log(&mut km, &no_clear, true).expect("log"), want);
         // A next index no record reaches: an error, not a loop.
         let mut bad = mem;
         put(&mut bad, vars + 16, &7u32.to_le_bytes());
@@ -358,6 +379,98 @@ mod tests {
             X86_64::from_vmcoreinfo(&info).expect("arch"),
         );
         assert!(read_log(&mut km, &info, false).is_err());
+    }
+
+    /// A lockless ring (5.10+) of 4 descriptors on their second lap and a 512-byte text
+    /// ring whose last block wrapped to its start; `clear_seq` as the plain u64 of 5.10
+    /// to 5.13 and as the `latched_seq` of later kernels.
+    #[test]
+    fn lockless_ring_wraps_and_both_clear_seqs() {
+        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let mut mem = k.mem.clone();
+        let base = k.first_free_pfn * 4096;
+        let (vars, rb, descs, infos, data) =
+            (base, base + 256, base + 512, base + 1024, base + 2048);
+        let va = |pa: u64| PAGE_OFFSET + pa;
+        let put = |mem: &mut Vec<u8>, at: u64, b: &[u8]| {
+            mem[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        // printk_ringbuffer: desc_ring {count_bits, descs, infos, head_id, tail_id} at 0,
+        // text_data_ring {size_bits, data} at 40 (x86_64 5.10's offsets).
+        put(&mut mem, vars, &va(rb).to_le_bytes());
+        put(&mut mem, rb, &2u32.to_le_bytes());
+        put(&mut mem, rb + 8, &va(descs).to_le_bytes());
+        put(&mut mem, rb + 16, &va(infos).to_le_bytes());
+        put(&mut mem, rb + 24, &6u64.to_le_bytes());
+        put(&mut mem, rb + 32, &4u64.to_le_bytes());
+        put(&mut mem, rb + 40, &9u32.to_le_bytes());
+        put(&mut mem, rb + 48, &va(data).to_le_bytes());
+        // Records 4, 5, 6 (seq = id): logical text positions on the ring's third lap; the
+        // last one did not fit before the end, so its data starts at the ring's start.
+        let records: [(u64, u64, u64, &[u8]); 3] = [
+            (4, 1024 + 300, 1024 + 340, b"four"),
+            (5, 1024 + 340, 1024 + 400, b"five\nlines"),
+            (6, 1024 + 480, 1024 + 512 + 32, b"six"),
+        ];
+        for (id, begin, next, text) in records {
+            let d = descs + (id % 4) * 24;
+            put(&mut mem, d, &((2u64 << 62) | id).to_le_bytes());
+            put(&mut mem, d + 8, &begin.to_le_bytes());
+            put(&mut mem, d + 16, &next.to_le_bytes());
+            let i = infos + (id % 4) * 88;
+            put(&mut mem, i, &id.to_le_bytes());
+            put(&mut mem, i + 8, &(id * 1_000_000_000).to_le_bytes());
+            put(&mut mem, i + 16, &(text.len() as u16).to_le_bytes());
+            let wrapped = begin % 512 > next % 512;
+            let at = data + if wrapped { 0 } else { begin % 512 };
+            put(&mut mem, at, &id.to_le_bytes());
+            put(&mut mem, at + 8, text);
+        }
+        // A stale descriptor in slot 3 (id 3, before the tail): not printed.
+        put(&mut mem, descs + 3 * 24, &((2u64 << 62) | 3).to_le_bytes());
+        // clear_seq: a plain u64 = 5 at vars + 64; a latched_seq at vars + 128 whose latch
+        // (odd) points at val[1] = 6.
+        put(&mut mem, vars + 64, &5u64.to_le_bytes());
+        put(&mut mem, vars + 128, &1u32.to_le_bytes());
+        put(&mut mem, vars + 136, &4u64.to_le_bytes());
+        put(&mut mem, vars + 144, &6u64.to_le_bytes());
+        let keys = |clear: u64, latched: bool| {
+            let mut t = format!(
+                "{}SYMBOL(prb)={:x}\nSYMBOL(clear_seq)={:x}\nSIZE(printk_ringbuffer)=80\n\
+                 OFFSET(printk_ringbuffer.desc_ring)=0\nOFFSET(printk_ringbuffer.text_data_ring)=40\n\
+                 OFFSET(prb_desc_ring.count_bits)=0\nOFFSET(prb_desc_ring.descs)=8\n\
+                 OFFSET(prb_desc_ring.infos)=16\nOFFSET(prb_desc_ring.head_id)=24\n\
+                 OFFSET(prb_desc_ring.tail_id)=32\nSIZE(prb_desc)=24\nOFFSET(prb_desc.state_var)=0\n\
+                 OFFSET(prb_desc.text_blk_lpos)=8\nOFFSET(prb_data_blk_lpos.begin)=0\n\
+                 OFFSET(prb_data_blk_lpos.next)=8\nSIZE(printk_info)=88\nOFFSET(printk_info.seq)=0\n\
+                 OFFSET(printk_info.ts_nsec)=8\nOFFSET(printk_info.text_len)=16\n\
+                 OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\n\
+                 OFFSET(atomic_long_t.counter)=0\n",
+                k.vmcoreinfo(),
+                va(vars),
+                va(clear),
+            );
+            if latched {
+                t += "SIZE(latched_seq)=24\nOFFSET(latched_seq.val)=8\n";
+            }
+            VmcoreInfo::parse(t.as_bytes())
+        };
+        let log = |info: &VmcoreInfo, partial: bool| {
+            let arch = X86_64::from_vmcoreinfo(info).expect("arch");
+            let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+            String::from_utf8(read_log(&mut km, info, partial).expect("log")).expect("utf-8")
+        };
+        let mut all = Vec::new();
+        format_record(&mut all, 4_000_000_000, b"four");
+        format_record(&mut all, 5_000_000_000, b"five\nlines");
+        format_record(&mut all, 6_000_000_000, b"six");
+        let all = String::from_utf8(all).expect("utf-8");
+        let from_five = &all[all.find("[    5.").expect("five")..];
+        let from_six = &all[all.find("[    6.").expect("six")..];
+        assert_eq!(log(&keys(vars + 64, false), false), all);
+        assert_eq!(log(&keys(vars + 64, false), true), from_five);
+        assert_eq!(log(&keys(vars + 128, true), false), all);
+        assert_eq!(log(&keys(vars + 128, true), true), from_six);
     }
 
     #[test]

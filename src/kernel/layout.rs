@@ -7,7 +7,7 @@
 //! | tail page | `OFFSET(page.compound_info)`: bit 0 set; the word is head + 1, or `GENMASK(63, order + log2(SIZE(page))) \| 1` (head = the tail's own address & mask), told apart by the value | ≥ 7.1 |
 //! | | `OFFSET(page.compound_head)`: bit 0 set; the word is head + 1 | ≤ 7.0 |
 //! | flags | `OFFSET(page.flags)` (a `memdesc_flags_t` from 6.18: the same word) | all |
-//! | compound order | `OFFSET(page.compound_order)` in the first tail page | ≤ 6.2 |
+//! | compound order | `OFFSET(page.compound_order)` in the first tail page: its low byte (a u8 from 4.16; a u32, or a u16 in 4.4, before; little-endian) | ≤ 6.2 |
 //! | | `OFFSET(folio._folio_order)` − `SIZE(page)` in the first tail page | 6.3 – 6.8 |
 //! | | low byte of the first tail page's flags (`PAGE_HUGETLB_MAPCOUNT_VALUE` exists) | ≥ 6.9 |
 //! | hugetlb folio | `OFFSET(page.compound_dtor)` == `NUMBER(HUGETLB_PAGE_DTOR)` | ≤ 6.2 |
@@ -17,7 +17,10 @@
 //! | slab | `NUMBER(PG_slab)` flag | ≤ 6.9 |
 //! | | page_type == `PAGE_SLAB_MAPCOUNT_VALUE` | ≥ 6.10 |
 //! | page_type encoding | value with bits 0–23 clear: compare the top byte only | ≥ 6.12 |
-//! | | otherwise compare the whole word (inverted-bit types) | ≤ 6.11 |
+//! | | otherwise compare the whole word (inverted-bit types, base 0xf0000000; before 4.18 `_mapcount` == -128 for buddy) | ≤ 6.11 |
+//!
+//! A word with a type's bit cleared and other bits cleared too (which the kernel of
+//! 4.18–6.11 would also call that type) does not match: such a page is kept.
 //!
 //! Each rule of the filter reads only some of these ([`NEEDS`]): when a key is missing or
 //! unusable, only the rules that read it are off (their pages are kept), and the others
@@ -560,6 +563,47 @@ mod tests {
         let new = format!("{COMMON}NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n");
         let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(new.as_bytes())).expect("layout");
         assert_eq!(l.missing(Rule::Free), vec![]);
+    }
+
+    /// The 4.4 to 5.4 key sets of the synthetic kernels: where order and destructor are,
+    /// the exact buddy value, and which rules have their keys.
+    #[test]
+    fn linux_4_x_tables() {
+        use crate::synth::{Flavor, SynthKernel};
+        for (flavor, order, dtor, buddy) in [
+            (Flavor::Linux4_4, 42, 40, 0xffff_ff80u32),
+            (Flavor::Linux4_9, 44, 40, 0xffff_ff80),
+            (Flavor::Linux4_18, 17, 16, 0xffff_ff7f),
+            (Flavor::Linux4_19, 17, 16, 0xffff_ff7f),
+            (Flavor::Linux5_4, 17, 16, 0xffff_ff7f),
+        ] {
+            let k = SynthKernel::new(flavor, 256);
+            let info = VmcoreInfo::parse(k.vmcoreinfo().as_bytes());
+            let l = PageLayout::from_vmcoreinfo(&info).expect("layout");
+            assert_eq!(l.order, Some(CompoundOrder::TailByte(order)), "{flavor:?}");
+            let hugetlb = HugetlbTest::TailDtor {
+                offset: dtor,
+                value: 2,
+            };
+            assert_eq!(l.hugetlb, Some(hugetlb), "{flavor:?}");
+            assert_eq!(l.slab, Some(SlabTest::Flag(k.flag("slab"))), "{flavor:?}");
+            let b = l.buddy.expect("buddy");
+            // Exactly the one cleared bit (or -128): not a plain page, not another type.
+            assert!(b.matches(buddy) && !b.matches(u32::MAX), "{flavor:?}");
+            assert!(
+                !b.matches(buddy & !0x200) && !b.matches(!0x100),
+                "{flavor:?}"
+            );
+            assert_eq!(l.swapbacked, None);
+            for (rule, _) in NEEDS {
+                let want = match rule {
+                    Rule::Unaccepted => vec![Key::Unaccepted],
+                    Rule::Offline if !flavor.has_offline() => vec![Key::Offline],
+                    _ => vec![],
+                };
+                assert_eq!(l.missing(*rule), want, "{flavor:?} {rule:?}");
+            }
+        }
     }
 
     /// 7.1 renamed compound_head to compound_info; either encoding of it marks tails.

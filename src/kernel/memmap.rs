@@ -55,11 +55,18 @@ impl MemMap {
             info.offset("mem_section.section_mem_map"),
             "OFFSET(mem_section.section_mem_map)",
         )?;
+        // Kernels before 5.9 (MAX_PHYSMEM_BITS) and 5.13 (SECTION_SIZE_BITS), unless their
+        // stable series took the backport, do not export the geometry: x86_64's is fixed.
         let section_bits = need(
-            info.number("SECTION_SIZE_BITS"),
+            info.number("SECTION_SIZE_BITS")
+                .or(Some(super::x86_64::SECTION_SIZE_BITS)),
             "NUMBER(SECTION_SIZE_BITS)",
         )?;
-        let phys_bits = need(info.number("MAX_PHYSMEM_BITS"), "NUMBER(MAX_PHYSMEM_BITS)")?;
+        let phys_bits = need(
+            info.number("MAX_PHYSMEM_BITS")
+                .or(Some(super::x86_64::max_physmem_bits(info))),
+            "NUMBER(MAX_PHYSMEM_BITS)",
+        )?;
         let page_struct_size = need(info.size("page"), "SIZE(page)")?;
         let page_shift = page_size.trailing_zeros() as u64;
         if !(page_shift < section_bits && section_bits < phys_bits && phys_bits <= 64)

@@ -29,6 +29,19 @@ pub struct Mapping {
     pub len: u64,
 }
 
+/// x86_64's `SECTION_SIZE_BITS`, for kernels whose VMCOREINFO lacks it.
+pub const SECTION_SIZE_BITS: i64 = 27;
+
+/// x86_64's `MAX_PHYSMEM_BITS`, for kernels whose VMCOREINFO lacks it: 52 with 5-level
+/// paging, 46 with 4-level.
+pub fn max_physmem_bits(info: &VmcoreInfo) -> i64 {
+    if info.number("pgtable_l5_enabled") == Some(1) {
+        52
+    } else {
+        46
+    }
+}
+
 impl X86_64 {
     pub fn from_vmcoreinfo(info: &VmcoreInfo) -> Option<X86_64> {
         let top = info
