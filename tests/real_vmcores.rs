@@ -47,6 +47,10 @@ const L4_612: Kernel = Kernel {
     name: "deb612-l4",
     kver: "6.12.117+deb12-amd64",
 };
+const L4_72: Kernel = Kernel {
+    name: "deb72-l4",
+    kver: "7.2.13+deb14-amd64",
+};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -413,6 +417,12 @@ fn deb510_filter_matches_the_debug_info_oracle() {
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn deb72_filter_matches_the_debug_info_oracle() {
     filter_matches_oracle(&DEB72, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb72_4level_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&L4_72, &[31, 2, 4, 8, 16]);
 }
 
 #[test]
