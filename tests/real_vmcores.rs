@@ -328,7 +328,9 @@ fn deb61_level31_crash_sees_the_same_kernel() {
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn level31_drgn_sees_the_same_kernel() {
-    for k in [&DEB61, &DEB612, &THP61, &THP612, &L4_612, &DEB510, &DEB72] {
+    for k in [
+        &DEB61, &DEB612, &THP61, &THP612, &L4_612, &DEB510, &DEB72, &L4_72, &RICH612, &RICH72,
+    ] {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-31-drgn", k.name));
         let dump = dir.join("dump-z31");
