@@ -708,6 +708,27 @@ impl SynthKernel {
         }
     }
 
+    /// The hugetlb vmemmap optimisation of Linux 5.18 to 7.0 on the folio of 2^order pages
+    /// at `pfn`: every vmemmap page of its struct pages after the first is remapped onto
+    /// the first, so the first struct page of each reads as a copy of the head (PG_head
+    /// included: a "fake head"), and the struct pages no longer mapped are overwritten
+    /// with stale free-page contents.
+    pub fn optimize_vmemmap_fake_heads(&mut self, pfn: u64, order: u64) {
+        let per_page = 4096 / sp::SIZE;
+        assert!(pfn.is_multiple_of(per_page) && (1 << order) > per_page);
+        let first = pfn / per_page;
+        let shared = (self.mem_map_pfn + first) * 4096;
+        for i in first + 1..first + (1 << order) / per_page {
+            self.map(VMEMMAP + i * 4096, shared);
+        }
+        let buddy = self.page_type("buddy");
+        for p in pfn + per_page..pfn + (1 << order) {
+            self.set_u64(p, sp::COMPOUND_HEAD, 0);
+            self.set_u32(p, sp::MAPCOUNT, buddy);
+            self.set_u64(p, sp::PRIVATE, 0);
+        }
+    }
+
     /// The ELF vmcore of this kernel: one PT_LOAD over all RAM, mapped at PAGE_OFFSET.
     pub fn vmcore(&self) -> SynthVmcore {
         let mut s = SynthVmcore::new()

@@ -47,6 +47,21 @@ const L4_612: Kernel = Kernel {
     name: "deb612-l4",
     kver: "6.12.117+deb12-amd64",
 };
+const L4_72: Kernel = Kernel {
+    name: "deb72-l4",
+    kver: "7.2.13+deb14-amd64",
+};
+/// "Rich" 1 GiB guests (`make-vmcore --rich`): besides the THP workload, hugetlb folios under
+/// the vmemmap optimisation (6.12's fake heads, 7.2's tail masks), hwpoison, balloon pages,
+/// two NUMA nodes and block-device page cache with buffer heads.
+const RICH612: Kernel = Kernel {
+    name: "rich612",
+    kver: "6.12.117+deb12-amd64",
+};
+const RICH72: Kernel = Kernel {
+    name: "rich72",
+    kver: "7.2.13+deb14-amd64",
+};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -313,7 +328,9 @@ fn deb61_level31_crash_sees_the_same_kernel() {
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn level31_drgn_sees_the_same_kernel() {
-    for k in [&DEB61, &DEB612, &THP61, &THP612, &L4_612, &DEB510, &DEB72] {
+    for k in [
+        &DEB61, &DEB612, &THP61, &THP612, &L4_612, &DEB510, &DEB72, &L4_72, &RICH612, &RICH72,
+    ] {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-31-drgn", k.name));
         let dump = dir.join("dump-z31");
@@ -413,6 +430,24 @@ fn deb510_filter_matches_the_debug_info_oracle() {
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn deb72_filter_matches_the_debug_info_oracle() {
     filter_matches_oracle(&DEB72, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn deb72_4level_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&L4_72, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn rich612_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&RICH612, &[31, 2, 4, 8, 16]);
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn rich72_filter_matches_the_debug_info_oracle() {
+    filter_matches_oracle(&RICH72, &[31, 2, 4, 8, 16]);
 }
 
 #[test]

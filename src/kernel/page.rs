@@ -6,7 +6,7 @@
 //! unreadable struct pages) the pages are kept and the problem is reported once: a dump
 //! may be bigger than needed, never missing a page the kernel still used.
 
-use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest};
+use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest, TailLink};
 use super::memmap::MemMap;
 use super::x86_64::KernelMemory;
 use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
@@ -222,8 +222,31 @@ impl Rules {
         (order, hugetlb)
     }
 
-    /// Decides one page frame. `None`: keep it (or it is a tail, handled with its head).
-    fn decide(&mut self, pfn: u64, sp: &[u8], next: Option<&[u8]>) -> Option<(Class, u64)> {
+    /// Whether the PG_head struct page at `va` is a "fake head": with the hugetlb vmemmap
+    /// optimisation of Linux 5.18 to 7.0, the vmemmap pages of a hugetlb folio's tails are
+    /// all mapped onto the head's, so the first struct page of each of them reads as a copy
+    /// of the head. As the kernel's page_fixed_fake_head() tells: such a struct page starts
+    /// a page of vmemmap and the struct page after it is a tail of another head (a real
+    /// head's first tail names the head itself). It is a tail, decided with its head.
+    fn is_fake_head(&self, va: u64, next: Option<&[u8]>) -> bool {
+        let l = &self.layout;
+        let (Some(o), Some(next)) = (l.compound, next) else {
+            return false;
+        };
+        // x86_64: 4 KiB pages of vmemmap.
+        va.is_multiple_of(4096)
+            && matches!(l.tail_link(u64_at(next, o)), Some(TailLink::Pointer(h)) if h != va)
+    }
+
+    /// Decides one page frame, whose struct page `sp` is at `va`. `None`: keep it (or it
+    /// is a tail, handled with its head).
+    fn decide(
+        &mut self,
+        pfn: u64,
+        va: u64,
+        sp: &[u8],
+        next: Option<&[u8]>,
+    ) -> Option<(Class, u64)> {
         let l = &self.layout;
         // A field VMCOREINFO lacks reads as what excludes nothing: the rules that need it
         // are off (see `Classifier::new`).
@@ -237,7 +260,11 @@ impl Rules {
         }
         let slab = self.is_slab(flags, mapcount);
         let w = self.wanted;
-        let (order, hugetlb) = if l.head_mask.is_some_and(|m| flags & m != 0) {
+        let head = l.head_mask.is_some_and(|m| flags & m != 0);
+        if head && self.is_fake_head(va, next) {
+            return None;
+        }
+        let (order, hugetlb) = if head {
             self.compound(pfn, sp, next)
         } else {
             (0, false)
@@ -394,7 +421,8 @@ impl PageClasses for Classifier {
                     let next = pages
                         .get(i + size as usize..i + 2 * size as usize)
                         .filter(|_| readable(pfn - chunk + 1));
-                    if let Some((class, n)) = self.rules.decide(pfn, sp, next) {
+                    let at = va.wrapping_add((pfn - chunk) * size);
+                    if let Some((class, n)) = self.rules.decide(pfn, at, sp, next) {
                         let to = pfn.saturating_add(n);
                         exclude_range(&mut self.counts, &mut self.carry, cycle, (pfn, to), class);
                         skip_until = to;

@@ -4,6 +4,7 @@
 #
 # Inputs (globals, set by the caller):
 #   KVER CRASH_MEM_MB CRASH_CRASHKERNEL CRASH_WORKLOAD_MB CRASH_CPU CRASH_THP CRASH_COMPRESSIBLE
+#   CRASH_RICH
 #                       (crash_defaults and crash_option set them from the command line)
 #   CRASH_COLLECTOR     optional: collector binary to run in the capture kernel
 #   CRASH_ARGS          array: collector options (the guest adds the vmcore and the target)
@@ -36,7 +37,7 @@ CRASH_CAPTURE_CONF=() CRASH_QEMU_ARGS=() CRASH_CAPTURE_HOOK="" CRASH_TICK_HOOK="
 # The crash options shared by make-vmcore, capture-with and capture-to.
 crash_defaults() {
     CRASH_MEM_MB=640 CRASH_CRASHKERNEL=192M CRASH_WORKLOAD_MB=96 CRASH_CPU=max
-    CRASH_THP=0 CRASH_COMPRESSIBLE=0
+    CRASH_THP=0 CRASH_COMPRESSIBLE=0 CRASH_RICH=0
 }
 
 # crash_option ARG [VALUE]: take one crash option; sets CRASH_SHIFT to the number of
@@ -50,6 +51,7 @@ crash_option() {
     --cpu) CRASH_CPU=${2:?--cpu wants max or qemu64} ;;
     --thp) CRASH_THP=1 CRASH_SHIFT=1 ;;
     --compressible) CRASH_COMPRESSIBLE=1 CRASH_SHIFT=1 ;;
+    --rich) CRASH_RICH=1 CRASH_SHIFT=1 ;;
     *) CRASH_SHIFT=0 ;;
     esac
 }
@@ -59,6 +61,32 @@ crash_check_options() {
     [[ $CRASH_WORKLOAD_MB =~ ^[0-9]+$ ]] || die "--workload wants MiB"
     [[ $CRASH_CRASHKERNEL =~ ^[0-9]+[MG]$ ]] || die "--crashkernel wants e.g. 192M"
     case $CRASH_CPU in max | qemu64) ;; *) die "--cpu must be max or qemu64" ;; esac
+    if [ "$CRASH_RICH" = 1 ]; then
+        [ $((CRASH_MEM_MB % 2)) = 0 ] || die "--rich splits --mem over two NUMA nodes: use an even size"
+        [ "$CRASH_MEM_MB" -ge 1024 ] || die "--rich wants --mem 1024 or more"
+    fi
+}
+
+# The rich guest (--rich): a hugetlb pool of RICH_HUGEPAGES 2 MiB pages with the vmemmap
+# optimisation, RICH_HUGE_MAPPED of them mapped and dirtied by tests/harness/rich.c, which
+# also poisons RICH_POISON anonymous pages (MADV_HWPOISON); a virtio-balloon inflated by
+# RICH_BALLOON_MB through the QEMU monitor; two NUMA nodes (one CPU and half the memory
+# each); and block-device page cache with buffer heads from a raw virtio disk ("bdev").
+RICH_HUGEPAGES=32 RICH_HUGE_MAPPED=16 RICH_POISON=8 RICH_BALLOON_MB=64 RICH_BDEV_MB=32
+RICH_MODULES=(virtio_balloon virtio_blk)
+
+rich_bin() {
+    build_static "$HARNESS_DIR/rich.c" "$CACHE_DIR/rich"
+    echo "$CACHE_DIR/rich"
+}
+
+# rich_tick: inflate the balloon once the guest asks for it (HARNESS: balloon-wanted).
+_rich_ballooned=0
+rich_tick() {
+    [ "$_rich_ballooned" = 0 ] || return 0
+    tr -d '\r' < "$CRASH_WORK/serial.log" 2>/dev/null | grep -aq '^HARNESS: balloon-wanted' || return 0
+    _rich_ballooned=1
+    log "  balloon: $(qemu_monitor "balloon $((CRASH_MEM_MB - RICH_BALLOON_MB))" | tr -d '\n' | cut -c1-80)"
 }
 
 # build_static SRC OUT: compile a static C program if OUT is missing or older than SRC.
@@ -185,6 +213,12 @@ build_images() {
     chmod 755 "$root/init"
     install_binary "$(command -v kexec)" "$root" /sbin/kexec
     cp "$workload" "$root/bin/workload"
+    if [ "$CRASH_RICH" = 1 ]; then
+        cp "$(rich_bin)" "$root/bin/rich"
+        mkdir -p "$root/lib/modules"
+        : > "$root/lib/modules/load.order"
+        for m in "${RICH_MODULES[@]}"; do stage_module "$kdir" "$m" "$root/lib/modules"; done
+    fi
     cp "$kdir/boot/vmlinuz-$KVER" "$root/boot/vmlinuz"
     cp "$CRASH_WORK/capture.img" "$root/boot/capture.img"
     # Optional extras for the first kernel: CRASH_FIRST_BINS="NAME=PATH ..." installs each
@@ -205,6 +239,8 @@ build_images() {
         "WORKLOAD_FLAGS=${wflags# }" \
         "CACHE_RANDOM_MB=$PAGE_CACHE_RANDOM_MB" \
         "CACHE_TEXT_MB=$PAGE_CACHE_TEXT_MB" \
+        "RICH=$CRASH_RICH" "RICH_HUGE_MAPPED=$RICH_HUGE_MAPPED" "RICH_POISON=$RICH_POISON" \
+        "RICH_BALLOON_MB=$RICH_BALLOON_MB" \
         "CAPTURE_CMDLINE=console=ttyS0 nr_cpus=1 irqpoll reset_devices panic=-1 loglevel=4"
     make_cpio "$root" "$CRASH_WORK/first.img"
     log "initramfs: first.img $(du -h "$CRASH_WORK/first.img" | cut -f1), capture.img $(du -h "$CRASH_WORK/capture.img" | cut -f1)"
@@ -265,6 +301,21 @@ run_crash() {
     fi
     local append="console=ttyS0 crashkernel=$CRASH_CRASHKERNEL panic=-1 loglevel=4"
     [ "$CRASH_THP" = 1 ] && append+=" transparent_hugepage=always"
+    local -a numa=()
+    if [ "$CRASH_RICH" = 1 ]; then
+        append+=" hugetlb_free_vmemmap=on hugepages=$RICH_HUGEPAGES"
+        local half=$((CRASH_MEM_MB / 2))
+        truncate -s "${RICH_BDEV_MB}M" "$CRASH_WORK/bdev.raw"
+        numa=(
+            -object "memory-backend-ram,id=mem0,size=${half}M"
+            -object "memory-backend-ram,id=mem1,size=${half}M"
+            -numa "node,nodeid=0,cpus=0,memdev=mem0"
+            -numa "node,nodeid=1,cpus=1,memdev=mem1"
+            -device virtio-balloon-pci,id=balloon0
+            -drive "file=$CRASH_WORK/bdev.raw,if=none,id=bdev,format=raw,cache=unsafe"
+            -device "virtio-blk-pci,drive=bdev,serial=bdev"
+        )
+    fi
 
     # Multi-threaded TCG now and then kills a guest kernel while it patches its own code
     # (seen: an oops in hrtimer code during early boot). A first kernel that dies before
@@ -275,7 +326,7 @@ run_crash() {
         [ "$attempt" -gt 1 ] && truncate -s 0 "$CRASH_WORK/serial.log"
         log "booting $KVER in QEMU (TCG, -cpu $CRASH_CPU, ${CRASH_MEM_MB} MiB, crashkernel=$CRASH_CRASHKERNEL, timeout ${QEMU_TIMEOUT}s)"
         _qemu_start=$SECONDS
-        _progress_seen=0
+        _progress_seen=0 _rich_ballooned=0
         qemu_rc=0
         timeout --kill-after=10 "$QEMU_TIMEOUT" qemu-system-x86_64 \
             -nodefaults -no-user-config -display none -no-reboot \
@@ -283,12 +334,13 @@ run_crash() {
             -kernel "$kdir/boot/vmlinuz-$KVER" -initrd "$CRASH_WORK/first.img" -append "$append" \
             -serial "file:$CRASH_WORK/serial.log" \
             -monitor "unix:$CRASH_WORK/monitor.sock,server=on,wait=off" \
-            "${disks[@]}" ${CRASH_QEMU_ARGS[@]+"${CRASH_QEMU_ARGS[@]}"} \
+            "${disks[@]}" ${numa[@]+"${numa[@]}"} ${CRASH_QEMU_ARGS[@]+"${CRASH_QEMU_ARGS[@]}"} \
             > "$CRASH_WORK/qemu.out" 2>&1 &
         _qemu_pid=$!
         while kill -0 "$_qemu_pid" 2>/dev/null; do
             sleep 1
             report_progress
+            [ "$CRASH_RICH" = 0 ] || rich_tick
             [ -z "$CRASH_TICK_HOOK" ] || "$CRASH_TICK_HOOK"
         done
         wait "$_qemu_pid" || qemu_rc=$?
