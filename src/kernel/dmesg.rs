@@ -72,14 +72,22 @@ fn read(km: &mut KernelMemory, va: u64, len: u64, what: &str) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-/// Appends one record: the timestamp prefix, then the text with continuation lines
-/// indented under it and bytes that are neither printable nor spaces escaped.
-fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
-    let prefix = format!(
+/// Appends one record: the timestamp prefix, the caller column when the kernel exports
+/// the caller id (`[      T0] ` for a task's pid, `[      C1] ` for a CPU outside task
+/// context: the id's top bit; the column widens for longer ids), then the text with
+/// continuation lines indented under it and bytes that are neither printable nor spaces
+/// escaped.
+fn format_record(out: &mut Vec<u8>, ts_nsec: u64, caller: Option<u32>, text: &[u8]) {
+    let mut prefix = format!(
         "[{:5}.{:06}] ",
         ts_nsec / 1_000_000_000,
         ts_nsec % 1_000_000_000 / 1000
     );
+    if let Some(id) = caller {
+        let kind = if id & CALLER_CPU != 0 { 'C' } else { 'T' };
+        let id = format!("{kind}{}", id & !CALLER_CPU);
+        prefix += &format!("[{id:>8}] ");
+    }
     out.extend_from_slice(prefix.as_bytes());
     for &c in text {
         match c {
@@ -92,6 +100,18 @@ fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
         }
     }
     out.push(b'\n');
+}
+
+/// The caller id's top bit: the record was logged by a CPU, not a task.
+const CALLER_CPU: u32 = 0x8000_0000;
+
+/// The offset of the caller id in a record, if the kernel exports it (always on 5.10+;
+/// before, with CONFIG_PRINTK_CALLER only).
+fn caller_off(info: &VmcoreInfo, name: &str) -> Result<Option<u64>, String> {
+    match info.offset(name) {
+        None => Ok(None),
+        Some(_) => off(info, name).map(Some),
+    }
 }
 
 /// The log of whichever ring buffer this kernel has.
@@ -140,6 +160,7 @@ pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, S
     let ts_off = off(info, "printk_log.ts_nsec")?;
     let len_off = off(info, "printk_log.len")?;
     let text_off = off(info, "printk_log.text_len")?;
+    let caller = caller_off(info, "printk_log.caller_id")?;
     let buf = read(km, buf_va, len, "the log buffer")?;
     let mut out = Vec::new();
     let mut idx = first;
@@ -163,7 +184,8 @@ pub fn printk_log(km: &mut KernelMemory, info: &VmcoreInfo) -> Result<Vec<u8>, S
         let text_len = le(&buf, idx + text_off, 2).min(rec_len.saturating_sub(hdr));
         let start = (idx + hdr) as usize;
         if let Some(text) = buf.get(start..start + text_len as usize) {
-            format_record(&mut out, le(&buf, idx + ts_off, 8), text);
+            let cid = caller.map(|c| le(&buf, idx + c, 4) as u32);
+            format_record(&mut out, le(&buf, idx + ts_off, 8), cid, text);
         }
         idx += rec_len;
         if idx > len {
@@ -247,6 +269,7 @@ pub fn lockless(
     let next_off = lpos + off(info, "prb_data_blk_lpos.next")?;
     let ts_off = off(info, "printk_info.ts_nsec")?;
     let len_off = off(info, "printk_info.text_len")?;
+    let caller = caller_off(info, "printk_info.caller_id")?;
     let from_seq = if partial {
         Some((clear_seq(km, info)?, off(info, "printk_info.seq")?))
     } else {
@@ -277,7 +300,8 @@ pub fn lockless(
                 let ts = le(&infos, i + ts_off, 8);
                 let start = (begin + 8) as usize;
                 if let (false, Some(text)) = (cleared, data.get(start..start + text_len as usize)) {
-                    format_record(&mut out, ts, text);
+                    let cid = caller.map(|c| le(&infos, i + c, 4) as u32);
+                    format_record(&mut out, ts, cid, text);
                 }
             }
         }
@@ -294,7 +318,7 @@ mod tests {
     use super::*;
     use crate::kernel::x86_64::X86_64;
     use crate::synth::RamPages;
-    use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
+    use crate::synth::{Flavor, LogRecord, PAGE_OFFSET, SynthKernel};
 
     /// A 5.4-style log_buf of 4 KiB holding three records, the oldest wrapped around.
     #[test]
@@ -339,9 +363,9 @@ mod tests {
         let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
         let log = read_log(&mut km, &info, false).expect("log");
         let mut want = Vec::new();
-        format_record(&mut want, 1_000_000, b"oldest");
-        format_record(&mut want, 2_500_000_000, b"two\nlines");
-        format_record(&mut want, 3_000_001_000, b"\x01last");
+        format_record(&mut want, 1_000_000, None, b"oldest");
+        format_record(&mut want, 2_500_000_000, None, b"two\nlines");
+        format_record(&mut want, 3_000_001_000, None, b"\x01last");
         assert_eq!(
             String::from_utf8_lossy(&log),
             String::from_utf8_lossy(&want)
@@ -363,13 +387,78 @@ mod tests {
     #[test]
     fn records_are_formatted_like_makedumpfile() {
         let mut out = Vec::new();
-        format_record(&mut out, 5_833_299_123, b"R10: 1\nsecond line\x01\xff");
+        format_record(
+            &mut out,
+            5_833_299_123,
+            None,
+            b"R10: 1\nsecond line\x01\xff",
+        );
         assert_eq!(
             String::from_utf8_lossy(&out),
             "[    5.833299] R10: 1\n               second line\\x01\\xff\n"
         );
         out.clear();
-        format_record(&mut out, 123_456_000_000_000, b"late");
+        format_record(&mut out, 123_456_000_000_000, None, b"late");
         assert_eq!(String::from_utf8_lossy(&out), "[123456.000000] late\n");
+    }
+
+    #[test]
+    fn caller_column_is_printed_when_the_kernel_exports_the_caller_id() {
+        let mut out = Vec::new();
+        format_record(&mut out, 0, Some(0), b"Linux version");
+        format_record(&mut out, 1_500_000, Some(0x8000_0001), b"cpu\nsecond");
+        format_record(&mut out, 2_000_000, Some(123_456_789), b"long pid");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[    0.000000] [      T0] Linux version\n\
+             [    0.001500] [      C1] cpu\n\
+             \x20                         second\n\
+             [    0.002000] [T123456789] long pid\n"
+        );
+    }
+
+    /// A lockless ring (5.10+) read whole, with and without the caller id exported: the
+    /// records in order across the lap of the descriptors and the wrap of the text ring.
+    #[test]
+    fn lockless_ring_is_read_with_and_without_the_caller_column() {
+        let records = [
+            LogRecord {
+                ts_nsec: 0,
+                caller_id: 0,
+                text: b"Linux version 7.2.13",
+            },
+            LogRecord {
+                ts_nsec: 1_234_567_891,
+                caller_id: 0x8000_0002,
+                text: b"two\nlines",
+            },
+            LogRecord {
+                ts_nsec: 61_000_000_000,
+                caller_id: 4321,
+                text: b"wrapped \x01",
+            },
+        ];
+        for caller_id in [true, false] {
+            let mut k = SynthKernel::new(Flavor::Linux6_12, 1024);
+            let lines = k.printk_ring(&records, caller_id);
+            let info = VmcoreInfo::parse(format!("{}{lines}", k.vmcoreinfo()).as_bytes());
+            let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
+            let mut km = KernelMemory::new(Box::new(RamPages(k.mem.clone())), arch);
+            let log = read_log(&mut km, &info, false).expect("log");
+            let want = if caller_id {
+                "[    0.000000] [      T0] Linux version 7.2.13\n\
+                 [    1.234567] [      C2] two\n\
+                 \x20                         lines\n\
+                 [   61.000000] [   T4321] wrapped \\x01\n"
+            } else {
+                "[    0.000000] Linux version 7.2.13\n\
+                 [    1.234567] two\n\
+                 \x20              lines\n\
+                 [   61.000000] wrapped \\x01\n"
+            };
+            assert_eq!(String::from_utf8_lossy(&log), want, "caller_id {caller_id}");
+            // --partial-dmesg: clear_seq 0 keeps every record.
+            assert_eq!(read_log(&mut km, &info, true).expect("partial"), log);
+        }
     }
 }
