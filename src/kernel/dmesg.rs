@@ -1,7 +1,9 @@
 //! The kernel log from the lockless printk ring buffer (Linux 5.10+) or from the older
 //! `printk_log` records in `log_buf` (3.5 to 5.9), located and decoded through VMCOREINFO
 //! alone, printed as makedumpfile's `--dump-dmesg` prints it: `[%5u.%06u] text`,
-//! continuation lines indented to the text, unprintable bytes as `\xNN`.
+//! with the caller column (`[      T0] `) when the kernel exports the caller id,
+//! continuation lines indented to the text, unprintable bytes as `\xNN` (`\xffffffNN` from
+//! 0x80 on, as makedumpfile's signed chars print).
 //!
 //! Every size and index comes from a kernel that just crashed: ring sizes are bounded,
 //! positions are taken modulo the ring, and a record that does not fit is skipped.
@@ -96,6 +98,9 @@ fn format_record(out: &mut Vec<u8>, ts_nsec: u64, caller: Option<u32>, text: &[u
                 out.extend(std::iter::repeat_n(b' ', prefix.len()));
             }
             0x20..=0x7e | b'\t' | 0x0b | 0x0c | b'\r' => out.push(c),
+            // makedumpfile formats a (signed) char widened to int: bytes from 0x80 on come
+            // out as `\xffffffNN`; scripts that diff the two logs see the same text.
+            0x80.. => out.extend_from_slice(format!("\\xffffff{c:02x}").as_bytes()),
             _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
         }
     }
@@ -395,7 +400,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "[    5.833299] R10: 1\n               second line\\x01\\xff\n"
+            "[    5.833299] R10: 1\n               second line\\x01\\xffffffff\n"
         );
         out.clear();
         format_record(&mut out, 123_456_000_000_000, None, b"late");
