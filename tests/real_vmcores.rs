@@ -376,6 +376,54 @@ fn deb61_level31_size_matches_makedumpfile() {
     }
 }
 
+/// Acceptance of the newer peer: on 5.10, 6.1 and 6.12 (where makedumpfile 1.7.8 classifies
+/// correctly) our `-l -d 31` dump is within 1% of the size of sid's makedumpfile 1.7.8's,
+/// with the same utsname in the header.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn level31_size_matches_makedumpfile_178() {
+    for k in [&DEB510, &DEB61, &DEB612, &THP61, &THP612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-size-178", k.name));
+        let ours = dir.join("vmsift");
+        let theirs = dir.join("makedumpfile");
+        vmsift(&["-l", "-d", "31"], &vmcore, &ours);
+        makedumpfile_178(&["-l", "-d", "31"], &vmcore, &theirs);
+        let head = |p: &Path| std::fs::read(p).expect("read dump")[12..402].to_vec();
+        assert!(head(&ours) == head(&theirs), "{}: utsname differs", k.name);
+        let a = std::fs::metadata(&ours).expect("ours").len() as f64;
+        let b = std::fs::metadata(&theirs).expect("theirs").len() as f64;
+        println!("{}: vmsift {a} bytes, makedumpfile 1.7.8 {b} bytes", k.name);
+        assert!((a - b).abs() / b <= 0.01, "{}: {a} vs {b} bytes", k.name);
+    }
+}
+
+/// crash 9.0.2 (sid), which reads 6.12 where Debian 12's 8.0.2 cannot, prints the same
+/// `sys`, `log`, `bt -a`, `ps` and `kmem -i` for our `-d 31` dump (kdump file, lzo) as for
+/// the ELF, with no excluded page read, on 6.12 and 5.10.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn crash_902_sees_the_same_kernel_in_level31_dumps() {
+    let crash = root().join("tests/harness/sid-crash");
+    let crash = crash.to_str().expect("utf-8 path");
+    sid("crash");
+    for k in [&DEB612, &DEB510] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-crash902", k.name));
+        let dump = dir.join("dump-l31");
+        vmsift(&["-l", "-d", "31"], &vmcore, &dump);
+        let mut options = vec!["--crash", crash];
+        for c in ["sys", "log", "bt -a", "ps", "kmem -i"] {
+            options.extend(["--cmd", c]);
+        }
+        check_with(
+            "readers/crash-same",
+            &options,
+            &[&k.vmlinux(), &vmcore, &dump],
+        );
+    }
+}
+
 /// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
 /// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
 fn oracle(k: &Kernel) -> PathBuf {

@@ -466,4 +466,53 @@ mod tests {
             assert_eq!(read_log(&mut km, &info, true).expect("partial"), log);
         }
     }
+
+    /// A 5.1–5.9 kernel built with CONFIG_PRINTK_CALLER: `printk_log` records carry the
+    /// caller id (header of 24 bytes) and the log has the caller column.
+    #[test]
+    fn printk_log_records_with_the_caller_id() {
+        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let mut mem = k.mem.clone();
+        let vars = k.first_free_pfn * 4096;
+        let buf = vars + 4096;
+        let put = |mem: &mut Vec<u8>, at: u64, b: &[u8]| {
+            mem[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        let mut at = 0;
+        for (ts, caller, text) in [
+            (0u64, 0u32, &b"Linux version 5.4"[..]),
+            (7_000_001_000, 0x8000_0001, b"from a cpu\nnext"),
+        ] {
+            let len = (24 + text.len() as u64).div_ceil(8) * 8;
+            put(&mut mem, buf + at, &ts.to_le_bytes());
+            put(&mut mem, buf + at + 8, &(len as u16).to_le_bytes());
+            put(&mut mem, buf + at + 10, &(text.len() as u16).to_le_bytes());
+            put(&mut mem, buf + at + 16, &caller.to_le_bytes());
+            put(&mut mem, buf + at + 24, text);
+            at += len;
+        }
+        put(&mut mem, vars, &(PAGE_OFFSET + buf).to_le_bytes());
+        put(&mut mem, vars + 8, &4096u32.to_le_bytes());
+        put(&mut mem, vars + 16, &(at as u32).to_le_bytes());
+        let text = format!(
+            "{}SYMBOL(log_buf)={:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
+             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=24\nOFFSET(printk_log.ts_nsec)=0\n\
+             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n\
+             OFFSET(printk_log.caller_id)=16\n",
+            k.vmcoreinfo(),
+            PAGE_OFFSET + vars,
+            PAGE_OFFSET + vars + 8,
+            PAGE_OFFSET + vars + 12,
+            PAGE_OFFSET + vars + 16,
+        );
+        let info = VmcoreInfo::parse(text.as_bytes());
+        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
+        let mut km = KernelMemory::new(Box::new(RamPages(mem)), arch);
+        assert_eq!(
+            String::from_utf8_lossy(&read_log(&mut km, &info, false).expect("log")),
+            "[    0.000000] [      T0] Linux version 5.4\n\
+             [    7.000001] [      C1] from a cpu\n\
+             \x20                         next\n"
+        );
+    }
 }
