@@ -1,5 +1,7 @@
 //! vmsift on real vmcores of crashed Debian kernels, checked by real readers: libkdumpfile
-//! page by page, crash (6.1) and drgn (5.10, 6.1, 6.12 and 7.2) against the ELF input.
+//! page by page, crash 8.0.2 (6.1), sid's crash 9.0.2 (5.10, 6.12) and drgn (5.10, 6.1,
+//! 6.12 and 7.2) against the ELF input, and compared with Debian 12's makedumpfile 1.7.2 and
+//! sid's 1.7.8 (`tests/harness/sid-peers` makes the sid root, `tests/harness/sid-run` runs it).
 //!
 //! The vmcores come from the QEMU harness (`tests/harness/make-vmcore`), the debug vmlinux
 //! files from `tests/harness/fetch-vmlinux`; `tests/run-all` prepares both and runs these
