@@ -1,5 +1,7 @@
 //! vmsift on real vmcores of crashed Debian kernels, checked by real readers: libkdumpfile
-//! page by page, crash (6.1) and drgn (5.10, 6.1, 6.12 and 7.2) against the ELF input.
+//! page by page, crash 8.0.2 (6.1), sid's crash 9.0.2 (5.10, 6.12) and drgn (5.10, 6.1,
+//! 6.12 and 7.2) against the ELF input, and compared with Debian 12's makedumpfile 1.7.2 and
+//! sid's 1.7.8 (`tests/harness/sid-peers` makes the sid root, `tests/harness/sid-run` runs it).
 //!
 //! The vmcores come from the QEMU harness (`tests/harness/make-vmcore`), the debug vmlinux
 //! files from `tests/harness/fetch-vmlinux`; `tests/run-all` prepares both and runs these
@@ -149,6 +151,33 @@ fn makedumpfile(args: &[&str], vmcore: &Path, out: &Path) {
     assert!(
         o.status.success(),
         "makedumpfile {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A tool of the Debian sid root that `tests/harness/sid-peers` makes (makedumpfile 1.7.8,
+/// crash 9.0.2, python3 with libkdumpfile 0.5.5), run through `tests/harness/sid-run`.
+fn sid(tool: &str) -> Command {
+    require(
+        root().join("target/cache/sid/.complete"),
+        "run tests/harness/sid-peers (or tests/run-all)",
+    );
+    let mut c = Command::new(root().join("tests/harness/sid-run"));
+    c.arg(tool);
+    c
+}
+
+/// `makedumpfile args vmcore out` with sid's makedumpfile 1.7.8.
+fn makedumpfile_178(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = sid("makedumpfile")
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run sid's makedumpfile");
+    assert!(
+        o.status.success(),
+        "makedumpfile 1.7.8 {args:?} failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
@@ -366,6 +395,54 @@ fn deb61_level31_size_matches_makedumpfile() {
     }
 }
 
+/// Acceptance of the newer peer: on 5.10, 6.1 and 6.12 (where makedumpfile 1.7.8 classifies
+/// correctly) our `-l -d 31` dump is within 1% of the size of sid's makedumpfile 1.7.8's,
+/// with the same utsname in the header.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn level31_size_matches_makedumpfile_178() {
+    for k in [&DEB510, &DEB61, &DEB612, &THP61, &THP612] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-size-178", k.name));
+        let ours = dir.join("vmsift");
+        let theirs = dir.join("makedumpfile");
+        vmsift(&["-l", "-d", "31"], &vmcore, &ours);
+        makedumpfile_178(&["-l", "-d", "31"], &vmcore, &theirs);
+        let head = |p: &Path| std::fs::read(p).expect("read dump")[12..402].to_vec();
+        assert!(head(&ours) == head(&theirs), "{}: utsname differs", k.name);
+        let a = std::fs::metadata(&ours).expect("ours").len() as f64;
+        let b = std::fs::metadata(&theirs).expect("theirs").len() as f64;
+        println!("{}: vmsift {a} bytes, makedumpfile 1.7.8 {b} bytes", k.name);
+        assert!((a - b).abs() / b <= 0.01, "{}: {a} vs {b} bytes", k.name);
+    }
+}
+
+/// crash 9.0.2 (sid), which reads 6.12 where Debian 12's 8.0.2 cannot, prints the same
+/// `sys`, `log`, `bt -a`, `ps` and `kmem -i` for our `-d 31` dump (kdump file, lzo) as for
+/// the ELF, with no excluded page read, on 6.12 and 5.10.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn crash_902_sees_the_same_kernel_in_level31_dumps() {
+    let crash = root().join("tests/harness/sid-crash");
+    let crash = crash.to_str().expect("utf-8 path");
+    sid("crash");
+    for k in [&DEB612, &DEB510] {
+        let vmcore = k.vmcore();
+        let dir = scratch(&format!("{}-31-crash902", k.name));
+        let dump = dir.join("dump-l31");
+        vmsift(&["-l", "-d", "31"], &vmcore, &dump);
+        let mut options = vec!["--crash", crash];
+        for c in ["sys", "log", "bt -a", "ps", "kmem -i"] {
+            options.extend(["--cmd", c]);
+        }
+        check_with(
+            "readers/crash-same",
+            &options,
+            &[&k.vmlinux(), &vmcore, &dump],
+        );
+    }
+}
+
 /// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
 /// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
 fn oracle(k: &Kernel) -> PathBuf {
@@ -476,18 +553,24 @@ fn thread_count_does_not_change_the_dump() {
     assert!(a == b, "--num-threads 2 wrote a different dump than 1");
 }
 
-/// `--dump-dmesg` on the ELF and on our own `-d 31` dump prints exactly what Debian's
-/// makedumpfile prints for the ELF.
+/// `--dump-dmesg` on the ELF and on our own `-d 31` dump (kdump file and flattened stream)
+/// prints exactly what makedumpfile 1.7.8 (sid) prints for the ELF: every kernel here exports
+/// the caller id, so every line has the caller column.
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn dump_dmesg_matches_makedumpfile() {
-    for k in [&DEB61, &DEB612] {
+    for k in [&DEB510, &DEB61, &DEB612, &DEB72, &THP61, &THP612, &L4_612] {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-dmesg", k.name));
         let theirs = dir.join("makedumpfile.txt");
-        makedumpfile(&["--dump-dmesg"], &vmcore, &theirs);
+        makedumpfile_178(&["--dump-dmesg"], &vmcore, &theirs);
         let want = std::fs::read(&theirs).expect("read");
         assert!(want.len() > 10_000, "{}: a real log", k.name);
+        assert!(
+            want.starts_with(b"[    0.000000] [      T0] Linux version "),
+            "{}: the caller column",
+            k.name
+        );
 
         let ours = dir.join("vmsift.txt");
         let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
@@ -529,6 +612,76 @@ fn dump_dmesg_matches_makedumpfile() {
             o.stdout == want,
             "{}: log from the flattened dump differs",
             k.name
+        );
+    }
+}
+
+/// `--dump-dmesg` on synthetic lockless rings, with and without the caller id exported
+/// (kernels before 5.10 built without CONFIG_PRINTK_CALLER), is makedumpfile 1.7.8's output
+/// byte for byte: continuation lines, a wrapped record, an unprintable byte.
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn synthetic_dump_dmesg_matches_makedumpfile_178() {
+    use vmsift::synth::{Flavor, LogRecord, PAGE_OFFSET, SynthKernel, SynthVmcore};
+    let records = [
+        LogRecord {
+            ts_nsec: 0,
+            caller_id: 0,
+            text: b"Linux version 6.12.0-synthetic",
+        },
+        LogRecord {
+            ts_nsec: 1_234_567_891,
+            caller_id: 0x8000_0003,
+            text: b"two\nlines\tand a tab",
+        },
+        LogRecord {
+            ts_nsec: 98_765_432_100_000,
+            caller_id: 1_234_567_890,
+            text: b"long caller \x01\x7f\xe2\x80",
+        },
+        LogRecord {
+            ts_nsec: 99_000_000_000_000,
+            caller_id: 4321,
+            text: b"wrapped record\nat the ring's start",
+        },
+    ];
+    let dir = scratch("synthetic-dmesg");
+    for caller_id in [false, true] {
+        let mut k = SynthKernel::new(Flavor::Linux6_12, 1024);
+        // makedumpfile checks OSRELEASE against init_uts_ns (name at offset 0 here).
+        let uts = (k.first_free_pfn * 4096) as usize;
+        k.first_free_pfn += 1;
+        let release = b"6.12.0-synthetic";
+        k.mem[uts..uts + 5].copy_from_slice(b"Linux");
+        k.mem[uts + 130..uts + 130 + release.len()].copy_from_slice(release);
+        let lines = k.printk_ring(&records, caller_id);
+        let info = format!(
+            "{}SYMBOL(init_uts_ns)={:x}\nOFFSET(uts_namespace.name)=0\n{lines}",
+            k.vmcoreinfo()
+                .replace("OSRELEASE=synthetic", "OSRELEASE=6.12.0-synthetic"),
+            PAGE_OFFSET + uts as u64
+        );
+        let mut elf = SynthVmcore::new()
+            .prstatus(1)
+            .vmcoreinfo(&info)
+            .load(0, k.mem.clone(), 0);
+        elf.loads[0].virt_start = PAGE_OFFSET;
+        let vmcore = dir.join(format!("caller-{caller_id}.elf"));
+        std::fs::write(&vmcore, elf.to_bytes()).expect("write vmcore");
+        let theirs = dir.join(format!("caller-{caller_id}.makedumpfile.txt"));
+        makedumpfile_178(&["--dump-dmesg"], &vmcore, &theirs);
+        let ours = dir.join(format!("caller-{caller_id}.vmsift.txt"));
+        vmsift(&["--dump-dmesg"], &vmcore, &ours);
+        let want = std::fs::read_to_string(&theirs).expect("read");
+        assert_eq!(
+            want.lines().count(),
+            6,
+            "makedumpfile read the ring: {want}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&ours).expect("read"),
+            want,
+            "caller id exported: {caller_id}"
         );
     }
 }
@@ -749,15 +902,33 @@ fn dump_dmesg_has_the_lines_of_crashs_log() {
     vmsift(&["--dump-dmesg"], &vmcore, &ours);
     let crash = crash(&[], &k.vmlinux(), &vmcore, "log");
     let text = std::fs::read_to_string(&ours).expect("our log");
-    let lines = |s: &str| -> Vec<String> {
+    // crash 8.0.2's `log` has no caller column (crash 9's `log -c` prints a narrower one):
+    // ours is compared without it, and without the indentation of continuation lines that
+    // follows from its width.
+    let lines = |s: &str, caller: bool| -> Vec<String> {
         s.lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with("WARNING:"))
-            .map(str::to_string)
+            .map(|l| {
+                let column = l.get(15..).and_then(|r| r.strip_prefix('['));
+                match column.and_then(|r| r.split_once("] ")) {
+                    Some((_, text)) if caller && l.starts_with('[') => {
+                        format!("{}{text}", &l[..15])
+                    }
+                    _ => l.trim_start().to_string(),
+                }
+            })
             .collect()
     };
-    let (a, b) = (lines(&text), lines(&crash));
+    let (a, b) = (lines(&text, true), lines(&crash, false));
     assert!(a.len() > 100, "a real log");
-    assert_eq!(a, b, "our --dump-dmesg and crash's log differ");
+    let first = a.iter().zip(&b).position(|(x, y)| x != y);
+    assert!(
+        a.len() == b.len() && first.is_none(),
+        "our --dump-dmesg and crash's log differ ({} and {} lines), first at {first:?}: {:?}",
+        a.len(),
+        b.len(),
+        first.map(|i| (&a[i], &b[i]))
+    );
 }
 
 /// `-L`: the dump stops at the limit; libkdumpfile reads every page that was written and

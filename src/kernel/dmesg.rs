@@ -1,7 +1,9 @@
 //! The kernel log from the lockless printk ring buffer (Linux 5.10+) or from the older
 //! `printk_log` records in `log_buf` (3.5 to 5.9), located and decoded through VMCOREINFO
 //! alone, printed as makedumpfile's `--dump-dmesg` prints it: `[%5u.%06u] text`,
-//! continuation lines indented to the text, unprintable bytes as `\xNN`.
+//! with the caller column (`[      T0] `) when the kernel exports the caller id,
+//! continuation lines indented to the text, unprintable bytes as `\xNN` (`\xffffffNN` from
+//! 0x80 on, as makedumpfile's signed chars print).
 //!
 //! Every size and index comes from a kernel that just crashed: ring sizes are bounded,
 //! positions are taken modulo the ring, and a record that does not fit is skipped.
@@ -72,14 +74,22 @@ fn read(km: &mut KernelMemory, va: u64, len: u64, what: &str) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-/// Appends one record: the timestamp prefix, then the text with continuation lines
-/// indented under it and bytes that are neither printable nor spaces escaped.
-fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
-    let prefix = format!(
+/// Appends one record: the timestamp prefix, the caller column when the kernel exports
+/// the caller id (`[      T0] ` for a task's pid, `[      C1] ` for a CPU outside task
+/// context: the id's top bit; the column widens for longer ids), then the text with
+/// continuation lines indented under it and bytes that are neither printable nor spaces
+/// escaped.
+fn format_record(out: &mut Vec<u8>, ts_nsec: u64, caller: Option<u32>, text: &[u8]) {
+    let mut prefix = format!(
         "[{:5}.{:06}] ",
         ts_nsec / 1_000_000_000,
         ts_nsec % 1_000_000_000 / 1000
     );
+    if let Some(id) = caller {
+        let kind = if id & CALLER_CPU != 0 { 'C' } else { 'T' };
+        let id = format!("{kind}{}", id & !CALLER_CPU);
+        prefix += &format!("[{id:>8}] ");
+    }
     out.extend_from_slice(prefix.as_bytes());
     for &c in text {
         match c {
@@ -88,10 +98,25 @@ fn format_record(out: &mut Vec<u8>, ts_nsec: u64, text: &[u8]) {
                 out.extend(std::iter::repeat_n(b' ', prefix.len()));
             }
             0x20..=0x7e | b'\t' | 0x0b | 0x0c | b'\r' => out.push(c),
+            // makedumpfile formats a (signed) char widened to int: bytes from 0x80 on come
+            // out as `\xffffffNN`; scripts that diff the two logs see the same text.
+            0x80.. => out.extend_from_slice(format!("\\xffffff{c:02x}").as_bytes()),
             _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
         }
     }
     out.push(b'\n');
+}
+
+/// The caller id's top bit: the record was logged by a CPU, not a task.
+const CALLER_CPU: u32 = 0x8000_0000;
+
+/// The offset of the caller id in a record, if the kernel exports it (always on 5.10+;
+/// before, with CONFIG_PRINTK_CALLER only).
+fn caller_off(info: &VmcoreInfo, name: &str) -> Result<Option<u64>, String> {
+    match info.offset(name) {
+        None => Ok(None),
+        Some(_) => off(info, name).map(Some),
+    }
 }
 
 /// The log of whichever ring buffer this kernel has.
@@ -143,6 +168,7 @@ pub fn printk_log(
     let ts_off = off(info, "printk_log.ts_nsec")?;
     let len_off = off(info, "printk_log.len")?;
     let text_off = off(info, "printk_log.text_len")?;
+    let caller = caller_off(info, "printk_log.caller_id")?;
     let buf = read(km, buf_va, len, "the log buffer")?;
     let mut out = Vec::new();
     let mut idx = first;
@@ -166,7 +192,8 @@ pub fn printk_log(
         let text_len = le(&buf, idx + text_off, 2).min(rec_len.saturating_sub(hdr));
         let start = (idx + hdr) as usize;
         if let Some(text) = buf.get(start..start + text_len as usize) {
-            format_record(&mut out, le(&buf, idx + ts_off, 8), text);
+            let cid = caller.map(|c| le(&buf, idx + c, 4) as u32);
+            format_record(&mut out, le(&buf, idx + ts_off, 8), cid, text);
         }
         idx += rec_len;
         if idx > len {
@@ -250,6 +277,7 @@ pub fn lockless(
     let next_off = lpos + off(info, "prb_data_blk_lpos.next")?;
     let ts_off = off(info, "printk_info.ts_nsec")?;
     let len_off = off(info, "printk_info.text_len")?;
+    let caller = caller_off(info, "printk_info.caller_id")?;
     let from_seq = if partial {
         Some((clear_seq(km, info)?, off(info, "printk_info.seq")?))
     } else {
@@ -280,7 +308,8 @@ pub fn lockless(
                 let ts = le(&infos, i + ts_off, 8);
                 let start = (begin + 8) as usize;
                 if let (false, Some(text)) = (cleared, data.get(start..start + text_len as usize)) {
-                    format_record(&mut out, ts, text);
+                    let cid = caller.map(|c| le(&infos, i + c, 4) as u32);
+                    format_record(&mut out, ts, cid, text);
                 }
             }
         }
@@ -297,7 +326,7 @@ mod tests {
     use super::*;
     use crate::kernel::x86_64::X86_64;
     use crate::synth::RamPages;
-    use crate::synth::{Flavor, PAGE_OFFSET, SynthKernel};
+    use crate::synth::{Flavor, LogRecord, PAGE_OFFSET, SynthKernel};
 
     /// A log_buf of 4 KiB holding three records, the oldest wrapped around, on a kernel
     /// with 4.18's VMCOREINFO (and its printk_log keys); `--partial-dmesg` starts at
@@ -348,9 +377,9 @@ mod tests {
         let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
         let log = read_log(&mut km, &info, false).expect("log");
         let mut want = Vec::new();
-        format_record(&mut want, 1_000_000, b"oldest");
-        format_record(&mut want, 2_500_000_000, b"two\nlines");
-        format_record(&mut want, 3_000_001_000, b"\x01last");
+        format_record(&mut want, 1_000_000, None, b"oldest");
+        format_record(&mut want, 2_500_000_000, None, b"two\nlines");
+        format_record(&mut want, 3_000_001_000, None, b"\x01last");
         assert_eq!(
             String::from_utf8_lossy(&log),
             String::from_utf8_lossy(&want)
@@ -461,9 +490,9 @@ mod tests {
             String::from_utf8(read_log(&mut km, info, partial).expect("log")).expect("utf-8")
         };
         let mut all = Vec::new();
-        format_record(&mut all, 4_000_000_000, b"four");
-        format_record(&mut all, 5_000_000_000, b"five\nlines");
-        format_record(&mut all, 6_000_000_000, b"six");
+        format_record(&mut all, 4_000_000_000, None, b"four");
+        format_record(&mut all, 5_000_000_000, None, b"five\nlines");
+        format_record(&mut all, 6_000_000_000, None, b"six");
         let all = String::from_utf8(all).expect("utf-8");
         let from_five = &all[all.find("[    5.").expect("five")..];
         let from_six = &all[all.find("[    6.").expect("six")..];
@@ -476,13 +505,127 @@ mod tests {
     #[test]
     fn records_are_formatted_like_makedumpfile() {
         let mut out = Vec::new();
-        format_record(&mut out, 5_833_299_123, b"R10: 1\nsecond line\x01\xff");
+        format_record(
+            &mut out,
+            5_833_299_123,
+            None,
+            b"R10: 1\nsecond line\x01\xff",
+        );
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "[    5.833299] R10: 1\n               second line\\x01\\xff\n"
+            "[    5.833299] R10: 1\n               second line\\x01\\xffffffff\n"
         );
         out.clear();
-        format_record(&mut out, 123_456_000_000_000, b"late");
+        format_record(&mut out, 123_456_000_000_000, None, b"late");
         assert_eq!(String::from_utf8_lossy(&out), "[123456.000000] late\n");
+    }
+
+    #[test]
+    fn caller_column_is_printed_when_the_kernel_exports_the_caller_id() {
+        let mut out = Vec::new();
+        format_record(&mut out, 0, Some(0), b"Linux version");
+        format_record(&mut out, 1_500_000, Some(0x8000_0001), b"cpu\nsecond");
+        format_record(&mut out, 2_000_000, Some(123_456_789), b"long pid");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[    0.000000] [      T0] Linux version\n\
+             [    0.001500] [      C1] cpu\n\
+             \x20                         second\n\
+             [    0.002000] [T123456789] long pid\n"
+        );
+    }
+
+    /// A lockless ring (5.10+) read whole, with and without the caller id exported: the
+    /// records in order across the lap of the descriptors and the wrap of the text ring.
+    #[test]
+    fn lockless_ring_is_read_with_and_without_the_caller_column() {
+        let records = [
+            LogRecord {
+                ts_nsec: 0,
+                caller_id: 0,
+                text: b"Linux version 7.2.13",
+            },
+            LogRecord {
+                ts_nsec: 1_234_567_891,
+                caller_id: 0x8000_0002,
+                text: b"two\nlines",
+            },
+            LogRecord {
+                ts_nsec: 61_000_000_000,
+                caller_id: 4321,
+                text: b"wrapped \x01",
+            },
+        ];
+        for caller_id in [true, false] {
+            let mut k = SynthKernel::new(Flavor::Linux6_12, 1024);
+            let lines = k.printk_ring(&records, caller_id);
+            let info = VmcoreInfo::parse(format!("{}{lines}", k.vmcoreinfo()).as_bytes());
+            let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
+            let mut km = KernelMemory::new(Box::new(RamPages(k.mem.clone())), arch);
+            let log = read_log(&mut km, &info, false).expect("log");
+            let want = if caller_id {
+                "[    0.000000] [      T0] Linux version 7.2.13\n\
+                 [    1.234567] [      C2] two\n\
+                 \x20                         lines\n\
+                 [   61.000000] [   T4321] wrapped \\x01\n"
+            } else {
+                "[    0.000000] Linux version 7.2.13\n\
+                 [    1.234567] two\n\
+                 \x20              lines\n\
+                 [   61.000000] wrapped \\x01\n"
+            };
+            assert_eq!(String::from_utf8_lossy(&log), want, "caller_id {caller_id}");
+            // --partial-dmesg: clear_seq 0 keeps every record.
+            assert_eq!(read_log(&mut km, &info, true).expect("partial"), log);
+        }
+    }
+
+    /// A 5.1–5.9 kernel built with CONFIG_PRINTK_CALLER: `printk_log` records carry the
+    /// caller id (header of 24 bytes) and the log has the caller column.
+    #[test]
+    fn printk_log_records_with_the_caller_id() {
+        let k = SynthKernel::new(Flavor::Linux6_1, 1024);
+        let mut mem = k.mem.clone();
+        let vars = k.first_free_pfn * 4096;
+        let buf = vars + 4096;
+        let put = |mem: &mut Vec<u8>, at: u64, b: &[u8]| {
+            mem[at as usize..at as usize + b.len()].copy_from_slice(b)
+        };
+        let mut at = 0;
+        for (ts, caller, text) in [
+            (0u64, 0u32, &b"Linux version 5.4"[..]),
+            (7_000_001_000, 0x8000_0001, b"from a cpu\nnext"),
+        ] {
+            let len = (24 + text.len() as u64).div_ceil(8) * 8;
+            put(&mut mem, buf + at, &ts.to_le_bytes());
+            put(&mut mem, buf + at + 8, &(len as u16).to_le_bytes());
+            put(&mut mem, buf + at + 10, &(text.len() as u16).to_le_bytes());
+            put(&mut mem, buf + at + 16, &caller.to_le_bytes());
+            put(&mut mem, buf + at + 24, text);
+            at += len;
+        }
+        put(&mut mem, vars, &(PAGE_OFFSET + buf).to_le_bytes());
+        put(&mut mem, vars + 8, &4096u32.to_le_bytes());
+        put(&mut mem, vars + 16, &(at as u32).to_le_bytes());
+        let text = format!(
+            "{}SYMBOL(log_buf)={:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
+             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=24\nOFFSET(printk_log.ts_nsec)=0\n\
+             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n\
+             OFFSET(printk_log.caller_id)=16\n",
+            k.vmcoreinfo(),
+            PAGE_OFFSET + vars,
+            PAGE_OFFSET + vars + 8,
+            PAGE_OFFSET + vars + 12,
+            PAGE_OFFSET + vars + 16,
+        );
+        let info = VmcoreInfo::parse(text.as_bytes());
+        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
+        let mut km = KernelMemory::new(Box::new(RamPages(mem)), arch);
+        assert_eq!(
+            String::from_utf8_lossy(&read_log(&mut km, &info, false).expect("log")),
+            "[    0.000000] [      T0] Linux version 5.4\n\
+             [    7.000001] [      C1] from a cpu\n\
+             \x20                         next\n"
+        );
     }
 }
