@@ -559,7 +559,9 @@ fn thread_count_does_not_change_the_dump() {
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn dump_dmesg_matches_makedumpfile() {
-    for k in [&DEB510, &DEB61, &DEB612, &DEB72, &THP61, &THP612, &L4_612] {
+    for k in [
+        &DEB510, &DEB61, &DEB612, &DEB72, &THP61, &THP612, &L4_612, &L4_72, &RICH612, &RICH72,
+    ] {
         let vmcore = k.vmcore();
         let dir = scratch(&format!("{}-dmesg", k.name));
         let theirs = dir.join("makedumpfile.txt");
