@@ -353,7 +353,8 @@ fn deb61_level31_crash_sees_the_same_kernel() {
     }
 }
 
-/// drgn on `-d 31` dumps: release, dmesg, tasks, every thread's stack, vm_zone_stat.
+/// drgn on `-d 31` dumps: release, dmesg, tasks, every thread's stack, vm_zone_stat; and
+/// libkdumpfile 0.5.1 and 0.5.5 read every kept page identical.
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn level31_drgn_sees_the_same_kernel() {
@@ -369,6 +370,21 @@ fn level31_drgn_sees_the_same_kernel() {
             "readers/pages-identical",
             &["--allow-excluded"],
             &[&vmcore, &dump],
+        );
+        // libkdumpfile 0.5.5 (sid) as well as Debian 12's 0.5.1.
+        let o = sid("python3")
+            .arg(root().join("tests/readers/pages-identical"))
+            .arg("--allow-excluded")
+            .arg(&vmcore)
+            .arg(&dump)
+            .output()
+            .expect("run pages-identical with sid's python3");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("OK:"),
+            "{}: libkdumpfile 0.5.5: {text}{}",
+            k.name,
+            String::from_utf8_lossy(&o.stderr)
         );
     }
 }
