@@ -227,6 +227,10 @@ build_images() {
     for spec in ${CRASH_FIRST_BINS:-}; do
         install_binary "${spec#*=}" "$root" "/bin/${spec%%=*}"
     done
+    # CRASH_FIRST_TREE=DIR: DIR's files are copied into the first kernel's root as they are.
+    if [ -n "${CRASH_FIRST_TREE:-}" ]; then
+        cp -a "$CRASH_FIRST_TREE/." "$root/"
+    fi
     if [ -n "${CRASH_BEFORE:-}" ]; then
         cp "$CRASH_BEFORE" "$root/etc/before-crash"
         chmod 755 "$root/etc/before-crash"
