@@ -127,3 +127,62 @@ fn dmesg_huge_ring_offsets_are_refused() {
         "{err}"
     );
 }
+
+/// Runs the vmsift binary; returns its exit code and stderr.
+fn vmsift(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(args)
+        .output()
+        .expect("run vmsift");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A kdump file dumped by vmsift from a small synthetic vmcore, then `edit`ed in place.
+/// `edit` gets the file, the block size and the offset and length of one bitmap.
+fn edited_dump(dir: &Path, edit: impl FnOnce(&mut Vec<u8>, usize, usize, usize)) -> PathBuf {
+    let s = SynthVmcore::new()
+        .prstatus(1)
+        .vmcoreinfo(vmsift::synth::MINIMAL_VMCOREINFO)
+        .load(0, vmsift::synth::mixed_pages(1, 64, 4096), 0);
+    let (vmcore, dump) = (dir.join("vmcore"), dir.join("dump"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let (code, err) = vmsift(&["-d".as_ref(), "0".as_ref(), vmcore.as_ref(), dump.as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut bytes = fs::read(&dump).expect("read the dump");
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4"));
+    let block = u32_at(&bytes, 428) as usize;
+    let sub_hdr_size = u32_at(&bytes, 432) as usize;
+    let bitmap_len = u32_at(&bytes, 436) as usize * block / 2;
+    edit(&mut bytes, block, (1 + sub_hdr_size) * block, bitmap_len);
+    fs::write(&dump, bytes).expect("write the edited dump");
+    dump
+}
+
+/// kdump_struct: a kdump file whose 1st bitmap is empty (no pfn is memory) was re-filtered
+/// into a dump of no page frames and no bitmap block, which the kdump reader (rightly)
+/// refuses. Such an input is refused itself, as an ELF vmcore without memory is.
+#[test]
+fn kdump_struct_dump_without_memory_is_refused() {
+    let dir = scratch("kdump-no-memory");
+    let input = edited_dump(&dir, |b, _, bitmaps, len| {
+        b[bitmaps..bitmaps + 2 * len].fill(0);
+    });
+    let out = dir.join("out");
+    for args in [
+        vec![
+            "-d".as_ref(),
+            "1".as_ref(),
+            input.as_os_str(),
+            out.as_os_str(),
+        ],
+        vec!["--dump-dmesg".as_ref(), input.as_os_str(), out.as_os_str()],
+    ] {
+        let (code, err) = vmsift(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("its 1st bitmap describes no memory"), "{err}");
+        assert!(!out.exists(), "{args:?} left a file behind");
+    }
+}
