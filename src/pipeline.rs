@@ -666,7 +666,13 @@ impl Planner<'_> {
                 Some(b) => b,
                 None => self.filter.bitmap2(start, end),
             };
-            sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
+            let mut bytes = b2.file_bytes();
+            if end == self.layout.max_mapnr {
+                // The last block of the 2nd bitmap is written whole: with no descriptor
+                // or page after it, nothing else would make the file reach its end.
+                bytes.resize((self.layout.bitmap_len - start / 8) as usize, 0);
+            }
+            sink.write_at(self.layout.bitmap2_offset() + start / 8, &bytes)?;
             self.pending = Some(b2.into_iter_set());
         }
     }

@@ -186,3 +186,45 @@ fn kdump_struct_dump_without_memory_is_refused() {
         assert!(!out.exists(), "{args:?} left a file behind");
     }
 }
+
+/// kdump_struct: re-filtering a dump none of whose pages has a descriptor (2nd bitmap
+/// empty) wrote the 2nd bitmap only up to its last pfn's byte; with no descriptor and no
+/// page after it, the file ended inside the bitmap's block and the kdump reader refused
+/// it as truncated. (An ELF input whose pages are all excluded at a level without bit 1
+/// would do the same.) The bitmap's last block is now written whole, to a file or a
+/// flattened stream.
+#[test]
+fn kdump_struct_dump_of_no_page_is_whole() {
+    let dir = scratch("kdump-no-page");
+    let input = edited_dump(&dir, |b, _, bitmaps, len| {
+        b[bitmaps + len..bitmaps + 2 * len].fill(0);
+    });
+    let (out, flat, rebuilt) = (dir.join("out"), dir.join("flat"), dir.join("rebuilt"));
+    let (code, err) = vmsift(&["-d".as_ref(), "0".as_ref(), input.as_ref(), out.as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-F", "-d", "0"])
+        .arg(&input)
+        .stdout(fs::File::create(&flat).expect("create"))
+        .output()
+        .expect("run vmsift -F");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("-R")
+        .arg(&rebuilt)
+        .stdin(fs::File::open(&flat).expect("open"))
+        .output()
+        .expect("run vmsift -R");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for path in [&out, &rebuilt] {
+        let file = fs::File::open(path).expect("open the dump");
+        let dump = vmsift::input::kdump::KdumpFile::open(file).expect("the dump opens");
+        assert_eq!(dump.header.max_mapnr, 64);
+        for pfn in 0..64 {
+            assert_eq!(
+                dump.read_page(pfn).expect("read"),
+                vmsift::input::kdump::Page::Excluded
+            );
+        }
+    }
+}
