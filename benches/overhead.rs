@@ -22,7 +22,9 @@ use vmsift::input::{PhysPages, Vmcore};
 fn tight_loop(path: &Path, codec: Codec) -> (u64, f64) {
     let mut vm = Vmcore::open(path, true).expect("open vmcore");
     let ps = vm.page_size;
-    let (_, file) = vm.ranges();
+    let (_, vmsift::filter::Present::Ranges(file)) = vm.ranges() else {
+        panic!("the benchmark reads an ELF vmcore");
+    };
     let mut c = Compressor::new(codec, ps).expect("codec");
     let mut chunk: Vec<u8> = Vec::with_capacity(16384 * ps);
     let (mut pages, mut busy) = (0u64, Duration::ZERO);

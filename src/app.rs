@@ -9,7 +9,7 @@ use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::{DumpLevel, Filter, PageClasses};
+use crate::filter::{Bitmap, DumpLevel, Filter, PageClasses};
 use crate::format::flat;
 use crate::input::{PhysPages, Source, Vmcore};
 use crate::kernel::dmesg;
@@ -34,7 +34,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let job = match cli::parse(args) {
+    // Every panic becomes the run's one error line (exit status 1), never Rust's
+    // multi-line message and status 101: see `error::catch`.
+    crate::error::quiet_panics();
+    let job = match crate::error::catch("the command line parser", || cli::parse(args)) {
         Ok(job) => job,
         Err(e) => {
             eprintln!("vmsift: {e}");
@@ -42,7 +45,7 @@ where
         }
     };
     report::set_level(job.message_level);
-    match run(&job) {
+    match crate::error::catch("the main thread", || run(&job)) {
         Ok(()) => 0,
         Err(e) => {
             report::emit(report::ML_ERROR, format_args!("vmsift: error: {e}"));
@@ -72,7 +75,7 @@ pub fn run(job: &Job) -> Result<()> {
         Mode::ManPage => cli::man_page(&mut std::io::stdout().lock())
             .map_err(|e| Error::io(e, "cannot write the manual page")),
         Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
-        Mode::Rearrange { dumpfile } => rearrange(dumpfile, job.force),
+        Mode::Rearrange { dumpfile } => rearrange(dumpfile, job),
         Mode::Split { vmcore, dumpfiles } => split(job, vmcore, dumpfiles),
         Mode::MemUsage { kcore } => mem_usage(job, kcore),
         Mode::Reassemble { parts, dumpfile } => reassemble(parts, dumpfile, job.force),
@@ -81,14 +84,47 @@ pub fn run(job: &Job) -> Result<()> {
     }
 }
 
-/// `-R`: flattened stream on stdin → seekable file.
-fn rearrange(dumpfile: &Path, force: bool) -> Result<()> {
-    let file = target::create_output(dumpfile, force)?;
-    let mut sink = FileSink::new(file, dumpfile);
+/// `-R`: flattened stream on stdin → seekable file (with `--dry-run`, the stream is read
+/// and checked, nothing is written).
+fn rearrange(dumpfile: &Path, job: &Job) -> Result<()> {
+    // An existing file is refused before stdin is read, but the file is created only with
+    // the first record: a stream that carries no dump (empty, not flattened) leaves none.
+    if !job.force && !job.dry_run && dumpfile.symlink_metadata().is_ok() {
+        return Err(Error::new(
+            ErrorKind::Exists,
+            format!(
+                "{} already exists (use -f to overwrite it)",
+                dumpfile.display()
+            ),
+        ));
+    }
+    let open = || -> Result<Box<dyn Sink>> {
+        if job.dry_run {
+            return Ok(Box::new(target::NullSink));
+        }
+        let file = target::create_output(dumpfile, job.force)?;
+        Ok(Box::new(FileSink::new(file, dumpfile)))
+    };
+    let mut sink: Option<Box<dyn Sink>> = None;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
-    let n = flat::replay(&mut input, |at, data| sink.write_at(at, data))
-        .with_context(|| format!("rebuilding {} from stdin", dumpfile.display()))?;
+    let n = flat::replay(&mut input, |at, data| {
+        let out = match &mut sink {
+            Some(out) => out,
+            None => sink.insert(open()?),
+        };
+        out.write_at(at, data)
+    })
+    .with_context(|| format!("rebuilding {} from stdin", dumpfile.display()))?;
+    match &mut sink {
+        Some(out) => out.finish()?,
+        None => open()?.finish()?,
+    }
+    if job.dry_run {
+        common!("The flattened stream holds {n} bytes of data (dry run: nothing written).");
+        common!("\nvmsift Completed (dry run: nothing written).");
+        return Ok(());
+    }
     common!(
         "The dumpfile is saved to {} ({n} bytes of data).",
         dumpfile.display()
@@ -324,12 +360,16 @@ fn write_part(
         range,
     };
     let mut filter = filter_for(vm, level)?;
-    let done = if job.elf {
-        pipeline::write_elf(vm, &mut filter, sink, &opts)?
-    } else {
-        let header = pipeline::base_header(vm, uts.name, &opts);
-        pipeline::write_kdump(vm, &mut filter, header, sink, &opts)?
-    };
+    // A panic before the first page (the pipelines catch their own after it) is an
+    // error like any other here: the caller removes the file, which holds nothing yet.
+    let done = crate::error::catch("the writer thread", || {
+        if job.elf {
+            pipeline::write_elf(vm, &mut filter, sink, &opts)
+        } else {
+            let header = pipeline::base_header(vm, uts.name, &opts);
+            pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
+        }
+    })?;
     report_stats(&done.stats);
     Ok(done)
 }
@@ -361,7 +401,8 @@ pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
 }
 
 /// `--split`: the page frames are cut into ranges of about as many dumpable pages each,
-/// and every file is written by its own thread (with its own reader and filter).
+/// and every file is written by its own thread (with its own reader and filter). With
+/// `--dry-run` every part is written to nowhere.
 fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<()> {
     let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
     crate::signals::install()?;
@@ -374,8 +415,12 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
     let ranges = split_points(job, &mut vm, level, outs.len())?;
     let mut files = Vec::new();
     for path in outs {
+        if job.dry_run {
+            files.push(None);
+            continue;
+        }
         match target::create_output(path, job.force) {
-            Ok(f) => files.push(f),
+            Ok(f) => files.push(Some(f)),
             Err(e) => {
                 for p in &outs[..files.len()] {
                     let _ = std::fs::remove_file(p);
@@ -393,8 +438,11 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
             .map(|((file, path), &range)| {
                 scope.spawn(move || {
                     let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
-                    let mut sink = FileSink::new(file, path);
-                    write_part(job, level, &mut vm, &mut sink, Some(range), Some(per_file))
+                    let mut sink: Box<dyn Sink> = match file {
+                        Some(file) => Box::new(FileSink::new(file, path)),
+                        None => Box::new(target::NullSink),
+                    };
+                    write_part(job, level, &mut vm, &mut *sink, Some(range), Some(per_file))
                         .map_err(|e| e.context(format!("writing {}", path.display())))
                 })
             })
@@ -402,26 +450,40 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::unsupported("a split writer thread panicked")))
+                h.join().unwrap_or_else(|payload| {
+                    Err(Error::from_panic("a --split writer thread", &*payload))
+                })
             })
             .collect()
     });
     let mut first_error = None;
     for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
         match result {
-            Ok(done) => {
-                common!(
+            Ok(done) => match done.failure {
+                None if job.dry_run => common!(
+                    "{} would hold pfns {start:#x}-{end:#x}, {} pages.",
+                    path.display(),
+                    done.stats.dumpable
+                ),
+                None => common!(
                     "The dumpfile is saved to {} (pfns {start:#x}-{end:#x}, {} pages).",
                     path.display(),
                     done.stats.dumpable
-                );
-                if let Some(e) = done.failure {
-                    first_error.get_or_insert(e);
+                ),
+                Some(e) => {
+                    common!(
+                        "The dumpfile {} (pfns {start:#x}-{end:#x}) is incomplete: {} of its {} pages are missing (marked lost, the header says incomplete).",
+                        path.display(),
+                        done.stats.lost,
+                        done.stats.dumpable
+                    );
+                    first_error.get_or_insert(e.context(format!("writing {}", path.display())));
                 }
-            }
+            },
             Err(e) => {
-                let _ = std::fs::remove_file(path);
+                if !job.dry_run {
+                    let _ = std::fs::remove_file(path);
+                }
                 first_error.get_or_insert(e);
             }
         }
@@ -448,7 +510,10 @@ fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Resul
     let mut start = 0;
     while start < max {
         let end = (start + per_cycle).min(max);
-        let b2 = filter.bitmap2(start, end);
+        let b2 = match filter.has_memory(start, end) {
+            true => filter.bitmap2(start, end),
+            false => Bitmap::new(start, end - start),
+        };
         let mut at = start;
         while at < end {
             let to = (at + block).min(end);

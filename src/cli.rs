@@ -390,6 +390,209 @@ fn parse_size(value: &str) -> Result<u64> {
         .ok_or_else(|| Error::usage(format!("-L: {value} is too large")))
 }
 
+/// The `-c`/`-l`/`-p`/`-z` codec (none: pages stored raw).
+fn codec(m: &ArgMatches) -> Result<Codec> {
+    let codecs: Vec<Codec> = [
+        ("zlib", Codec::Zlib),
+        ("lzo", Codec::Lzo),
+        ("snappy", Codec::Snappy),
+        ("zstd", Codec::Zstd),
+    ]
+    .into_iter()
+    .filter(|(id, _)| m.get_flag(id))
+    .map(|(_, c)| c)
+    .collect();
+    if codecs.len() > 1 {
+        return Err(Error::usage("only one of -c, -l, -p and -z can be given"));
+    }
+    let codec = codecs.first().copied().unwrap_or(Codec::None);
+    if m.get_flag("elf") && codec != Codec::None {
+        return Err(Error::usage(
+            "-E cannot be used with -c, -l, -p or -z: ELF dumps are not compressed",
+        ));
+    }
+    Ok(codec)
+}
+
+/// The options that each select a task of their own (a dump is what runs without them).
+const TASKS: &[(&str, &str)] = &[
+    ("rearrange", "-R"),
+    ("split", "--split"),
+    ("reassemble", "--reassemble"),
+    ("dump-dmesg", "--dump-dmesg"),
+    ("mem-usage", "--mem-usage"),
+];
+
+/// Other pairs that cannot go together; makedumpfile refuses each of them too.
+const CONFLICTS: &[(&str, &str, &str)] = &[
+    (
+        "flatten",
+        "rearrange",
+        "-F and -R cannot be used together: -R reads a flattened stream on stdin, -F writes one to stdout",
+    ),
+    (
+        "flatten",
+        "split",
+        "-F and --split cannot be used together: a split set is written to files",
+    ),
+    (
+        "flatten",
+        "reassemble",
+        "-F and --reassemble cannot be used together: a split set is joined into a file",
+    ),
+    (
+        "elf",
+        "rearrange",
+        "-E and -R cannot be used together: -R rebuilds the stream's dump as it is",
+    ),
+    (
+        "elf",
+        "split",
+        "-E and --split cannot be used together: a split set is kdump-compressed",
+    ),
+    (
+        "elf",
+        "reassemble",
+        "-E and --reassemble cannot be used together: a split set is kdump-compressed",
+    ),
+    (
+        "dry-run",
+        "reassemble",
+        "--dry-run cannot be used with --reassemble",
+    ),
+    (
+        "dry-run",
+        "dump-dmesg",
+        "--dry-run cannot be used with --dump-dmesg",
+    ),
+];
+
+/// Refuses options that contradict each other, before anything is opened or created.
+///
+/// makedumpfile refuses every pair of `CONFLICTS`. Of two `TASKS` it refuses some and, for
+/// the others, runs the first of -R, --reassemble, --dump-dmesg, --mem-usage, ignoring the
+/// other one. vmsift refuses any two: the ignored one was asked for, and a collector line
+/// that names two tasks is better refused by `--check-params` when kdump is set up than
+/// half done in the capture kernel.
+fn check_modes(m: &ArgMatches, codec: Codec, levels: &[DumpLevel]) -> Result<()> {
+    let on = |id: &str| m.get_flag(id);
+    let given: Vec<&str> = TASKS
+        .iter()
+        .filter(|(id, _)| on(id))
+        .map(|&(_, name)| name)
+        .collect();
+    if let [a, b, ..] = given.as_slice() {
+        return Err(Error::usage(format!(
+            "{a} and {b} cannot be used together: each is a task of its own"
+        )));
+    }
+    for &(a, b, why) in CONFLICTS {
+        if on(a) && on(b) {
+            return Err(Error::usage(why));
+        }
+    }
+    let recompress = codec != Codec::None || levels.iter().any(|l| l.0 != 0);
+    if recompress && on("rearrange") {
+        return Err(Error::usage(
+            "-R copies the stream's dump as it is: -c, -l, -p, -z and -d cannot be used with it",
+        ));
+    }
+    if recompress && on("reassemble") {
+        return Err(Error::usage(
+            "--reassemble joins the split files as they are: -c, -l, -p, -z and -d cannot be used with it",
+        ));
+    }
+    if on("partial-dmesg") && !on("dump-dmesg") {
+        return Err(Error::usage("--partial-dmesg works only with --dump-dmesg"));
+    }
+    Ok(())
+}
+
+/// The task and its files, once `check_modes` has let at most one task through.
+fn task(m: &ArgMatches, files: &[PathBuf]) -> Result<Mode> {
+    let on = |id: &str| m.get_flag(id);
+    let mode = if on("dump-dmesg") {
+        match (files, on("flatten")) {
+            ([vmcore], true) => Mode::DumpDmesg {
+                vmcore: vmcore.clone(),
+                logfile: None,
+            },
+            ([vmcore, logfile], false) => Mode::DumpDmesg {
+                vmcore: vmcore.clone(),
+                logfile: Some(logfile.clone()),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
+                ));
+            }
+        }
+    } else if on("mem-usage") {
+        match files {
+            [kcore] => Mode::MemUsage {
+                kcore: kcore.clone(),
+            },
+            _ => return Err(Error::usage("--mem-usage takes one file: /proc/kcore")),
+        }
+    } else if on("split") {
+        match files {
+            [vmcore, dumpfiles @ ..] if dumpfiles.len() >= 2 => Mode::Split {
+                vmcore: vmcore.clone(),
+                dumpfiles: dumpfiles.to_vec(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--split takes VMCORE and at least two dump files",
+                ));
+            }
+        }
+    } else if on("reassemble") {
+        match files {
+            [parts @ .., dumpfile] if !parts.is_empty() => Mode::Reassemble {
+                parts: parts.to_vec(),
+                dumpfile: dumpfile.clone(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "--reassemble takes the split files and then the dump file to write",
+                ));
+            }
+        }
+    } else if on("rearrange") {
+        match files {
+            [dumpfile] => Mode::Rearrange {
+                dumpfile: dumpfile.clone(),
+            },
+            _ => {
+                return Err(Error::usage(
+                    "-R takes exactly one DUMPFILE (the stream comes on stdin)",
+                ));
+            }
+        }
+    } else if on("flatten") {
+        match files {
+            [vmcore] => Mode::Dump {
+                vmcore: vmcore.clone(),
+                dumpfile: None,
+            },
+            _ => {
+                return Err(Error::usage(
+                    "-F takes exactly one VMCORE (the dump goes to stdout)",
+                ));
+            }
+        }
+    } else {
+        match files {
+            [vmcore, dumpfile] => Mode::Dump {
+                vmcore: vmcore.clone(),
+                dumpfile: Some(dumpfile.clone()),
+            },
+            _ => return Err(Error::usage("expected VMCORE and DUMPFILE (see vmsift -h)")),
+        }
+    };
+    Ok(mode)
+}
+
 /// Parses makedumpfile's arguments (argv[0] included).
 pub fn parse<I, T>(args: I) -> Result<Job>
 where
@@ -407,40 +610,12 @@ where
         Error::usage(format!("{first} (see vmsift -h)"))
     })?;
     let on = |id: &str| m.get_flag(id);
-    for r in REFUSED {
-        let given = if r.takes_value {
-            m.contains_id(r.id) && m.get_one::<String>(r.id).is_some()
-        } else {
-            m.get_flag(r.id)
-        };
-        if given {
-            return Err(Error::usage(r.why));
-        }
-    }
+
+    // Values are checked as they are read (makedumpfile does so for -d, -L and
+    // --message-level): a bad one fails even with -h or -v.
     if let Some(order) = m.get_one::<String>("block-order") {
         parse_number("-b", order)?;
     }
-
-    let codecs: Vec<Codec> = [
-        ("zlib", Codec::Zlib),
-        ("lzo", Codec::Lzo),
-        ("snappy", Codec::Snappy),
-        ("zstd", Codec::Zstd),
-    ]
-    .into_iter()
-    .filter(|(id, _)| on(id))
-    .map(|(_, c)| c)
-    .collect();
-    if codecs.len() > 1 {
-        return Err(Error::usage("only one of -c, -l, -p and -z can be given"));
-    }
-    let codec = codecs.first().copied().unwrap_or(Codec::None);
-    if on("elf") && codec != Codec::None {
-        return Err(Error::usage(
-            "-E cannot be used with -c, -l, -p or -z: ELF dumps are not compressed",
-        ));
-    }
-
     let levels = match m.get_one::<String>("dump-level") {
         None => vec![DumpLevel(0)],
         Some(s) => {
@@ -498,94 +673,34 @@ where
         .map(|v| v.map(PathBuf::from).collect())
         .unwrap_or_default();
 
-    if on("partial-dmesg") && !on("dump-dmesg") {
-        return Err(Error::usage("--partial-dmesg works only with --dump-dmesg"));
-    }
-    let mode = if on("help") {
-        Mode::Help
+    // -h and -v answer whatever else is given, as makedumpfile's do.
+    let informational = if on("help") {
+        Some(Mode::Help)
     } else if on("man-page") {
-        Mode::ManPage
+        Some(Mode::ManPage)
     } else if let Some(shell) = m.get_one::<String>("completions") {
-        Mode::Completions(shell.clone())
+        Some(Mode::Completions(shell.clone()))
     } else if on("version") {
-        Mode::Version
-    } else if on("dump-dmesg") {
-        match (files.as_slice(), on("flatten")) {
-            ([vmcore], true) => Mode::DumpDmesg {
-                vmcore: vmcore.clone(),
-                logfile: None,
-            },
-            ([vmcore, logfile], false) => Mode::DumpDmesg {
-                vmcore: vmcore.clone(),
-                logfile: Some(logfile.clone()),
-            },
-            _ => {
-                return Err(Error::usage(
-                    "--dump-dmesg takes VMCORE and LOGFILE (or VMCORE alone with -F)",
-                ));
-            }
-        }
-    } else if on("mem-usage") {
-        match files.as_slice() {
-            [kcore] => Mode::MemUsage {
-                kcore: kcore.clone(),
-            },
-            _ => return Err(Error::usage("--mem-usage takes one file: /proc/kcore")),
-        }
-    } else if on("split") {
-        match files.as_slice() {
-            [vmcore, dumpfiles @ ..] if dumpfiles.len() >= 2 && !on("flatten") => Mode::Split {
-                vmcore: vmcore.clone(),
-                dumpfiles: dumpfiles.to_vec(),
-            },
-            _ => {
-                return Err(Error::usage(
-                    "--split takes VMCORE and at least two dump files (and no -F)",
-                ));
-            }
-        }
-    } else if on("reassemble") {
-        match files.as_slice() {
-            [parts @ .., dumpfile] if !parts.is_empty() => Mode::Reassemble {
-                parts: parts.to_vec(),
-                dumpfile: dumpfile.clone(),
-            },
-            _ => {
-                return Err(Error::usage(
-                    "--reassemble takes the split files and then the dump file to write",
-                ));
-            }
-        }
-    } else if on("rearrange") {
-        match files.as_slice() {
-            [dumpfile] => Mode::Rearrange {
-                dumpfile: dumpfile.clone(),
-            },
-            _ => {
-                return Err(Error::usage(
-                    "-R takes exactly one DUMPFILE (the stream comes on stdin)",
-                ));
-            }
-        }
-    } else if on("flatten") {
-        match files.as_slice() {
-            [vmcore] => Mode::Dump {
-                vmcore: vmcore.clone(),
-                dumpfile: None,
-            },
-            _ => {
-                return Err(Error::usage(
-                    "-F takes exactly one VMCORE (the dump goes to stdout)",
-                ));
-            }
-        }
+        Some(Mode::Version)
     } else {
-        match files.as_slice() {
-            [vmcore, dumpfile] => Mode::Dump {
-                vmcore: vmcore.clone(),
-                dumpfile: Some(dumpfile.clone()),
-            },
-            _ => return Err(Error::usage("expected VMCORE and DUMPFILE (see vmsift -h)")),
+        None
+    };
+    let (mode, codec) = match informational {
+        Some(mode) => (mode, Codec::None),
+        None => {
+            for r in REFUSED {
+                let given = if r.takes_value {
+                    m.contains_id(r.id) && m.get_one::<String>(r.id).is_some()
+                } else {
+                    m.get_flag(r.id)
+                };
+                if given {
+                    return Err(Error::usage(r.why));
+                }
+            }
+            let codec = codec(&m)?;
+            check_modes(&m, codec, &levels)?;
+            (task(&m, &files)?, codec)
         }
     };
 
@@ -706,6 +821,14 @@ mod tests {
     }
 
     #[test]
+    fn help_and_version_answer_whatever_else_is_given() {
+        assert_eq!(p(&["-h", "-R", "-F", "a"]).expect("-h").mode, Mode::Help);
+        assert_eq!(p(&["-v", "-x", "vmlinux"]).expect("-v").mode, Mode::Version);
+        // Values are checked as they are read, before -h answers (as makedumpfile does).
+        assert!(p(&["-h", "-d", "x"]).is_err());
+    }
+
+    #[test]
     fn bad_command_lines() {
         for bad in [
             &["-l", "-c", "a", "b"][..],
@@ -716,6 +839,12 @@ mod tests {
             &["-R"],
             &["--bogus", "a", "b"],
             &["--message-level", "99", "a", "b"],
+            &["-R", "-F", "a"],
+            &["--check-params", "--split", "--reassemble", "a", "b", "c"],
+            &["--split", "--dump-dmesg", "v", "a", "b"],
+            &["-E", "--split", "v", "a", "b"],
+            &["--dry-run", "--reassemble", "a", "b", "c"],
+            &["-R", "-l", "a"],
         ] {
             let e = p(bad).expect_err("must fail");
             assert!(!e.to_string().contains('\n'), "{bad:?}: {e}");

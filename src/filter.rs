@@ -226,6 +226,13 @@ impl PfnRanges {
         self.0.iter().copied()
     }
 
+    /// Whether any pfn of `[from, to)` is in the set (a binary search: the set may have
+    /// many ranges, and this is asked once per cycle).
+    pub fn any_in(&self, from: u64, to: u64) -> bool {
+        let i = self.0.partition_point(|&(_, end)| end <= from);
+        self.0.get(i).is_some_and(|&(start, _)| start < to)
+    }
+
     pub fn count_in(&self, from: u64, to: u64) -> u64 {
         self.0
             .iter()
@@ -309,11 +316,20 @@ pub trait PageClasses {
     fn counts(&self) -> ClassCounts;
 }
 
+/// The pfns whose bytes the input has: candidates for the 2nd bitmap.
+pub enum Present {
+    /// What the PT_LOADs of an ELF vmcore hold.
+    Ranges(PfnRanges),
+    /// What a kdump-compressed input holds (its own 2nd bitmap), read a cycle at a time:
+    /// its memory does not grow with the size of the dump.
+    Dumped(crate::input::DumpInput),
+}
+
 /// Builds the bitmaps of one cycle at a time.
 pub struct Filter {
     pub level: DumpLevel,
     pub memory: PfnRanges,
-    pub file: PfnRanges,
+    pub file: Present,
     pub classes: Option<Box<dyn PageClasses>>,
 }
 
@@ -333,6 +349,13 @@ impl Filter {
             .unwrap_or_default()
     }
 
+    /// Whether `[start, end)` holds any memory: a cycle without any has two empty bitmaps
+    /// and nothing to read, and is skipped (a vmcore whose memory lies far apart, or
+    /// claims to, has many such cycles).
+    pub fn has_memory(&self, start: u64, end: u64) -> bool {
+        self.memory.any_in(start, end)
+    }
+
     /// The 1st bitmap for `[start, end)`.
     pub fn bitmap1(&self, start: u64, end: u64) -> Bitmap {
         let mut b = Bitmap::new(start, end - start);
@@ -346,8 +369,22 @@ impl Filter {
     /// the dump level excludes.
     pub fn bitmap2(&mut self, start: u64, end: u64) -> Bitmap {
         let mut b = Bitmap::new(start, end - start);
-        for (a, z) in self.file.iter() {
-            b.set_range(a, z, true);
+        match &self.file {
+            Present::Ranges(r) => {
+                for (a, z) in r.iter() {
+                    b.set_range(a, z, true);
+                }
+            }
+            Present::Dumped(dump) => {
+                if let Err(e) = dump.mark_dumpable(&mut b) {
+                    // Then every page of the cycle is tried: those the input cannot give
+                    // are recorded as lost, and the run says so.
+                    crate::warn!("{e}; the pages of pfns {start:#x}-{end:#x} are read one by one");
+                    for (a, z) in self.memory.iter() {
+                        b.set_range(a, z, true);
+                    }
+                }
+            }
         }
         if let Some(classes) = self.classes.as_mut() {
             classes.exclude(&mut b);
@@ -416,6 +453,19 @@ mod tests {
         assert_eq!(mem.iter().collect::<Vec<_>>(), vec![(1, 6)]);
         assert_eq!(file.iter().collect::<Vec<_>>(), vec![(1, 3)]);
         assert_eq!(mem.count_in(2, 100), 4);
+        let r = PfnRanges::from_unsorted(vec![(10, 20), (30, 40), (100, 101)]);
+        for (from, to, any) in [
+            (0, 10, false),
+            (0, 11, true),
+            (19, 30, true),
+            (20, 30, false),
+            (40, 100, false),
+            (40, 101, true),
+            (101, u64::MAX, false),
+            (35, 36, true),
+        ] {
+            assert_eq!(r.any_in(from, to), any, "{from}..{to}");
+        }
     }
 
     #[test]

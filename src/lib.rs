@@ -10,6 +10,8 @@ pub mod budget;
 pub mod cli;
 pub mod codec;
 pub mod error;
+#[cfg(debug_assertions)]
+pub mod fault;
 pub mod filter;
 pub mod format;
 pub mod input;
@@ -21,3 +23,14 @@ pub mod synth;
 pub mod target;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// A fault injection point of `role` (a `fault::Role` variant), in a function returning
+/// `Result`: in debug builds it fails when `VMSIFT_FAULT` says so (see `src/fault.rs`);
+/// in release builds it is nothing at all.
+#[macro_export]
+macro_rules! fault {
+    ($role:ident) => {
+        #[cfg(debug_assertions)]
+        $crate::fault::hit($crate::fault::Role::$role)?;
+    };
+}

@@ -194,6 +194,7 @@ fn store_page(
         return Ok(());
     }
     let flag = compressor.codec().flag();
+    crate::fault!(Compress);
     let (bytes, flags) = match compressor.compress(page)? {
         Some(c) => (c, flag),
         None => (page, 0),
@@ -247,6 +248,7 @@ impl Worker {
         }
         let ps = m.page_size();
         self.run_buf.resize(pfns.len() * ps, 0);
+        crate::fault!(Read);
         match m.read_run(pfns[0], &mut self.run_buf) {
             Ok(true) => {
                 for page in self.run_buf.chunks_exact(ps) {
@@ -269,6 +271,7 @@ impl Worker {
     /// when it cannot be read.
     fn page(&mut self, pfn: u64, batch: &mut Batch, pread: bool) -> Result<()> {
         let ps = self.mem.page_size();
+        crate::fault!(Read);
         let page = match &mut self.mem {
             Memory::Elf(m) if pread && self.run_buf.len() >= ps => {
                 let buf = &mut self.run_buf[..ps];
@@ -321,6 +324,7 @@ impl Writer {
     /// descriptors of its pages.
     fn write(&mut self, sink: &mut dyn Sink, b: &Batch) -> Result<()> {
         let offset = self.data.position();
+        crate::fault!(Write);
         self.data.write_through(sink, &b.data)?;
         self.describe(sink, b, offset)
     }
@@ -387,6 +391,7 @@ impl Writer {
                 }
             };
             desc.write(self.endian, &mut desc_bytes);
+            crate::fault!(Describe);
             self.descs.push(sink, &desc_bytes)?;
             self.progress.page(self.page_size);
         }
@@ -408,6 +413,10 @@ impl Writer {
     /// how many described pages lost their data this way, and whether the output still
     /// takes writes.
     fn salvage(&mut self, sink: &mut dyn Sink, desc_start: u64, failure: &Error) -> (u64, bool) {
+        // A failure (a panic) in the middle of `describe` leaves descriptors pushed beyond
+        // `described`: they are covered too.
+        let pushed = (self.descs.position() - desc_start) / PAGE_DESC_SIZE;
+        self.described = self.described.max(pushed);
         let takes_writes = |r: Result<()>| !r.is_err_and(|e| e.is_unreachable());
         let mut alive = !failure.is_unreachable() && takes_writes(self.data.flush(sink));
         self.commit();
@@ -447,6 +456,13 @@ pub fn write_kdump(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
+        crate::fault!(Scan);
+        if !filter.has_memory(start, end) {
+            if keep {
+                kept.push(Bitmap::new(start, end - start));
+            }
+            continue;
+        }
         let b2 = filter.bitmap2(start, end);
         num_dumpable += b2.count();
         described += b2.count_in(lo, hi);
@@ -532,6 +548,7 @@ pub fn write_kdump(
         range: (lo, hi),
         pages_in_input: 0,
         dumpable: 0,
+        bitmaps_done: 0,
     };
     if !planner.reuse {
         planner.filter.begin_pass();
@@ -545,12 +562,14 @@ pub fn write_kdump(
             run_buf: Vec::new(),
         })
     };
-    let pages = (|| -> Result<()> {
+    // A panic on this thread (the planner and writer) or in the single-thread path becomes
+    // an internal error here, so that the file is salvaged like after any other failure.
+    let pages = crate::error::catch("the writer thread", || -> Result<()> {
         if threads == 1 {
             let mut worker = make_worker(vm.memory.duplicate()?)?;
             let mut batch = Batch::new(vm.page_size);
             while planner.next_batch(sink, &mut batch.pfns)? {
-                worker.process(&mut batch)?;
+                crate::error::catch("the compressing thread", || worker.process(&mut batch))?;
                 writer.write(sink, &batch)?;
             }
         } else {
@@ -560,14 +579,14 @@ pub fn write_kdump(
             run_parallel(workers, &mut planner, &mut writer, sink, vm.page_size)?;
         }
         if planner.dumpable != described {
-            return Err(Error::bad_input(format!(
+            return Err(Error::internal(format!(
                 "the page filter gave {} dumpable pages on the second pass but {described} on the first",
                 planner.dumpable
             )));
         }
         writer.descs.flush(sink)?;
         writer.data.flush(sink)
-    })();
+    });
 
     let counts = if planner.reuse {
         pass1_counts
@@ -582,6 +601,9 @@ pub fn write_kdump(
         Err(e) => {
             let (unwritten, alive) = writer.salvage(sink, layout.desc_offset(), &e);
             writer.stats.lost = unwritten + (described - writer.described);
+            if alive && let Err(e) = planner.salvage_bitmaps(sink) {
+                crate::warn!("cannot write the bitmaps of the cycles not reached: {e}");
+            }
             output_alive = alive;
             Some(e)
         }
@@ -633,9 +655,47 @@ struct Planner<'f> {
     range: (u64, u64),
     pages_in_input: u64,
     dumpable: u64,
+    /// The bitmaps of pfns below this are written.
+    bitmaps_done: u64,
 }
 
 impl Planner<'_> {
+    /// After a failure: writes the bitmaps of the cycles not reached, when pass 1 kept
+    /// them (no mem_map is read now), so that their pages read as lost (their descriptors
+    /// are zero, see `Writer::salvage`), as the final message counts them, rather than as
+    /// absent. Without kept bitmaps those cycles stay unwritten.
+    fn salvage_bitmaps(&mut self, sink: &mut dyn Sink) -> Result<()> {
+        for b2 in self.kept.by_ref() {
+            if b2.start() < self.bitmaps_done {
+                continue;
+            }
+            let b1 = self.filter.bitmap1(b2.start(), b2.end());
+            sink.write_at(
+                self.layout.bitmap1_offset() + b2.start() / 8,
+                &b1.file_bytes(),
+            )?;
+            sink.write_at(
+                self.layout.bitmap2_offset() + b2.start() / 8,
+                &b2.file_bytes(),
+            )?;
+            if b2.end() == self.layout.max_mapnr {
+                Self::pad_bitmap2(&self.layout, sink, b2.end().div_ceil(8))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes zeros from byte `from` of the 2nd bitmap to the end of its last block: when
+    /// no descriptor or page follows the bitmaps, nothing else makes the file reach their
+    /// end, and readers take it as truncated.
+    fn pad_bitmap2(layout: &Layout, sink: &mut dyn Sink, from: u64) -> Result<()> {
+        let len = layout.bitmap_len.saturating_sub(from);
+        if len == 0 {
+            return Ok(());
+        }
+        sink.write_at(layout.bitmap2_offset() + from, &vec![0u8; len as usize])
+    }
+
     /// Fills `pfns` with the next batch (at most BATCH_PAGES, within one cycle). Returns
     /// false when every cycle is done.
     fn next_batch(&mut self, sink: &mut dyn Sink, pfns: &mut Vec<u64>) -> Result<bool> {
@@ -659,6 +719,27 @@ impl Planner<'_> {
             let Some((start, end)) = self.cycles.next() else {
                 return Ok(false);
             };
+            crate::fault!(Scan);
+            if !self.filter.has_memory(start, end) {
+                // Both bitmaps are zero there: a file has zeros where nothing is written,
+                // a stream gets them written out (its readers need not treat holes so).
+                let _ = self.kept.next();
+                if !sink.seekable() {
+                    let zeros = vec![0u8; (end - start).div_ceil(8) as usize];
+                    sink.write_at(self.layout.bitmap1_offset() + start / 8, &zeros)?;
+                    sink.write_at(self.layout.bitmap2_offset() + start / 8, &zeros)?;
+                }
+                if end == self.layout.max_mapnr {
+                    let from = if sink.seekable() {
+                        self.layout.bitmap_len - 1
+                    } else {
+                        end.div_ceil(8)
+                    };
+                    Self::pad_bitmap2(&self.layout, sink, from)?;
+                }
+                self.bitmaps_done = end;
+                continue;
+            }
             let b1 = self.filter.bitmap1(start, end);
             self.pages_in_input += b1.count();
             sink.write_at(self.layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;
@@ -666,13 +747,11 @@ impl Planner<'_> {
                 Some(b) => b,
                 None => self.filter.bitmap2(start, end),
             };
-            let mut bytes = b2.file_bytes();
+            sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
             if end == self.layout.max_mapnr {
-                // The last block of the 2nd bitmap is written whole: with no descriptor
-                // or page after it, nothing else would make the file reach its end.
-                bytes.resize((self.layout.bitmap_len - start / 8) as usize, 0);
+                Self::pad_bitmap2(&self.layout, sink, end.div_ceil(8))?;
             }
-            sink.write_at(self.layout.bitmap2_offset() + start / 8, &bytes)?;
+            self.bitmaps_done = end;
             self.pending = Some(b2.into_iter_set());
         }
     }
@@ -723,17 +802,24 @@ fn run_parallel(
                         .lock()
                         .map_err(|_| ())
                         .and_then(|r| r.recv().map_err(|_| ()));
+                    // A panic is caught and sent as this job's error like any other, so
+                    // that the writer stops at once instead of waiting for the batch.
                     let done = match next {
                         Err(()) => break,
-                        Ok(Job::Compress(mut b)) => {
-                            Done::Compressed(worker.process(&mut b).map(|()| b))
-                        }
+                        Ok(Job::Compress(mut b)) => Done::Compressed(
+                            crate::error::catch("a compression thread", || worker.process(&mut b))
+                                .map(|()| b),
+                        ),
                         Ok(Job::Write(at, b)) => Done::Written(
                             at,
-                            match &out {
-                                Some(out) => out.write_at(at, &b.data).map(|()| b),
-                                None => Err(Error::unsupported("no parallel output")),
-                            },
+                            crate::error::catch("a page-data writer thread", || {
+                                crate::fault!(Write);
+                                match &out {
+                                    Some(out) => out.write_at(at, &b.data),
+                                    None => Err(Error::internal("no parallel output")),
+                                }
+                            })
+                            .map(|()| b),
                         ),
                     };
                     let failed =
@@ -745,12 +831,17 @@ fn run_parallel(
             });
         }
         drop(done_tx);
+        // Only the workers hold the queue's receiving end: if they all stopped, sending
+        // fails instead of blocking.
+        drop(job_rx);
 
         let mut free: Vec<Batch> = (0..pool_size).map(|_| Batch::new(page_size)).collect();
         let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
         let (mut next_seq, mut next_write, mut planned_all) = (0u64, 0u64, false);
         let mut writes_out = 0usize;
-        let result = (|| -> Result<()> {
+        // Caught here as well as by the caller, so that the workers' finished writes are
+        // still confirmed below after a panic on this thread.
+        let result = crate::error::catch("the writer thread", || -> Result<()> {
             loop {
                 // Hand out batches while buffers are free.
                 while !planned_all && let Some(mut b) = free.pop() {
@@ -759,7 +850,7 @@ fn run_parallel(
                         next_seq += 1;
                         job_tx
                             .send(Job::Compress(b))
-                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                            .map_err(|_| Error::internal("the compression threads stopped"))?;
                     } else {
                         free.push(b);
                         planned_all = true;
@@ -778,7 +869,7 @@ fn run_parallel(
                         free.push(b?);
                         writer.confirm(at);
                     }
-                    Err(_) => return Err(Error::unsupported("the compression threads stopped")),
+                    Err(_) => return Err(Error::internal("the compression threads stopped")),
                 }
                 // Place every batch whose turn has come.
                 while let Some(b) = waiting.remove(&next_write) {
@@ -788,14 +879,14 @@ fn run_parallel(
                         writes_out += 1;
                         job_tx
                             .send(Job::Write(at, b))
-                            .map_err(|_| Error::unsupported("the compression threads stopped"))?;
+                            .map_err(|_| Error::internal("the compression threads stopped"))?;
                     } else {
                         writer.write(sink, &b)?;
                         free.push(b);
                     }
                 }
             }
-        })();
+        });
         drop(job_tx);
         if result.is_err() {
             // Stopping early: page data the workers did write still counts, so that the
@@ -885,5 +976,35 @@ mod tests {
         // The data, then every descriptor chunk: some of them may be writable.
         assert_eq!(salvage_with(EIO, EIO), (1 + 4, true));
         assert_eq!(salvage_with(ENOSPC, ENOSPC), (1 + 4, true));
+    }
+
+    /// Records the extent of every write.
+    struct Extents(Vec<(u64, usize)>);
+    impl Sink for Extents {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+            self.0.push((offset, data.len()));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn salvage_covers_descriptors_pushed_by_an_unfinished_batch() {
+        let mut w = stopped_writer();
+        let mut sink = Extents(Vec::new());
+        // 10 described and committed, then a failure after 5 more were pushed.
+        w.described = 10;
+        w.committed = 10;
+        for _ in 0..15 {
+            w.descs
+                .push(&mut sink, &[7u8; PAGE_DESC_SIZE as usize])
+                .expect("buffered");
+        }
+        let (lost, _) = w.salvage(&mut sink, 4096, &os_error(nix::libc::EIO));
+        assert_eq!(lost, 5);
+        let zeroed = 4096 + 10 * PAGE_DESC_SIZE;
+        assert_eq!(sink.0.last(), Some(&(zeroed, 5 * PAGE_DESC_SIZE as usize)));
     }
 }

@@ -5,13 +5,14 @@
 //! says incomplete.
 //!
 //! Read errors and slowness are injected by tests/faults/preload.c (LD_PRELOAD into this
-//! dynamically linked build, which reads with pread under --non-mmap).
+//! dynamically linked build, which reads with pread under --non-mmap). Panics and
+//! internal errors in each thread role are injected by vmsift's own test-only hook
+//! (`VMSIFT_FAULT`, src/fault.rs), which only debug builds have.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use vmsift::format::kdump::STATUS_INCOMPLETE;
 use vmsift::input::elf::ElfCore;
@@ -248,33 +249,45 @@ fn an_unreachable_output_ends_the_run_without_more_writes() {
     }
 }
 
+/// The run is stopped once it has written its first batch: the debug build's fault hook
+/// prints a mark when the writer starts on the second one (no sleeping on a guess).
 #[test]
+#[cfg(debug_assertions)]
 fn a_stop_signal_leaves_a_readable_incomplete_dump() {
+    use std::io::{BufRead, BufReader, Read};
     let dir = scratch("signal");
     let (vmcore, pages, _) = vmcore(&dir, 4096);
     for sig in ["TERM", "INT"] {
         let dump = dir.join(format!("dump-{sig}"));
         // 40 ms per read: a few reads of the headers, then one per batch of 128 pages
-        // (32 of them), about 1.5 s in all; stopped after 0.7 s.
-        let child = vmsift()
+        // (32 of them): after the mark, 1.2 s of reads are left to be stopped in.
+        let mut child = vmsift()
             .args(["-c", "-d", "1", "--non-mmap", "--num-threads", "1"])
             .arg(&vmcore)
             .arg(&dump)
             .env("LD_PRELOAD", preload())
             .env("FAULT_SLOW_US", "40000")
+            .env("VMSIFT_FAULT", "write:mark:2")
             .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(700));
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut err = String::new();
+        while !err.contains("vmsift: fault mark: write 2") {
+            if stderr.read_line(&mut err).expect("read stderr") == 0 {
+                break;
+            }
+        }
+        assert!(err.contains("fault mark"), "no mark before the end: {err}");
         let st = Command::new("kill")
             .args([&format!("-{sig}"), &child.id().to_string()])
             .status()
             .expect("kill");
         assert!(st.success());
-        let out = child.wait_with_output().expect("wait");
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        stderr.read_to_string(&mut err).expect("read stderr");
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(1), "{err}");
         assert!(err.contains(&format!("stopped by SIG{sig}")), "{err}");
         let (lost, incomplete) = read_back(&dump, &pages);
         assert!(incomplete);
@@ -405,4 +418,254 @@ fn atomic_output_is_renamed_only_when_complete() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert!(!staged.exists());
+}
+
+/// Failures injected into each thread role with the debug build's `VMSIFT_FAULT` hook.
+#[cfg(debug_assertions)]
+mod injected {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Runs `cmd` with its stdout going to `stdout` and its stderr to a file, and fails the
+    /// test if it is still running after 10 s (killing it, so that a hang fails instead of
+    /// hanging the test). Returns the exit code and stderr.
+    fn within_10_s(mut cmd: Command, stdout: &Path) -> (Option<i32>, String) {
+        let err_path = stdout.with_extension("stderr");
+        let mut child = cmd
+            .stdout(fs::File::create(stdout).expect("stdout file"))
+            .stderr(fs::File::create(&err_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "still running after 10 s: {}",
+                    fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let err = fs::read_to_string(&err_path).expect("stderr");
+        (status.code(), err)
+    }
+
+    /// tests/readers/pages-identical: libkdumpfile reads every page of `dump` identical to
+    /// `vmcore`'s except exactly `lost` pages, and the header says incomplete.
+    fn libkdumpfile_reads(vmcore: &Path, dump: &Path, lost: usize) {
+        let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/pages-identical");
+        let o = Command::new(check)
+            .args(["--lost", &lost.to_string()])
+            .arg(vmcore)
+            .arg(dump)
+            .output()
+            .expect("run pages-identical");
+        assert!(
+            o.status.success(),
+            "libkdumpfile: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// The one error line of a run that failed with an injected fault: it names the fault,
+    /// and no other line speaks of a panic (Rust's own panic message is not printed).
+    fn one_error_line(err: &str, fault: &str, action: &str) {
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("vmsift: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        let line = errors[0];
+        assert!(line.contains("internal error"), "{err}");
+        assert!(line.contains(&format!("injected fault: {fault}")), "{err}");
+        if action == "panic" {
+            assert!(line.contains("panicked at src/"), "{err}");
+        }
+        assert_eq!(
+            err.lines().filter(|l| l.contains("panicked")).count(),
+            usize::from(action == "panic"),
+            "{err}"
+        );
+    }
+
+    /// Each failing call, in each role, with one and two threads, to a file and as a
+    /// flattened stream: the run ends within 10 s with exit status 1 and one error line naming
+    /// the failure; the file is a readable incomplete dump (vmsift's reader and libkdumpfile
+    /// read every page it has and find the rest lost, as many as the message says).
+    fn injected(role: &str, nth: u32, pages_written: bool) {
+        let dir = scratch(&format!("inject-{role}"));
+        let (vmcore, pages, _) = vmcore(&dir, 1024);
+        for action in ["panic", "error"] {
+            for threads in ["1", "2"] {
+                let fault = format!("{role}:{action}:{nth}");
+                let run = |flat: bool, out: &Path| {
+                    let mut c = vmsift();
+                    c.args(["-l", "-d", "0", "--num-threads", threads])
+                        .env("VMSIFT_FAULT", &fault);
+                    if flat {
+                        c.args(["-F"]).arg(&vmcore);
+                    } else {
+                        c.arg(&vmcore).arg(out);
+                    }
+                    c
+                };
+                let what = format!("{fault} with {threads} threads");
+                let dump = dir.join(format!("dump-{action}-{threads}"));
+                let stdout = dir.join(format!("out-{action}-{threads}"));
+                let (code, err) = within_10_s(run(false, &dump), &stdout);
+                assert_eq!(code, Some(1), "{what}: {err}");
+                one_error_line(&err, &format!("{role} #{nth}"), action);
+                if pages_written {
+                    let (lost, incomplete) = read_back(&dump, &pages);
+                    assert!(incomplete, "{what}");
+                    assert!(!lost.is_empty(), "{what}");
+                    if threads == "1" {
+                        assert!(lost.len() < 1024, "{what}: {} lost", lost.len());
+                    }
+                    assert_eq!(lost.len() as u64, reported_lost(&err), "{what}: {err}");
+                    libkdumpfile_reads(&vmcore, &dump, lost.len());
+                } else {
+                    // Failed before the first page: the file held nothing worth keeping.
+                    assert!(!dump.exists(), "{what}: {err}");
+                }
+
+                let flat = dir.join(format!("flat-{action}-{threads}"));
+                let (code, err) = within_10_s(run(true, &flat), &flat);
+                assert_eq!(code, Some(1), "{what}, -F: {err}");
+                one_error_line(&err, &format!("{role} #{nth}"), action);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_compression_worker_ends_the_run() {
+        injected("compress", 300, true);
+    }
+
+    #[test]
+    fn a_failing_page_read_ends_the_run() {
+        // Default (mmap) reads of a regular file: one read per run of pages, here a batch.
+        injected("read", 3, true);
+    }
+
+    /// Page data written by the writer (one thread, and streams) or by the workers.
+    #[test]
+    fn a_failing_page_data_write_ends_the_run() {
+        injected("write", 3, true);
+    }
+
+    /// In the middle of a batch's descriptors: the ones already handed to the output are
+    /// made "lost" too.
+    #[test]
+    fn a_failing_descriptor_write_ends_the_run() {
+        injected("describe", 300, true);
+    }
+
+    /// The planner's first pass over the page filter: nothing is written yet, so no file is
+    /// left (as for a bad input).
+    #[test]
+    fn a_failing_page_filter_ends_the_run() {
+        injected("scan", 1, false);
+    }
+
+    /// `--split`: each file has its own writer thread (one worker each); the one that
+    /// fails is kept as an incomplete dump and named in the one error line.
+    #[test]
+    fn a_failing_split_writer_ends_the_run() {
+        let dir = scratch("inject-split");
+        let (vmcore, _, _) = vmcore(&dir, 1024);
+        let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("part{i}"))).collect();
+        for action in ["panic", "error"] {
+            let mut c = vmsift();
+            c.args(["-l", "-d", "0", "-f", "--split"])
+                .arg(&vmcore)
+                .args(&parts)
+                .env("VMSIFT_FAULT", format!("compress:{action}:300"));
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{action}")));
+            assert_eq!(code, Some(1), "{err}");
+            one_error_line(&err, "compress #300", action);
+            let incomplete: Vec<&PathBuf> = parts
+                .iter()
+                .filter(|p| {
+                    let d = KdumpFile::open(fs::File::open(p).expect("part")).expect("opens");
+                    d.header.status & STATUS_INCOMPLETE != 0
+                })
+                .collect();
+            assert_eq!(incomplete.len(), 1, "{err}");
+            assert!(
+                err.contains(&format!("writing {}", incomplete[0].display())),
+                "{err}"
+            );
+        }
+    }
+
+    /// `-E` (one thread): the ELF file is kept, its header flagged incomplete.
+    #[test]
+    fn a_failing_read_ends_an_elf_dump() {
+        let dir = scratch("inject-elf");
+        let (vmcore, _, _) = vmcore(&dir, 1024);
+        for action in ["panic", "error"] {
+            let dump = dir.join(format!("dump-{action}"));
+            let mut c = vmsift();
+            c.args(["-E", "-d", "0"])
+                .arg(&vmcore)
+                .arg(&dump)
+                .env("VMSIFT_FAULT", format!("read:{action}:300"));
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{action}")));
+            assert_eq!(code, Some(1), "{err}");
+            one_error_line(&err, "read #300", action);
+            let bytes = fs::read(&dump).expect("the ELF dump is kept");
+            let flags = u32::from_le_bytes(bytes[0x30..0x34].try_into().expect("e_flags"));
+            assert_eq!(flags, vmsift::format::elf::FLAG_INCOMPLETE, "{err}");
+        }
+    }
+
+    /// Cycles of 65536 pfns (`--cyclic-buffer 1`, the smallest): 256 pages at pfn 0 and 256 at
+    /// pfn 131072,
+    /// so the second stretch is in the third cycle. A failure in the first cycle leaves
+    /// the bitmaps of the cycles not reached to the salvage, which writes them (pass 1
+    /// kept them): their pages read as lost, as many as the message says, not as absent.
+    #[test]
+    fn a_failure_before_the_last_cycle_marks_the_later_cycles_lost() {
+        let dir = scratch("inject-cycles");
+        let low = mixed_pages(3, 256, PS);
+        let high = mixed_pages(5, 256, PS);
+        let s = SynthVmcore::new()
+            .prstatus(1)
+            .vmcoreinfo(MINIMAL_VMCOREINFO)
+            .load(0, low.clone(), 0)
+            .load(131_072 * PS as u64, high, 0);
+        let vmcore = dir.join("vmcore");
+        fs::write(&vmcore, s.to_bytes()).expect("write vmcore");
+        for (fault, threads) in [("compress:panic:200", "1"), ("scan:error:5", "2")] {
+            let dump = dir.join(format!("dump-{threads}"));
+            let mut c = vmsift();
+            c.args([
+                "-l",
+                "-d",
+                "0",
+                "--cyclic-buffer",
+                "1",
+                "--num-threads",
+                threads,
+            ])
+            .arg(&vmcore)
+            .arg(&dump)
+            .env("VMSIFT_FAULT", fault);
+            let (code, err) = within_10_s(c, &dir.join(format!("out-{threads}")));
+            assert_eq!(code, Some(1), "{fault}: {err}");
+            // The third cycle's 256 pages at least; with one thread the first batch (128
+            // pages) was written before the 200th page failed.
+            let reported = reported_lost(&err);
+            let most = if threads == "1" { 384 } else { 512 };
+            assert!((256..=most).contains(&reported), "{fault}: {err}");
+            libkdumpfile_reads(&vmcore, &dump, reported as usize);
+        }
+    }
 }

@@ -241,3 +241,56 @@ fn ssh_target_refuses_unknown_host_keys_and_never_prompts() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(sshd.out_files().is_empty(), "{:?}", sshd.out_files());
 }
+
+/// A compression worker that panics in the middle of an upload (the debug build's
+/// `VMSIFT_FAULT` hook): the run ends within 10 s with exit status 1 and one error line,
+/// and the remote file keeps its `.incomplete` name.
+#[test]
+#[cfg(debug_assertions)]
+#[ignore = "runs a private sshd: needs root"]
+fn a_worker_panic_ends_an_upload_as_incomplete() {
+    let sshd = Sshd::start("panic", "");
+    let vmcore = vmcore(&sshd.dir);
+    let mut child = vmsift()
+        .args(["-l", "-d", "0", "--num-threads", "2", "--ssh-key"])
+        .arg(sshd.dir.join("client_key"))
+        .arg("--ssh-option")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            sshd.dir.join("known_hosts").display()
+        ))
+        .arg(&vmcore)
+        .arg(sshd.url("vmcore"))
+        .env("HOME", &sshd.dir)
+        .env("VMSIFT_FAULT", "compress:panic:200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(sshd.dir.join("vmsift.err")).expect("stderr file"))
+        .spawn()
+        .expect("run vmsift");
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let err = fs::read_to_string(sshd.dir.join("vmsift.err")).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("vmsift: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("internal error: a compression thread panicked"),
+        "{err}"
+    );
+    assert!(errors[0].contains("injected fault: compress #200"), "{err}");
+    assert_eq!(sshd.out_files(), vec!["vmcore.flat.incomplete"], "{err}");
+}

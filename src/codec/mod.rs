@@ -91,7 +91,7 @@ impl Compressor {
                 // Level 1, as makedumpfile's Z_BEST_SPEED (libdeflate's level 0 is
                 // "stored", no compression at all).
                 let level = libdeflater::CompressionLvl::new(1)
-                    .map_err(|e| Error::unsupported(format!("libdeflate level 1: {e:?}")))?;
+                    .map_err(|e| Error::internal(format!("libdeflate level 1: {e:?}")))?;
                 State::Zlib(Box::new(libdeflater::Compressor::new(level)))
             }
             Codec::Lzo => State::Lzo(
@@ -144,7 +144,7 @@ impl Compressor {
                 self.out.resize(need, 0);
                 let n = s
                     .compress(page, &mut self.out)
-                    .map_err(|e| Error::unsupported(format!("snappy compression failed: {e}")))?;
+                    .map_err(|e| Error::internal(format!("snappy compression failed: {e}")))?;
                 self.out.truncate(n);
             }
             State::Zstd(z) => {
@@ -152,7 +152,7 @@ impl Compressor {
                 self.out.resize(need, 0);
                 let n = z
                     .compress_to_buffer(page, &mut self.out)
-                    .map_err(|e| Error::io(e, "zstd compression failed"))?;
+                    .map_err(|e| Error::internal(format!("zstd compression failed: {e}")))?;
                 self.out.truncate(n);
             }
         }

@@ -76,6 +76,20 @@ impl Endian {
     }
 }
 
+/// A zeroed buffer of `len` bytes whose size came from an input: a failed allocation is an
+/// error naming `what`, not an abort (the capture kernel may have little memory, and a
+/// `ulimit -v` or cgroup limit makes large allocations fail).
+pub fn zeroed(len: usize, what: &str) -> crate::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        crate::Error::bad_input(format!(
+            "{what} would need {len} bytes of memory, more than this process can have"
+        ))
+    })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,12 @@ pub const PT_LOAD: u32 = 1;
 pub const PT_NOTE: u32 = 4;
 const ET_CORE: u16 = 4;
 const PN_XNUM: u16 = 0xffff;
-/// More program headers than any real vmcore has (one per memory range); a bound so a
-/// corrupt count cannot make us allocate without limit.
-const MAX_PHDRS: usize = 1 << 20;
+/// More program headers than any real vmcore has (one per memory range, a few hundred on
+/// large machines); a bound so a corrupt count cannot make us allocate without limit.
+pub const MAX_PHDRS: usize = 1 << 16;
+/// Program headers are 56 bytes (32 for ELF32); a larger entry size is allowed by the ELF
+/// specification, but not a size that would make the table larger than a few MiB.
+const MAX_PHENTSIZE: usize = 256;
 /// The notes of a real vmcore are a few KiB per CPU; 64 MiB covers 8192 CPUs with room.
 const MAX_NOTES_SIZE: u64 = 64 << 20;
 
@@ -70,6 +73,13 @@ pub trait ReadAt {
     /// Reads exactly `buf.len()` bytes at `offset`, or fails.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
     fn size(&self) -> std::io::Result<u64>;
+    /// Whether the `len` bytes at `offset` are stored in the input (not only below its
+    /// apparent size: a flattened stream's holes hold nothing).
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        let end = offset.checked_add(len);
+        self.size()
+            .is_ok_and(|size| end.is_some_and(|end| end <= size))
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -79,6 +89,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
 
     fn size(&self) -> std::io::Result<u64> {
         (**self).size()
+    }
+
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        (**self).holds(offset, len)
     }
 }
 
@@ -99,6 +113,10 @@ impl<R: ReadAt + ?Sized> ReadAt for &R {
 
     fn size(&self) -> std::io::Result<u64> {
         (**self).size()
+    }
+
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        (**self).holds(offset, len)
     }
 }
 
@@ -224,9 +242,9 @@ impl ElfCore {
                 .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
             phnum = endian.u32(&sh0, 0).unwrap_or(0) as usize;
         }
-        if phentsize < lay.phdr_size {
+        if !(lay.phdr_size..=MAX_PHENTSIZE).contains(&phentsize) {
             return Err(Error::bad_input(format!(
-                "program header size {phentsize} is smaller than {}",
+                "program header size {phentsize} is not between {} and {MAX_PHENTSIZE}",
                 lay.phdr_size
             )));
         }
@@ -244,7 +262,7 @@ impl ElfCore {
                 "the program header table ({phnum} entries at offset {phoff:#x}) runs past the end of the file ({file_len} bytes): truncated?"
             )));
         }
-        let mut table = vec![0u8; phnum * phentsize];
+        let mut table = super::bytes::zeroed(phnum * phentsize, "the program header table")?;
         input
             .read_exact_at(&mut table, phoff)
             .map_err(|e| Error::io(e, "cannot read the program headers"))?;
@@ -293,6 +311,11 @@ impl ElfCore {
                         )));
                     }
                     let start = notes.len();
+                    notes.try_reserve_exact(p_filesz as usize).map_err(|_| {
+                        Error::bad_input(format!(
+                            "no memory for a PT_NOTE segment of {p_filesz} bytes"
+                        ))
+                    })?;
                     notes.resize(start + p_filesz as usize, 0);
                     input
                         .read_exact_at(&mut notes[start..], p_offset)

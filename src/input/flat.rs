@@ -23,6 +23,9 @@ pub struct FlatFile {
 /// Records a flattened stream may hold before it is called implausible (a 1 TiB dump in
 /// 1 MiB records is a million).
 const MAX_RECORDS: u64 = 1 << 24;
+/// What one record costs in the index (a B-tree entry of three words, with its share of
+/// the nodes), for the memory check.
+const INDEX_BYTES_PER_RECORD: u64 = 64;
 
 impl FlatFile {
     pub fn open(file: File) -> Result<FlatFile> {
@@ -39,10 +42,17 @@ impl FlatFile {
             pieces: BTreeMap::new(),
             size: 0,
         };
+        // The index grows with the records the file really has; it may take half of what
+        // this process may use (the rest is the dump's own budget).
+        let max_records = crate::budget::limit()
+            .map_or(MAX_RECORDS, |l| l.bytes / 2 / INDEX_BYTES_PER_RECORD)
+            .min(MAX_RECORDS);
         let mut pos = HEADER_SIZE as u64;
         for record in 0.. {
-            if record > MAX_RECORDS {
-                return Err(Error::bad_input("implausibly many flattened records"));
+            if record > max_records {
+                return Err(Error::bad_input(format!(
+                    "the flattened dump has more than {max_records} records, more than this process has memory to index: rebuild it with -R first"
+                )));
             }
             let mut rh = [0u8; 16];
             FileExt::read_exact_at(&flat.file, &mut rh, pos).map_err(|_| {
@@ -98,7 +108,26 @@ impl FlatFile {
     }
 }
 
+impl FlatFile {
+    /// Bytes of `[start, end)` that some record covers.
+    fn covered(&self, start: u64, end: u64) -> u64 {
+        let first = self.pieces.range(..=start).next_back().map(|(&s, _)| s);
+        self.pieces
+            .range(first.unwrap_or(start)..end)
+            .map(|(&s, &(e, _))| e.min(end).saturating_sub(s.max(start)))
+            .sum()
+    }
+}
+
 impl ReadAt for FlatFile {
+    /// Only what the records carry: a header that places its bitmaps in a hole of the
+    /// stream (far beyond the data) describes nothing that is there.
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.size && self.covered(offset, end) == len)
+    }
+
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let end = offset
             .checked_add(buf.len() as u64)
@@ -157,6 +186,10 @@ mod tests {
         }
         let mut past = [0u8; 2];
         assert!(f.read_exact_at(&mut past, 149).is_err());
+        // Stored: 0..20 and 90..150; 20..90 is a hole.
+        assert!(f.holds(0, 20) && f.holds(90, 60) && f.holds(95, 10));
+        assert!(!f.holds(0, 21) && !f.holds(19, 72) && !f.holds(140, 11) && !f.holds(30, 1));
+        assert!(f.holds(40, 0) && !f.holds(u64::MAX, 2));
         // Cut short: refused, not half-read.
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 16]).expect("cut");

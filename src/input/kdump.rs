@@ -4,10 +4,13 @@
 
 use std::fs::File;
 
-use super::bytes::Endian;
+use std::sync::Mutex;
+
+use super::bytes::{self, Endian};
 use super::elf::ReadAt;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
+use crate::filter::Bitmap;
 use crate::format::kdump::{Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, Utsname};
 
 /// What a reader finds for one page frame.
@@ -46,34 +49,81 @@ pub struct KdumpHeader {
     pub split: Option<(u64, u64)>,
 }
 
-/// A kdump-compressed file read through `R`: a `File`, or bytes in memory (`&[u8]`).
+/// Bytes of a bitmap read at a time (a [`Cursor`]'s window), and the granularity of the
+/// counts of set bits kept for the whole 2nd bitmap: 64 KiB of bitmap covers 512 Ki page
+/// frames (2 GiB of memory with 4 KiB pages), so a dump of 1 TiB keeps 512 counts.
+const WINDOW: u64 = 64 << 10;
+/// Counts of set bits inside a window, one per this many bytes of it.
+const BLOCK: usize = 512;
+/// Runs of memory (set bits of the 1st bitmap) a dump may describe: as many as the program
+/// headers of an ELF vmcore (`elf::MAX_PHDRS`), which is where they came from.
+pub const MAX_MEMORY_RUNS: usize = super::elf::MAX_PHDRS;
+/// No machine vmsift knows has physical addresses beyond 2^52 (x86_64's and arm64's limit).
+pub const MAX_PHYS_ADDR: u64 = 1 << 52;
+/// The notes of a real vmcore are a few KiB per CPU.
+const MAX_NOTES_SIZE: u64 = 64 << 20;
+
+/// A kdump-compressed file read through `R`: a `File`, a flattened stream read in place, or
+/// bytes in memory (`&[u8]`). The bitmaps are not loaded: each reader reads them a window
+/// at a time through its own [`Cursor`] (the `&self` methods share one behind a lock).
 pub struct KdumpFile<R = File> {
     file: R,
     pub header: KdumpHeader,
     file_len: u64,
-    bitmap1: Vec<u8>,
-    bitmap2: Vec<u8>,
-    /// Number of set bits in the 2nd bitmap before each 4096-bit block.
+    /// Offsets of the two bitmaps and of the descriptor table.
+    bitmap1_at: u64,
+    bitmap2_at: u64,
+    desc_at: u64,
+    /// Bytes of each bitmap that cover pfns below `max_mapnr`.
+    bitmap_used: u64,
+    /// Set bits of the 2nd bitmap (below `max_mapnr`) before each window.
     rank: Vec<u64>,
-    /// Set bits in the whole 2nd bitmap.
+    /// Set bits of the whole 2nd bitmap below `max_mapnr`.
     dumpable: u64,
+    /// In a split file, the set bits before its first pfn (its descriptors start there).
+    split_base: u64,
+    /// The window of the `&self` readers.
+    shared: Mutex<Cursor>,
 }
 
-fn read_at<R: ReadAt>(file: &R, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
+/// One reader's window on both bitmaps: consecutive pfns cost one read per 512 Ki pfns.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    /// Index of the window held (`None`: nothing read yet).
+    window: Option<u64>,
+    map1: Vec<u8>,
+    map2: Vec<u8>,
+    /// Set bits of `map2` before each BLOCK-byte block of the window.
+    sub: Vec<u64>,
+}
+
+fn read_at<R: ReadAt + ?Sized>(file: &R, len: usize, offset: u64, what: &str) -> Result<Vec<u8>> {
+    let mut buf = bytes::zeroed(len, what)?;
     file.read_exact_at(&mut buf, offset)
         .map_err(|e| Error::io(e, format!("cannot read {what} at offset {offset:#x}")))?;
     Ok(buf)
 }
 
+/// Set bits of `bytes` whose pfn (counted from `first_pfn`) is below `max`.
+fn count_below(bytes: &[u8], first_pfn: u64, max: u64) -> u64 {
+    let whole = (max.saturating_sub(first_pfn) / 8).min(bytes.len() as u64) as usize;
+    let mut n: u64 = bytes[..whole].iter().map(|b| b.count_ones() as u64).sum();
+    if let Some(&last) = bytes.get(whole) {
+        let bits = max.saturating_sub(first_pfn + whole as u64 * 8).min(8);
+        n += (last & ((1u16 << bits) - 1) as u8).count_ones() as u64;
+    }
+    n
+}
+
 impl<R: ReadAt> KdumpFile<R> {
-    /// Opens a kdump-compressed file written for a 64-bit little-endian machine (the
-    /// layouts vmsift writes today are checked in full; others are refused clearly).
+    /// Opens a kdump-compressed file written for a 64-bit little-endian machine. Every
+    /// header field that places or sizes something is checked against the others and the
+    /// file: a header that claims more than the file holds is refused here.
     pub fn open(file: R) -> Result<KdumpFile<R>> {
         let file_len = file
             .size()
             .map_err(|e| Error::io(e, "cannot stat the dump"))?;
-        let head = read_at(&file, 464.min(file_len as usize), 0, "the kdump header")?;
+        let head = read_at(&file, 464.min(file_len) as usize, 0, "the kdump header")?;
         if head.len() < 464 || &head[..8] != SIGNATURE {
             return Err(Error::bad_input(
                 "not a kdump-compressed file (no \"KDUMP   \" signature)",
@@ -119,6 +169,7 @@ impl<R: ReadAt> KdumpFile<R> {
                 _ => Some((sub_u64(16)?, sub_u64(24)?)),
             },
         };
+        // u32 counts of blocks of at most 1 MiB: none of these products overflows.
         let bitmap_len = header.bitmap_blocks * block_size / 2;
         if header.bitmap_blocks == 0 || bitmap_len * 8 < max_mapnr {
             return Err(Error::bad_input(format!(
@@ -126,111 +177,227 @@ impl<R: ReadAt> KdumpFile<R> {
                 header.bitmap_blocks
             )));
         }
-        let bitmap_off = (1 + header.sub_hdr_size) * block_size;
-        if bitmap_off + 2 * bitmap_len > file_len {
-            return Err(Error::bad_input(
-                "the bitmaps run past the end of the file: truncated?",
-            ));
+        if max_mapnr
+            .checked_mul(block_size)
+            .is_none_or(|end| end > MAX_PHYS_ADDR)
+        {
+            return Err(Error::bad_input(format!(
+                "the header claims {max_mapnr} page frames of {block_size} bytes, beyond any machine's physical address space"
+            )));
         }
-        let bitmap1 = read_at(&file, bitmap_len as usize, bitmap_off, "the 1st bitmap")?;
-        let bitmap2 = read_at(
-            &file,
-            bitmap_len as usize,
-            bitmap_off + bitmap_len,
-            "the 2nd bitmap",
-        )?;
-        let mut rank = Vec::with_capacity(bitmap2.len() / 512 + 1);
+        let bitmap1_at = (1 + header.sub_hdr_size) * block_size;
+        let bitmap2_at = bitmap1_at + bitmap_len;
+        let desc_at = bitmap2_at + bitmap_len;
+        // The bytes that cover max_mapnr must be stored (a flattened stream need not carry
+        // the padding after them).
+        let bitmap_used = max_mapnr.div_ceil(8);
+        if desc_at > file_len
+            || !file.holds(bitmap1_at, bitmap_used)
+            || !file.holds(bitmap2_at, bitmap_used)
+        {
+            return Err(Error::bad_input(format!(
+                "the header places {bitmap_len}-byte bitmaps at offset {bitmap1_at:#x}, but the file does not hold them: truncated?"
+            )));
+        }
+        if let Some((start, end)) = header.split
+            && (start > end || end > max_mapnr)
+        {
+            return Err(Error::bad_input(format!(
+                "split range {start:#x}-{end:#x} is not inside the dump's {max_mapnr:#x} page frames"
+            )));
+        }
+        let windows = bitmap_used.div_ceil(WINDOW);
+        let mut rank = Vec::new();
+        rank.try_reserve_exact(windows as usize)
+            .map_err(|_| Error::bad_input("no memory for the counts of the 2nd bitmap"))?;
         let mut total = 0u64;
-        for chunk in bitmap2.chunks(512) {
+        let mut buf = Vec::new();
+        for w in 0..windows {
+            let at = w * WINDOW;
+            let len = WINDOW.min(bitmap_used - at) as usize;
+            buf.resize(len, 0);
+            file.read_exact_at(&mut buf, bitmap2_at + at)
+                .map_err(|e| Error::io(e, "cannot read the 2nd bitmap"))?;
             rank.push(total);
-            total += chunk.iter().map(|b| b.count_ones() as u64).sum::<u64>();
+            total += count_below(&buf, at * 8, max_mapnr);
         }
-        Ok(KdumpFile {
+        if total
+            .checked_mul(PAGE_DESC_SIZE)
+            .is_none_or(|n| desc_at + n > file_len)
+        {
+            return Err(Error::bad_input(format!(
+                "the 2nd bitmap has {total} pages, but the file ends before their descriptors: truncated?"
+            )));
+        }
+        let mut dump = KdumpFile {
             file,
             header,
             file_len,
-            bitmap1,
-            bitmap2,
+            bitmap1_at,
+            bitmap2_at,
+            desc_at,
+            bitmap_used,
             rank,
             dumpable: total,
-        })
-    }
-
-    fn bit(map: &[u8], pfn: u64) -> bool {
-        usize::try_from(pfn / 8)
-            .ok()
-            .and_then(|i| map.get(i))
-            .is_some_and(|b| b >> (pfn % 8) & 1 == 1)
-    }
-
-    /// The raw notes copied from the vmcore.
-    pub fn notes(&self) -> Result<Vec<u8>> {
-        if self.header.size_note > 64 << 20 {
-            return Err(Error::bad_input("implausibly large notes"));
-        }
-        read_at(
-            &self.file,
-            self.header.size_note as usize,
-            self.header.offset_note,
-            "the notes",
-        )
-    }
-
-    /// Whether `pfn` has a descriptor in the dump (2nd bitmap).
-    pub fn in_dump(&self, pfn: u64) -> bool {
-        Self::bit(&self.bitmap2, pfn)
-    }
-
-    /// Set bits of the 2nd bitmap before `pfn` (0 past the end of the bitmap).
-    fn rank_before(&self, pfn: u64) -> u64 {
-        let Some(byte) = usize::try_from(pfn / 8)
-            .ok()
-            .filter(|&b| b < self.bitmap2.len())
-        else {
-            return self.dumpable;
+            split_base: 0,
+            shared: Mutex::new(Cursor::default()),
         };
-        let block = byte / 512;
-        self.rank[block]
-            + self.bitmap2[block * 512..byte]
-                .iter()
-                .map(|b| b.count_ones() as u64)
-                .sum::<u64>()
-            + (self.bitmap2[byte] & ((1u8 << (pfn % 8)) - 1)).count_ones() as u64
+        if let Some((start, _)) = dump.header.split {
+            let mut cur = Cursor::default();
+            dump.split_base = match start < max_mapnr {
+                true => {
+                    dump.load(&mut cur, start)?;
+                    dump.rank_before(&cur, start)
+                }
+                false => total,
+            };
+        }
+        Ok(dump)
     }
 
-    /// Runs `[start, end)` of set bits in the 1st bitmap (`second`: the 2nd), up to
-    /// `max_mapnr`: the memory the dump describes, or the pages it holds.
-    pub fn runs(&self, second: bool) -> Vec<(u64, u64)> {
-        let map = if second { &self.bitmap2 } else { &self.bitmap1 };
+    /// The raw notes copied from the vmcore: they lie in the sub-header's blocks.
+    pub fn notes(&self) -> Result<Vec<u8>> {
+        let h = &self.header;
+        let inside = h.offset_note >= h.block_size
+            && h.offset_note
+                .checked_add(h.size_note)
+                .is_some_and(|end| end <= self.bitmap1_at);
+        if !inside || h.size_note > MAX_NOTES_SIZE {
+            return Err(Error::bad_input(format!(
+                "the notes ({} bytes at offset {:#x}) are not inside the sub-header's blocks",
+                h.size_note, h.offset_note
+            )));
+        }
+        read_at(&self.file, h.size_note as usize, h.offset_note, "the notes")
+    }
+
+    /// Loads the window holding `pfn` (below `max_mapnr`) into `cur`.
+    fn load(&self, cur: &mut Cursor, pfn: u64) -> Result<()> {
+        let w = pfn / 8 / WINDOW;
+        if cur.window == Some(w) {
+            return Ok(());
+        }
+        cur.window = None;
+        let at = w * WINDOW;
+        let len = WINDOW.min(self.bitmap_used - at) as usize;
+        for (map, from) in [
+            (&mut cur.map1, self.bitmap1_at),
+            (&mut cur.map2, self.bitmap2_at),
+        ] {
+            map.resize(len, 0);
+            self.file
+                .read_exact_at(map, from + at)
+                .map_err(|e| Error::io(e, format!("cannot read a bitmap at {:#x}", from + at)))?;
+        }
+        cur.sub.clear();
+        let mut n = 0;
+        for block in cur.map2.chunks(BLOCK) {
+            cur.sub.push(n);
+            n += block.iter().map(|b| b.count_ones() as u64).sum::<u64>();
+        }
+        cur.window = Some(w);
+        Ok(())
+    }
+
+    /// Whether `pfn` is memory (1st bitmap) and whether it has a descriptor (2nd).
+    fn bits(&self, cur: &mut Cursor, pfn: u64) -> Result<(bool, bool)> {
+        if pfn >= self.header.max_mapnr {
+            return Ok((false, false));
+        }
+        self.load(cur, pfn)?;
+        let byte = (pfn / 8 % WINDOW) as usize;
+        let bit = |map: &[u8]| map.get(byte).is_some_and(|b| b >> (pfn % 8) & 1 == 1);
+        Ok((bit(&cur.map1), bit(&cur.map2)))
+    }
+
+    /// Set bits of the 2nd bitmap before `pfn`, whose window `cur` holds.
+    fn rank_before(&self, cur: &Cursor, pfn: u64) -> u64 {
+        let w = pfn / 8 / WINDOW;
+        let byte = (pfn / 8 % WINDOW) as usize;
+        let block = byte / BLOCK;
+        let before = cur.map2.get(block * BLOCK..byte).unwrap_or(&[]);
+        let partial = cur
+            .map2
+            .get(byte)
+            .map_or(0, |b| b & ((1u8 << (pfn % 8)) - 1));
+        self.rank.get(w as usize).copied().unwrap_or(self.dumpable)
+            + cur.sub.get(block).copied().unwrap_or(0)
+            + before.iter().map(|b| b.count_ones() as u64).sum::<u64>()
+            + partial.count_ones() as u64
+    }
+
+    /// Runs `[start, end)` of set bits in the 1st bitmap: the memory the dump describes.
+    /// More than [`MAX_MEMORY_RUNS`] is refused (no machine's memory map is that broken).
+    pub fn memory_runs(&self) -> Result<Vec<(u64, u64)>> {
         let max = self.header.max_mapnr;
         let mut out = Vec::new();
         let mut open: Option<u64> = None;
-        for (i, &byte) in map.iter().enumerate() {
-            let base = i as u64 * 8;
-            if base >= max {
-                break;
-            }
-            match (byte, open) {
-                (0xff, Some(_)) | (0, None) => continue,
-                _ => {}
-            }
-            for bit in 0..8 {
-                let pfn = base + bit;
-                let set = byte >> bit & 1 == 1 && pfn < max;
-                match (set, open) {
-                    (true, None) => open = Some(pfn),
-                    (false, Some(start)) => {
-                        out.push((start, pfn));
-                        open = None;
+        let mut buf = Vec::new();
+        let mut at = 0;
+        while at < self.bitmap_used {
+            let len = WINDOW.min(self.bitmap_used - at) as usize;
+            buf.resize(len, 0);
+            self.file
+                .read_exact_at(&mut buf, self.bitmap1_at + at)
+                .map_err(|e| Error::io(e, "cannot read the 1st bitmap"))?;
+            for (i, &byte) in buf.iter().enumerate() {
+                if matches!((byte, open), (0xff, Some(_)) | (0, None)) {
+                    continue;
+                }
+                let base = (at + i as u64) * 8;
+                for bit in 0..8 {
+                    let pfn = base + bit;
+                    match (byte >> bit & 1 == 1 && pfn < max, open) {
+                        (true, None) => open = Some(pfn),
+                        (false, Some(start)) => {
+                            if out.len() == MAX_MEMORY_RUNS {
+                                return Err(Error::bad_input(format!(
+                                    "the 1st bitmap describes more than {MAX_MEMORY_RUNS} separate ranges of memory"
+                                )));
+                            }
+                            out.push((start, pfn));
+                            open = None;
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
+            at += len as u64;
         }
         if let Some(start) = open {
-            out.push((start, max.min(map.len() as u64 * 8)));
+            out.push((start, max));
         }
-        out
+        Ok(out)
+    }
+
+    /// Sets in `b` the bits of the pfns that are memory and have a descriptor (both
+    /// bitmaps), for the pfns `b` covers (its start is a multiple of 64, as for every
+    /// cycle).
+    pub fn mark_dumpable(&self, b: &mut Bitmap) -> Result<()> {
+        let from = b.start() / 8;
+        let to = b.end().min(self.header.max_mapnr).div_ceil(8);
+        let mut map1 = vec![0u8; WINDOW as usize];
+        let mut map2 = vec![0u8; WINDOW as usize];
+        let mut at = from;
+        while at < to {
+            let len = WINDOW.min(to - at) as usize;
+            for (map, base) in [(&mut map1, self.bitmap1_at), (&mut map2, self.bitmap2_at)] {
+                self.file
+                    .read_exact_at(&mut map[..len], base + at)
+                    .map_err(|e| Error::io(e, "cannot read the dump's bitmaps"))?;
+            }
+            for (i, (&m1, &m2)) in map1[..len].iter().zip(&map2[..len]).enumerate() {
+                let base = (at + i as u64) * 8;
+                for bit in BitsOf(m1 & m2) {
+                    let pfn = base + bit;
+                    if pfn < self.header.max_mapnr {
+                        b.set_range(pfn, pfn + 1, true);
+                    }
+                }
+            }
+            at += len as u64;
+        }
+        Ok(())
     }
 
     /// Pages with a descriptor in the whole dump (set bits of the 2nd bitmap).
@@ -248,32 +415,61 @@ impl<R: ReadAt> KdumpFile<R> {
         read_at(&self.file, len, offset, "dump data")
     }
 
+    /// The shared window, whatever a panic elsewhere left in it (it is only a cache).
+    fn shared(&self) -> std::sync::MutexGuard<'_, Cursor> {
+        self.shared.lock().unwrap_or_else(|poisoned| {
+            let mut cur = poisoned.into_inner();
+            cur.window = None;
+            cur
+        })
+    }
+
     pub fn descriptor(&self, pfn: u64) -> Result<Option<PageDesc>> {
-        if !Self::bit(&self.bitmap2, pfn) {
+        self.descriptor_with(&mut self.shared(), pfn)
+    }
+
+    /// The descriptor of `pfn` (`None`: not in the dump), read through `cur`.
+    pub fn descriptor_with(&self, cur: &mut Cursor, pfn: u64) -> Result<Option<PageDesc>> {
+        if !self.bits(cur, pfn)?.1 {
             return Ok(None);
         }
-        let mut idx = self.rank_before(pfn);
+        self.descriptor_of(cur, pfn).map(Some)
+    }
+
+    /// The descriptor of `pfn`, whose 2nd-bitmap bit is set and whose window `cur` holds.
+    fn descriptor_of(&self, cur: &mut Cursor, pfn: u64) -> Result<PageDesc> {
+        let mut idx = self.rank_before(cur, pfn);
         if let Some((start, end)) = self.header.split {
             if pfn < start || pfn >= end {
                 return Err(Error::bad_input(format!(
                     "pfn {pfn:#x} is outside this split file's range {start:#x}-{end:#x}"
                 )));
             }
-            idx -= self.rank_before(start);
+            idx -= self.split_base.min(idx);
         }
-        let h = &self.header;
-        let at = (1 + h.sub_hdr_size + h.bitmap_blocks) * h.block_size + idx * PAGE_DESC_SIZE;
-        let raw = read_at(&self.file, PAGE_DESC_SIZE as usize, at, "a page descriptor")?;
-        Ok(PageDesc::read(h.endian, &raw))
+        let at = self.desc_at + idx * PAGE_DESC_SIZE;
+        let mut raw = [0u8; PAGE_DESC_SIZE as usize];
+        self.file
+            .read_exact_at(&mut raw, at)
+            .map_err(|e| Error::io(e, format!("cannot read a page descriptor at {at:#x}")))?;
+        PageDesc::read(self.header.endian, &raw)
+            .ok_or_else(|| Error::bad_input("a page descriptor is cut short"))
     }
 
     pub fn read_page(&self, pfn: u64) -> Result<Page> {
-        if !Self::bit(&self.bitmap1, pfn) {
+        self.read_page_with(&mut self.shared(), pfn)
+    }
+
+    /// What the dump holds for `pfn`, read through `cur`.
+    pub fn read_page_with(&self, cur: &mut Cursor, pfn: u64) -> Result<Page> {
+        let (memory, dumped) = self.bits(cur, pfn)?;
+        if !memory {
             return Ok(Page::Hole);
         }
-        let Some(desc) = self.descriptor(pfn)? else {
+        if !dumped {
             return Ok(Page::Excluded);
-        };
+        }
+        let desc = self.descriptor_of(cur, pfn)?;
         if desc.offset == 0 {
             return Ok(Page::Lost);
         }
@@ -301,36 +497,17 @@ impl<R: ReadAt> KdumpFile<R> {
     }
 }
 
-/// A kdump file's pages as physical memory (for `--dump-dmesg` and re-filtering): pages
-/// left out of the dump are errors.
-pub struct KdumpPages<R = File> {
-    pub file: KdumpFile<R>,
-    buf: Vec<u8>,
-}
+/// The set bits of a byte, lowest first.
+struct BitsOf(u8);
 
-impl<R: ReadAt> KdumpPages<R> {
-    pub fn new(file: KdumpFile<R>) -> KdumpPages<R> {
-        KdumpPages {
-            file,
-            buf: Vec::new(),
+impl Iterator for BitsOf {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        if self.0 == 0 {
+            return None;
         }
-    }
-}
-
-impl<R: ReadAt> super::PhysPages for KdumpPages<R> {
-    fn page_size(&self) -> usize {
-        self.file.header.block_size as usize
-    }
-
-    fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
-        match self.file.read_page(pfn)? {
-            Page::Data(d) => {
-                self.buf = d;
-                Ok(&self.buf)
-            }
-            other => Err(Error::bad_input(format!(
-                "pfn {pfn:#x} is not in the dump ({other:?})"
-            ))),
-        }
+        let b = self.0.trailing_zeros() as u64;
+        self.0 &= self.0 - 1;
+        Some(b)
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::PfnRanges;
+use crate::filter::{PfnRanges, Present};
 use crate::kernel::vmcoreinfo::VmcoreInfo;
 use elf::{Class, ElfCore, Load, NT_PRSTATUS, ReadAt};
 use kdump::KdumpFile;
@@ -28,6 +28,8 @@ pub enum Memory {
     Dump {
         file: DumpInput,
         buf: Vec<u8>,
+        /// This reader's window on the input's bitmaps.
+        cursor: kdump::Cursor,
     },
 }
 
@@ -39,6 +41,7 @@ impl Memory {
             Memory::Dump { file, .. } => Memory::Dump {
                 file: Arc::clone(file),
                 buf: Vec::new(),
+                cursor: kdump::Cursor::default(),
             },
         })
     }
@@ -63,7 +66,7 @@ impl PhysPages for Memory {
     fn read_page(&mut self, pfn: u64) -> Result<&[u8]> {
         match self {
             Memory::Elf(m) => m.read_page(pfn),
-            Memory::Dump { file, buf } => match file.read_page(pfn) {
+            Memory::Dump { file, buf, cursor } => match file.read_page_with(cursor, pfn) {
                 Ok(kdump::Page::Data(d)) => {
                     *buf = d;
                     Ok(buf)
@@ -74,9 +77,11 @@ impl PhysPages for Memory {
                     format!("pfn {pfn:#x} is lost in the input dump"),
                 )),
                 Err(e) => Err(Error::new(ErrorKind::Io, e.to_string())),
-                Ok(other) => Err(Error::bad_input(format!(
-                    "pfn {pfn:#x} is not in the input dump ({other:?})"
-                ))),
+                // Only after the input's 2nd bitmap could not be read (see `Filter`).
+                Ok(other) => Err(Error::new(
+                    ErrorKind::Io,
+                    format!("pfn {pfn:#x} is not in the input dump ({other:?})"),
+                )),
             },
         }
     }
@@ -99,11 +104,10 @@ impl PhysPages for Memory {
 /// What kind of file the input is, and what that changes.
 pub enum Source {
     Elf,
-    /// A kdump-compressed file (or flattened stream): its dump level, and the pages it
-    /// holds (only those can be written again).
+    /// A kdump-compressed file (or flattened stream) and its dump level; only the pages
+    /// it holds (its 2nd bitmap, read a cycle at a time) can be written again.
     Dump {
         level: u32,
-        pages: PfnRanges,
     },
 }
 
@@ -207,6 +211,19 @@ impl Vmcore {
     /// An ELF input once its PT_LOADs are settled: notes, then memory.
     fn from_elf(path: &Path, file: File, elf: ElfCore, use_mmap: bool) -> Result<Vmcore> {
         let (info, vmcoreinfo_at, nr_cpus, page_size) = read_notes(&elf, path)?;
+        // The kernel says how far physical memory can reach; a PT_LOAD beyond that is not
+        // memory of this machine (and would size bitmaps and cycles for nothing).
+        if let Some(bits) = info
+            .number("MAX_PHYSMEM_BITS")
+            .filter(|b| (32..52).contains(b))
+            && let Some(l) = elf.loads.iter().find(|l| l.phys_end() > 1 << bits)
+        {
+            return Err(Error::bad_input(format!(
+                "{}: a PT_LOAD claims memory up to {:#x}, beyond the kernel's MAX_PHYSMEM_BITS={bits}",
+                path.display(),
+                l.phys_end()
+            )));
+        }
         let memory = Memory::Elf(ElfMemory::new(file, &elf.loads, page_size, use_mmap));
         Ok(Vmcore {
             path: path.to_path_buf(),
@@ -294,7 +311,8 @@ impl Vmcore {
         }
         let ps = dump.header.block_size;
         let loads = dump
-            .runs(false)
+            .memory_runs()
+            .context(&shown)?
             .into_iter()
             .map(|(a, b)| Load {
                 phys_start: a * ps,
@@ -331,7 +349,6 @@ impl Vmcore {
         }
         let source = Source::Dump {
             level: dump.header.dump_level as u32 & 31,
-            pages: PfnRanges::from_unsorted(dump.runs(true)),
         };
         Ok(Vmcore {
             path: path.to_path_buf(),
@@ -343,17 +360,18 @@ impl Vmcore {
             memory: Memory::Dump {
                 file: Arc::new(dump),
                 buf: Vec::new(),
+                cursor: kdump::Cursor::default(),
             },
             source,
         })
     }
 
     /// The pfns that are memory (1st bitmap) and those whose bytes the input has.
-    pub fn ranges(&self) -> (PfnRanges, PfnRanges) {
+    pub fn ranges(&self) -> (PfnRanges, Present) {
         let (memory, file) = crate::filter::load_ranges(&self.elf.loads, self.page_size as u64);
-        match &self.source {
-            Source::Elf => (memory, file),
-            Source::Dump { pages, .. } => (memory, pages.clone()),
+        match &self.memory {
+            Memory::Dump { file, .. } => (memory, Present::Dumped(Arc::clone(file))),
+            Memory::Elf(_) => (memory, Present::Ranges(file)),
         }
     }
 

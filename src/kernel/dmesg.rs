@@ -65,7 +65,8 @@ fn read(km: &mut KernelMemory, va: u64, len: u64, what: &str) -> Result<Vec<u8>,
             "{what} would be {len} bytes: corrupt VMCOREINFO or ring"
         ));
     }
-    let mut buf = vec![0u8; len as usize];
+    // Up to 256 MiB: in a capture kernel that may be more than there is.
+    let mut buf = crate::input::bytes::zeroed(len as usize, what).map_err(|e| e.to_string())?;
     km.read(va, &mut buf)
         .ok_or_else(|| format!("cannot read {what} ({len} bytes at {va:#x})"))?;
     Ok(buf)

@@ -42,6 +42,9 @@ pub fn write_elf(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
+        if !filter.has_memory(start, end) {
+            continue;
+        }
         stats.pages_in_input += filter.bitmap1(start, end).count();
         let mut kept = filter.bitmap2(start, end);
         if opts.level.excludes_zero() {
@@ -88,13 +91,14 @@ pub fn write_elf(
     let mut data = SeqWriter::new(layout.data_offset(), WRITE_BUFFER);
     let zeros = vec![0u8; vm.page_size];
     let mut read_error = None;
-    let copied = (|| -> Result<()> {
+    let copied = crate::error::catch("the writer thread", || -> Result<()> {
         for s in &layout.segments {
             crate::signals::check()?;
             let (mut pa, end) = (s.phys_start, s.phys_start + s.file_size);
             while pa < end {
                 let off = (pa % ps) as usize;
                 let n = (ps - off as u64).min(end - pa) as usize;
+                crate::fault!(Read);
                 match mem.read_page(pa / ps) {
                     Ok(page) => data.push(sink, &page[off..off + n])?,
                     Err(e) if e.kind() == ErrorKind::Io => {
@@ -109,7 +113,7 @@ pub fn write_elf(
             }
         }
         data.flush(sink)
-    })();
+    });
     stats.file_size = data.position();
     stats.lost = stats.unreadable;
     let failure = match copied {

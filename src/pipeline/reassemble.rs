@@ -30,6 +30,12 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
     files.sort_by_key(|(r, _, _)| *r);
     let first = &files[0].1.header;
     let (bs, max_mapnr) = (first.block_size, first.max_mapnr);
+    if first.sub_hdr_size == 0 {
+        return Err(Error::bad_input(format!(
+            "{} has no sub-header",
+            files[0].2
+        )));
+    }
     let mut expect = 0;
     for ((start, end), d, shown) in &files {
         let h = &d.header;
@@ -38,7 +44,10 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
                 "{shown} holds pfns {start:#x}-{end:#x}, but the set continues at {expect:#x} (a part missing or repeated?)"
             )));
         }
-        if h.block_size != bs || h.max_mapnr != max_mapnr || h.bitmap_blocks != first.bitmap_blocks
+        if h.block_size != bs
+            || h.max_mapnr != max_mapnr
+            || h.bitmap_blocks != first.bitmap_blocks
+            || h.sub_hdr_size != first.sub_hdr_size
         {
             return Err(Error::bad_input(format!(
                 "{shown} is not from the same dump as the other parts"
@@ -60,17 +69,21 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
         .unwrap_or(&files[files.len() - 1]);
     let main = main_from.1.raw(0, 464)?;
     sink.write_at(0, &main)?;
-    let mut sub = base.raw(bs, (first.sub_hdr_size * bs) as usize)?;
-    if sub.len() < 104 {
-        return Err(Error::bad_input("the sub-header is cut short"));
-    }
+    // The sub-header block, then the rest of its blocks (the notes) and the bitmaps, copied
+    // a piece at a time: their sizes come from the input.
+    let mut sub = base.raw(bs, bs as usize)?;
     // split, start_pfn, end_pfn, and their 64-bit twins.
     sub[12..32].fill(0);
     sub[80..96].fill(0);
     sink.write_at(bs, &sub)?;
     let bitmaps_at = (1 + first.sub_hdr_size) * bs;
-    let bitmaps = base.raw(bitmaps_at, (first.bitmap_blocks * bs) as usize)?;
-    sink.write_at(bitmaps_at, &bitmaps)?;
+    let mut at = 2 * bs;
+    let end = bitmaps_at + first.bitmap_blocks * bs;
+    while at < end {
+        let n = (end - at).min(WRITE_BUFFER as u64);
+        sink.write_at(at, &base.raw(at, n as usize)?)?;
+        at += n;
+    }
 
     // Descriptors in pfn order; data behind one shared zero page.
     let num_dumpable = base.dumpable();

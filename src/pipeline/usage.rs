@@ -51,6 +51,9 @@ pub fn mem_usage(
     filter.begin_pass();
     for (start, end) in cycles(max_mapnr, pfns_per_cycle.max(64) / 64 * 64) {
         crate::signals::check()?;
+        if !filter.has_memory(start, end) {
+            continue;
+        }
         total += filter.bitmap1(start, end).count();
         for pfn in filter.bitmap2(start, end).into_iter_set() {
             let Ok(page) = mem.read_page(pfn) else {

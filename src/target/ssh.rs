@@ -161,7 +161,7 @@ impl Upload {
         let stdin = child
             .stdin
             .take()
-            .ok_or_else(|| Error::unsupported("ssh has no stdin"))?;
+            .ok_or_else(|| Error::internal("ssh has no stdin"))?;
         let sent = Arc::new(AtomicU64::new(0));
         let upload = Upload {
             remote,

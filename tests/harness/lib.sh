@@ -73,14 +73,46 @@ check_kver() {
     [[ $1 =~ ^[0-9]+\.[0-9]+[.0-9]*[-+][A-Za-z0-9.+~-]+$ ]] || die "bad kernel version '$1'"
 }
 
-# apt_download PKG DIR: fetch PKG's .deb into DIR (idempotent), print its path.
+# suite_of KVER: the Debian suite that serves kernel KVER, other than this machine's own
+# (empty for bookworm and its backports, which this machine's sources already have).
+suite_of() {
+    case $1 in
+    5.10.*) echo bullseye ;;
+    7.*) echo sid ;;
+    *) echo "" ;;
+    esac
+}
+
+# apt_suite_opts SUITE: sets APT_OPTS to apt options that read SUITE's package lists, kept
+# in target/cache/apt/SUITE/ (fetched once a day at most; sid's Release may look expired).
+apt_suite_opts() {
+    local suite=$1 dir=$CACHE_DIR/apt/$1
+    APT_OPTS=()
+    [ -n "$suite" ] || return 0
+    mkdir -p "$dir/lists/partial"
+    local key=/usr/share/keyrings/debian-archive-keyring.gpg
+    {
+        echo "deb [signed-by=$key] http://deb.debian.org/debian $suite main"
+        [ "$suite" = sid ] || echo "deb [signed-by=$key] http://deb.debian.org/debian-security $suite-security main"
+    } > "$dir/sources.list"
+    APT_OPTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o "Dir::Etc::sourceparts=-"
+        -o "Dir::State::Lists=$dir/lists" -o "Acquire::Check-Valid-Until=false")
+    if [ -z "$(find "$dir" -maxdepth 1 -name .updated -mmin -1440)" ]; then
+        log "reading the package lists of Debian $suite"
+        apt-get -qq "${APT_OPTS[@]}" update >&2 || die "apt-get update for $suite failed"
+        touch "$dir/.updated"
+    fi
+}
+
+# apt_download PKG DIR [SUITE]: fetch PKG's .deb into DIR (idempotent), print its path.
 apt_download() {
-    local pkg=$1 dir=$2 deb
+    local pkg=$1 dir=$2 suite=${3:-} deb
     mkdir -p "$dir"
     deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
     if [ -z "$deb" ]; then
         need_cmd apt-get apt
-        log "downloading $pkg"
+        apt_suite_opts "$suite"
+        log "downloading $pkg${suite:+ (Debian $suite)}"
         # apt-get download works in the current directory; run in a temp dir so an
         # interrupted download never leaves a partial .deb under the final name.
         local tmp
@@ -88,11 +120,11 @@ apt_download() {
         # The _apt sandbox user cannot read a root-only dir; apt warns ("Download is
         # performed unsandboxed as root") and carries on, so that warning is filtered out.
         local errf=$tmp/.stderr
-        if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$errf"); then
+        if ! (cd "$tmp" && apt-get download -q "${APT_OPTS[@]}" "$pkg" >/dev/null 2>"$errf"); then
             # The package lists may be missing or stale on a fresh machine.
             log "apt-get download $pkg failed; running apt-get update and retrying"
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
-            if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>"$errf"); then
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq "${APT_OPTS[@]}" >&2 || true
+            if ! (cd "$tmp" && apt-get download -q "${APT_OPTS[@]}" "$pkg" >/dev/null 2>"$errf"); then
                 cat "$errf" >&2; rm -rf "$tmp"; die "apt-get download $pkg failed"
             fi
         fi
@@ -107,5 +139,12 @@ apt_download() {
 }
 
 # Debian package names: the image package for KVER, and the matching -dbg package.
-image_pkg() { echo "linux-image-$1"; }
+# From 7.x (sid) the image package is split: the kernel is in linux-binary-KVER (with the
+# vmlinuz under usr/lib/modules/KVER/), the modules in linux-modules-KVER.
+image_pkg() {
+    case $1 in
+    7.*) echo "linux-binary-$1 linux-modules-$1" ;;
+    *) echo "linux-image-$1" ;;
+    esac
+}
 dbg_pkg() { echo "linux-image-$1-dbg"; }
