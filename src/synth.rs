@@ -193,12 +193,34 @@ pub enum Flavor {
     Linux6_1,
     /// Linux 6.12: page types in the top byte, order in the first tail's flags.
     Linux6_12,
+    /// Linux 7.1: as 6.12, with `compound_head` renamed `compound_info` (tails hold head + 1).
+    Linux7_1,
+    /// Linux 7.1 with the hugetlb vmemmap optimisation configured: every tail's
+    /// `compound_info` is `GENMASK(63, order + log2(SIZE(page))) | 1`.
+    Linux7_1Hvo,
+    /// A kernel after the newest this project knows: 7.1's mask encoding, but the
+    /// compound word exported under a new name (`OFFSET(page.memdesc)`) and a page type
+    /// no table has (0xf9, exported as `PAGE_MEMDESC_MAPCOUNT_VALUE`).
+    NextKernel,
+}
+
+impl Flavor {
+    /// Whether page types are 6.12's top byte (and flags numbered as there).
+    pub fn typed_slab(self) -> bool {
+        self != Flavor::Linux6_1
+    }
+
+    /// Whether compound tails hold 7.1's mask rather than head + 1.
+    pub fn tail_mask(self) -> bool {
+        matches!(self, Flavor::Linux7_1Hvo | Flavor::NextKernel)
+    }
 }
 
 /// Field offsets of the synthetic struct page (those of x86_64 6.x).
 pub mod sp {
     pub const SIZE: u64 = 64;
     pub const FLAGS: u64 = 0;
+    /// `compound_head`, called `compound_info` from 7.1.
     pub const COMPOUND_HEAD: u64 = 8;
     pub const COMPOUND_DTOR_6_1: u64 = 16;
     pub const COMPOUND_ORDER_6_1: u64 = 17;
@@ -344,12 +366,12 @@ impl SynthKernel {
             (Flavor::Linux6_1, "slab") => 9,
             (Flavor::Linux6_1, "hwpoison") => 23,
             (Flavor::Linux6_1, "head") => 16,
-            (Flavor::Linux6_12, "lru") => 5,
-            (Flavor::Linux6_12, "private") => 14,
-            (Flavor::Linux6_12, "swapcache") => 10,
-            (Flavor::Linux6_12, "swapbacked") => 17,
-            (Flavor::Linux6_12, "hwpoison") => 20,
-            (Flavor::Linux6_12, "head") => 6,
+            (f, "lru") if f.typed_slab() => 5,
+            (f, "private") if f.typed_slab() => 14,
+            (f, "swapcache") if f.typed_slab() => 10,
+            (f, "swapbacked") if f.typed_slab() => 17,
+            (f, "hwpoison") if f.typed_slab() => 20,
+            (f, "head") if f.typed_slab() => 6,
             _ => panic!("no flag {name} in {:?}", self.flavor),
         };
         1 << n
@@ -360,10 +382,11 @@ impl SynthKernel {
         match (self.flavor, name) {
             (Flavor::Linux6_1, "buddy") => !0x80,
             (Flavor::Linux6_1, "offline") => !0x100,
-            (Flavor::Linux6_12, "buddy") => 0xf000_0000,
-            (Flavor::Linux6_12, "offline") => 0xf100_0000,
-            (Flavor::Linux6_12, "hugetlb") => 0xf400_0000,
-            (Flavor::Linux6_12, "slab") => 0xf500_0000,
+            (f, "buddy") if f.typed_slab() => 0xf000_0000,
+            (f, "offline") if f.typed_slab() => 0xf100_0000,
+            (f, "hugetlb") if f.typed_slab() => 0xf400_0000,
+            (f, "slab") if f.typed_slab() => 0xf500_0000,
+            (Flavor::NextKernel, "new") => 0xf900_0000,
             _ => panic!("no page type {name} in {:?}", self.flavor),
         }
     }
@@ -381,16 +404,24 @@ impl SynthKernel {
         let head = self.flag("head");
         self.set_u64(pfn, sp::FLAGS, flags | head);
         self.set_u64(pfn, sp::MAPPING, mapping);
+        let link = if self.flavor.tail_mask() {
+            (u64::MAX << (order + sp::SIZE.trailing_zeros() as u64)) | 1
+        } else {
+            Self::page_va(pfn) | 1
+        };
         for t in pfn + 1..pfn + (1 << order) {
-            self.set_u64(t, sp::COMPOUND_HEAD, Self::page_va(pfn) | 1);
+            self.set_u64(t, sp::COMPOUND_HEAD, link);
         }
         match self.flavor {
             Flavor::Linux6_1 => {
                 self.set_u8(pfn + 1, sp::COMPOUND_ORDER_6_1, order as u8);
                 self.set_u8(pfn + 1, sp::COMPOUND_DTOR_6_1, if hugetlb { 2 } else { 1 });
             }
-            Flavor::Linux6_12 => {
+            _ => {
                 self.set_u64(pfn + 1, sp::FLAGS, order);
+                // The first tail's mapping word holds folio counters (here: one page
+                // mapped), so it looks anonymous to a reader that misses the tail.
+                self.set_u64(pfn + 1, sp::MAPPING, 1);
                 if hugetlb {
                     let t = self.page_type("hugetlb");
                     self.set_u32(pfn, sp::MAPCOUNT, t);
@@ -422,14 +453,45 @@ impl SynthKernel {
                       NUMBER(HUGETLB_PAGE_DTOR)=2\nNUMBER(PG_slab)=9\n\
                       NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n";
             }
-            Flavor::Linux6_12 => {
+            _ => {
                 v += "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n\
                       NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=-201326592\n\
                       NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-251658240\n\
                       NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=-184549376\n";
             }
         }
+        match self.flavor {
+            Flavor::Linux7_1 | Flavor::Linux7_1Hvo => {
+                v = v.replace("OFFSET(page.compound_head)", "OFFSET(page.compound_info)");
+            }
+            Flavor::NextKernel => {
+                v = v.replace("OFFSET(page.compound_head)", "OFFSET(page.memdesc)");
+                v += "NUMBER(PAGE_MEMDESC_MAPCOUNT_VALUE)=-117440512\n";
+            }
+            _ => {}
+        }
         v
+    }
+
+    /// The hugetlb vmemmap optimisation on the folio of 2^order pages at `pfn`: the
+    /// vmemmap pages of its struct pages after the second one are remapped onto the
+    /// second (all tails alike), and the struct pages no longer mapped are overwritten
+    /// with stale free-page contents, which a reader that goes around the kernel's page
+    /// tables would misread.
+    pub fn optimize_vmemmap(&mut self, pfn: u64, order: u64) {
+        let per_page = 4096 / sp::SIZE;
+        assert!(pfn.is_multiple_of(per_page) && (1 << order) > 2 * per_page);
+        let first = pfn / per_page;
+        let shared = (self.mem_map_pfn + first + 1) * 4096;
+        for i in first + 2..first + (1 << order) / per_page {
+            self.map(VMEMMAP + i * 4096, shared);
+        }
+        let buddy = self.page_type("buddy");
+        for p in pfn + 2 * per_page..pfn + (1 << order) {
+            self.set_u64(p, sp::COMPOUND_HEAD, 0);
+            self.set_u32(p, sp::MAPCOUNT, buddy);
+            self.set_u64(p, sp::PRIVATE, 0);
+        }
     }
 
     /// The ELF vmcore of this kernel: one PT_LOAD over all RAM, mapped at PAGE_OFFSET.

@@ -197,7 +197,12 @@ fn main() {
             write(dir, target, name, &bytes);
         }
     }
-    for (flavor, name) in [(Flavor::Linux6_1, "6.1"), (Flavor::Linux6_12, "6.12")] {
+    for (flavor, name) in [
+        (Flavor::Linux6_1, "6.1"),
+        (Flavor::Linux6_12, "6.12"),
+        (Flavor::Linux7_1, "7.1"),
+        (Flavor::Linux7_1Hvo, "7.1-hvo"),
+    ] {
         let k = SynthKernel::new(flavor, 256);
         write(
             dir,
@@ -206,7 +211,12 @@ fn main() {
             k.vmcoreinfo().as_bytes(),
         );
         // [flags: flavor, mmap] [cycle / 64 - 1] [no VMCOREINFO change] struct pages.
-        let flavor_bit = u8::from(flavor == Flavor::Linux6_12);
+        let flavor_bit = match flavor {
+            Flavor::Linux6_1 => 0,
+            Flavor::Linux6_12 => 1,
+            Flavor::Linux7_1 => 8,
+            _ => 9,
+        };
         let mut seed = vec![flavor_bit | 2, 0, 0];
         seed.extend(classes(flavor));
         write(dir, "classifier", &format!("classes-{name}"), &seed);

@@ -3,6 +3,9 @@
 //! input, at every dump level. Whatever the bytes, it must not panic or loop, and cycles of
 //! any size must give the bitmap one whole pass gives.
 //!
+//! Flags: bit 0 and bit 3 pick the flavor (6.1, 6.12, 7.1, 7.1 with the mask encoding),
+//! bit 1 mmap, bit 2 a section_mem_map from the input.
+//!
 //! Input: [flags] [cycle / 64 - 1] [n] n × [key, mode, (8 value bytes if mode & 1)]
 //!        [8 bytes of section_mem_map if flags & 4] [struct page bytes from pfn 0 ...]
 #![no_main]
@@ -26,6 +29,7 @@ const KEYS: &[&str] = &[
     "OFFSET(page.private)",
     "OFFSET(page._mapcount)",
     "OFFSET(page.compound_head)",
+    "OFFSET(page.compound_info)",
     "OFFSET(page.compound_order)",
     "OFFSET(page.compound_dtor)",
     "OFFSET(folio._folio_order)",
@@ -101,10 +105,11 @@ fn vmcoreinfo(base: &str, data: &mut &[u8]) -> Option<String> {
 
 fn run(mut data: &[u8]) -> Option<()> {
     let [flags, cycle] = take(&mut data, 2)?.try_into().ok()?;
-    let flavor = if flags & 1 == 0 {
-        Flavor::Linux6_1
-    } else {
-        Flavor::Linux6_12
+    let flavor = match (flags & 1, flags & 8) {
+        (0, 0) => Flavor::Linux6_1,
+        (_, 0) => Flavor::Linux6_12,
+        (0, _) => Flavor::Linux7_1,
+        _ => Flavor::Linux7_1Hvo,
     };
     let use_mmap = flags & 2 != 0;
     let mut k = SynthKernel::new(flavor, PAGES);

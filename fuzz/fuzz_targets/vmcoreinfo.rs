@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::hint::black_box;
-use vmsift::kernel::layout::PageLayout;
+use vmsift::kernel::layout::{NEEDS, PageLayout};
 use vmsift::kernel::vmcoreinfo::VmcoreInfo;
 use vmsift::kernel::x86_64::X86_64;
 
@@ -29,8 +29,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(size.is_power_of_two() && (1024..=1 << 20).contains(&size));
     }
     if let Ok(layout) = PageLayout::from_vmcoreinfo(&info) {
-        for bit in [1, 2, 4, 8, 16] {
-            black_box(layout.missing_for(bit));
+        for (rule, _) in NEEDS {
+            for key in layout.missing(*rule) {
+                black_box(layout.why(key));
+            }
         }
     }
     black_box(X86_64::from_vmcoreinfo(&info));

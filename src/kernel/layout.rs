@@ -4,6 +4,9 @@
 //!
 //! | what | selected by (first that exists) | kernels |
 //! |---|---|---|
+//! | tail page | `OFFSET(page.compound_info)`: bit 0 set; the word is head + 1, or `GENMASK(63, order + log2(SIZE(page))) \| 1` (head = the tail's own address & mask), told apart by the value | ≥ 7.1 |
+//! | | `OFFSET(page.compound_head)`: bit 0 set; the word is head + 1 | ≤ 7.0 |
+//! | flags | `OFFSET(page.flags)` (a `memdesc_flags_t` from 6.18: the same word) | all |
 //! | compound order | `OFFSET(page.compound_order)` in the first tail page | ≤ 6.2 |
 //! | | `OFFSET(folio._folio_order)` − `SIZE(page)` in the first tail page | 6.3 – 6.8 |
 //! | | low byte of the first tail page's flags (`PAGE_HUGETLB_MAPCOUNT_VALUE` exists) | ≥ 6.9 |
@@ -15,6 +18,28 @@
 //! | | page_type == `PAGE_SLAB_MAPCOUNT_VALUE` | ≥ 6.10 |
 //! | page_type encoding | value with bits 0–23 clear: compare the top byte only | ≥ 6.12 |
 //! | | otherwise compare the whole word (inverted-bit types) | ≤ 6.11 |
+//!
+//! Each rule of the filter reads only some of these ([`NEEDS`]): when a key is missing or
+//! unusable, only the rules that read it are off (their pages are kept), and the others
+//! still filter. Only `SIZE(page)` is needed by all.
+//!
+//! | rule | keys |
+//! |---|---|
+//! | cache (levels 2, 4) | flags, mapping, _mapcount, compound_info/compound_head, PG_lru; level 2 without 4 also PG_private |
+//! | user (level 8) | flags, mapping, _mapcount, compound_info/compound_head, PG_slab/PAGE_SLAB_MAPCOUNT_VALUE |
+//! | hugetlb folios as user pages | PG_head_mask and the hugetlb test above |
+//! | whole large folios (cache, user) | PG_head_mask and the compound order above (else the head only) |
+//! | free (level 16) | _mapcount, private, PAGE_BUDDY_MAPCOUNT_VALUE, LENGTH(zone.free_area); the slab test when types are inverted bits |
+//! | unaccepted (level 16) | _mapcount, PAGE_UNACCEPTED_MAPCOUNT_VALUE, LENGTH(zone.free_area) |
+//! | hwpoison (always) | flags, PG_hwpoison |
+//! | offline (always) | _mapcount, PAGE_OFFLINE_MAPCOUNT_VALUE; the slab test when types are inverted bits |
+//!
+//! The tail test guards cache and user: a tail page's words belong to its folio (the
+//! first tail's mapping word holds counters, odd or even), so without it those rules would
+//! read tails as pages of their own. Free, unaccepted and offline pages are typed pages,
+//! never tails, and hwpoison marks the very page. User pages need the slab test even when
+//! slab pages are typed: from 6.2 a slab's fields overlay `mapping` with bit 0 set, and a
+//! kernel that stopped exporting the slab key may have stopped typing slab pages too.
 
 use super::vmcoreinfo::VmcoreInfo;
 
@@ -66,17 +91,159 @@ impl PageType {
     }
 }
 
-/// The struct page layout and the tests built from it.
+/// What a tail page's `compound_info`/`compound_head` word says about its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailLink {
+    /// The head's struct page address (the word was head + 1).
+    Pointer(u64),
+    /// The word `GENMASK(63, order + log2(SIZE(page))) | 1` (7.1+ with the hugetlb vmemmap
+    /// optimisation): head = the tail's own struct page address & mask.
+    Mask(u64),
+}
+
+impl TailLink {
+    /// The address of the head's struct page, for a tail whose struct page is at `own`.
+    pub fn head(self, own: u64) -> u64 {
+        match self {
+            TailLink::Pointer(h) => h,
+            TailLink::Mask(m) => own & m,
+        }
+    }
+
+    /// The folio's order, which only the mask encoding carries.
+    pub fn order(self, page_struct_size: u64) -> Option<u64> {
+        match self {
+            TailLink::Pointer(_) => None,
+            TailLink::Mask(m) => {
+                let bits = u64::from((m & !1).trailing_zeros());
+                bits.checked_sub(u64::from(page_struct_size.trailing_zeros()))
+            }
+        }
+    }
+}
+
+/// A VMCOREINFO entry (or a choice of entries) that a rule of the filter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Flags,
+    Mapping,
+    Private,
+    Mapcount,
+    Compound,
+    HeadMask,
+    Lru,
+    PrivateFlag,
+    Slab,
+    Buddy,
+    FreeArea,
+    Order,
+    Hugetlb,
+    Hwpoison,
+    Offline,
+    Unaccepted,
+}
+
+impl Key {
+    /// The entry's name as VMCOREINFO spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Flags => "OFFSET(page.flags)",
+            Key::Mapping => "OFFSET(page.mapping)",
+            Key::Private => "OFFSET(page.private)",
+            Key::Mapcount => "OFFSET(page._mapcount)",
+            Key::Compound => "OFFSET(page.compound_info) or OFFSET(page.compound_head)",
+            Key::HeadMask => "NUMBER(PG_head_mask)",
+            Key::Lru => "NUMBER(PG_lru)",
+            Key::PrivateFlag => "NUMBER(PG_private)",
+            Key::Slab => "NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)",
+            Key::Buddy => "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)",
+            Key::FreeArea => "LENGTH(zone.free_area)",
+            Key::Order => {
+                "OFFSET(page.compound_order), OFFSET(folio._folio_order) or NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)"
+            }
+            Key::Hugetlb => {
+                "NUMBER(HUGETLB_PAGE_DTOR), NUMBER(PG_hugetlb) or NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)"
+            }
+            Key::Hwpoison => "NUMBER(PG_hwpoison)",
+            Key::Offline => "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)",
+            Key::Unaccepted => "NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)",
+        }
+    }
+}
+
+/// A rule of the filter that needs its own VMCOREINFO keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Page cache (levels 2 and 4).
+    Cache,
+    /// Telling cache pages with private data apart (level 2 without 4).
+    NonPrivateCache,
+    /// Anonymous pages (level 8).
+    User,
+    /// Hugetlb folios, as user pages.
+    Hugetlb,
+    /// A large folio's tail pages, excluded with its head.
+    LargeFolios,
+    /// Free buddy blocks (level 16).
+    Free,
+    /// Unaccepted memory (level 16).
+    Unaccepted,
+    /// Hwpoison pages (always).
+    Hwpoison,
+    /// Offline pages (always).
+    Offline,
+}
+
+/// The keys each rule reads, beyond `SIZE(page)` (see the module's second table).
+pub const NEEDS: &[(Rule, &[Key])] = &[
+    (
+        Rule::Cache,
+        &[
+            Key::Flags,
+            Key::Mapping,
+            Key::Mapcount,
+            Key::Compound,
+            Key::Lru,
+        ],
+    ),
+    (Rule::NonPrivateCache, &[Key::PrivateFlag]),
+    (
+        Rule::User,
+        &[
+            Key::Flags,
+            Key::Mapping,
+            Key::Mapcount,
+            Key::Compound,
+            Key::Slab,
+        ],
+    ),
+    (Rule::Hugetlb, &[Key::HeadMask, Key::Hugetlb]),
+    (Rule::LargeFolios, &[Key::HeadMask, Key::Order]),
+    (
+        Rule::Free,
+        &[Key::Mapcount, Key::Private, Key::Buddy, Key::FreeArea],
+    ),
+    (
+        Rule::Unaccepted,
+        &[Key::Mapcount, Key::Unaccepted, Key::FreeArea],
+    ),
+    (Rule::Hwpoison, &[Key::Flags, Key::Hwpoison]),
+    (Rule::Offline, &[Key::Mapcount, Key::Offline]),
+];
+
+/// The struct page layout and the tests built from it. A field is `None` when VMCOREINFO
+/// lacks it or its value is unusable; the rules that read it are then off.
 #[derive(Debug, Clone)]
 pub struct PageLayout {
     pub size: u64,
-    pub flags: u64,
-    pub mapping: u64,
-    pub private: u64,
-    pub mapcount: u64,
-    pub compound_head: u64,
+    pub flags: Option<u64>,
+    pub mapping: Option<u64>,
+    pub private: Option<u64>,
+    pub mapcount: Option<u64>,
+    /// `compound_info` (7.1+) or `compound_head`: bit 0 marks a tail page.
+    pub compound: Option<u64>,
     /// Mask of PG_head in flags.
-    pub head_mask: u64,
+    pub head_mask: Option<u64>,
     pub lru: Option<u64>,
     pub private_flag: Option<u64>,
     pub swapcache: Option<u64>,
@@ -90,9 +257,12 @@ pub struct PageLayout {
     pub hugetlb: Option<HugetlbTest>,
     /// Orders of the buddy allocator: `LENGTH(zone.free_area)`.
     pub free_area_orders: Option<u32>,
+    /// Keys present in VMCOREINFO with a value that cannot be used (an offset beyond
+    /// struct page).
+    pub unusable: Vec<Key>,
 }
 
-/// Why a page class cannot be told apart on this kernel (for one warning per missing piece).
+/// Why no struct page can be decoded on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing(pub Vec<&'static str>);
 
@@ -105,48 +275,43 @@ fn off(info: &VmcoreInfo, name: &str) -> Option<u64> {
     info.offset(name).and_then(|v| u64::try_from(v).ok())
 }
 
+/// A page type whose value has bits 0–23 clear: one type per page (6.12+), so a page of
+/// this type cannot also be a slab page.
+fn one_type_per_page(t: Option<PageType>) -> bool {
+    t.is_some_and(|t| t.0 & 0x00ff_ffff == 0)
+}
+
 impl PageLayout {
-    /// Reads the table from VMCOREINFO. `Err` lists the keys without which no struct page
-    /// can be decoded at all.
+    /// Reads the table from VMCOREINFO. `Err` only when `SIZE(page)` is missing or
+    /// implausible: then no struct page can be decoded at all.
     pub fn from_vmcoreinfo(info: &VmcoreInfo) -> Result<PageLayout, Missing> {
-        let mut missing = Vec::new();
-        let mut need = |v: Option<u64>, key: &'static str| {
-            if v.is_none() {
-                missing.push(key);
-            }
-            v.unwrap_or(0)
+        let Some(size) = info.size("page").and_then(|v| u64::try_from(v).ok()) else {
+            return Err(Missing(vec!["SIZE(page)"]));
         };
-        let size = need(
-            info.size("page").and_then(|v| u64::try_from(v).ok()),
-            "SIZE(page)",
-        );
-        let flags = need(off(info, "page.flags"), "OFFSET(page.flags)");
-        let mapping = need(off(info, "page.mapping"), "OFFSET(page.mapping)");
-        let private = need(off(info, "page.private"), "OFFSET(page.private)");
-        let mapcount = need(off(info, "page._mapcount"), "OFFSET(page._mapcount)");
-        let compound_head = need(
-            off(info, "page.compound_head"),
-            "OFFSET(page.compound_head)",
-        );
-        let head_mask = need(
-            info.number("PG_head_mask").map(|v| v as u64),
-            "NUMBER(PG_head_mask)",
-        );
-        if !missing.is_empty() {
-            return Err(Missing(missing));
+        if !(32..=4096).contains(&size) || size % 8 != 0 {
+            return Err(Missing(vec!["a plausible SIZE(page)"]));
         }
-        // The fields read must lie inside struct page (the first tail page is read through
-        // the same offsets); anything else is a corrupt table.
-        let fields = [
-            flags + 8,
-            mapping + 8,
-            private + 8,
-            mapcount + 4,
-            compound_head + 8,
-        ];
-        if !(32..=4096).contains(&size) || size % 8 != 0 || fields.iter().any(|&end| end > size) {
-            return Err(Missing(vec!["a plausible SIZE(page) and OFFSET(page.*)"]));
-        }
+        // A field read must lie inside struct page (the first tail page is read through
+        // the same offsets); an offset beyond it is unusable.
+        let mut unusable = Vec::new();
+        let mut field = |name: &str, width: u64, key: Key| {
+            let v = info.offset(name)?;
+            let o = u64::try_from(v)
+                .ok()
+                .filter(|&o| o.saturating_add(width) <= size);
+            if o.is_none() {
+                unusable.push(key);
+            }
+            o
+        };
+        let flags = field("page.flags", 8, Key::Flags);
+        let mapping = field("page.mapping", 8, Key::Mapping);
+        let private = field("page.private", 8, Key::Private);
+        let mapcount = field("page._mapcount", 4, Key::Mapcount);
+        let compound = match info.offset("page.compound_info") {
+            Some(_) => field("page.compound_info", 8, Key::Compound),
+            None => field("page.compound_head", 8, Key::Compound),
+        };
 
         let page_type = |name: &str| info.number(name).map(PageType::from_number);
         let hugetlb_dtor = info.number("HUGETLB_PAGE_DTOR").map(|v| v as u8);
@@ -189,8 +354,8 @@ impl PageLayout {
             mapping,
             private,
             mapcount,
-            compound_head,
-            head_mask,
+            compound,
+            head_mask: info.number("PG_head_mask").map(|v| v as u64),
             lru: bit(info, "PG_lru"),
             private_flag: bit(info, "PG_private"),
             swapcache: bit(info, "PG_swapcache"),
@@ -206,35 +371,84 @@ impl PageLayout {
                 .length("zone.free_area")
                 .and_then(|v| u32::try_from(v).ok())
                 .filter(|&v| (1..=64).contains(&v)),
+            unusable,
         })
     }
 
-    /// For each dump-level bit, what this kernel's table lacks to honour it.
-    pub fn missing_for(&self, level_bit: u8) -> Vec<&'static str> {
-        let mut m = Vec::new();
-        match level_bit {
-            2 | 4 => {
-                if self.lru.is_none() {
-                    m.push("NUMBER(PG_lru)");
-                }
-                if level_bit == 2 && self.private_flag.is_none() {
-                    m.push("NUMBER(PG_private)");
-                }
-            }
-            8 if self.slab.is_none() => {
-                m.push("NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)");
-            }
-            16 => {
-                if self.buddy.is_none() {
-                    m.push("NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)");
-                }
-                if self.free_area_orders.is_none() {
-                    m.push("LENGTH(zone.free_area)");
-                }
-            }
-            _ => {}
+    fn has(&self, key: Key) -> bool {
+        match key {
+            Key::Flags => self.flags.is_some(),
+            Key::Mapping => self.mapping.is_some(),
+            Key::Private => self.private.is_some(),
+            Key::Mapcount => self.mapcount.is_some(),
+            Key::Compound => self.compound.is_some(),
+            Key::HeadMask => self.head_mask.is_some(),
+            Key::Lru => self.lru.is_some(),
+            Key::PrivateFlag => self.private_flag.is_some(),
+            Key::Slab => self.slab.is_some(),
+            Key::Buddy => self.buddy.is_some(),
+            Key::FreeArea => self.free_area_orders.is_some(),
+            Key::Order => self.order.is_some(),
+            Key::Hugetlb => self.hugetlb.is_some(),
+            Key::Hwpoison => self.hwpoison.is_some(),
+            Key::Offline => self.offline.is_some(),
+            Key::Unaccepted => self.unaccepted.is_some(),
+        }
+    }
+
+    /// The keys this kernel's VMCOREINFO lacks (or has unusable) for a rule: empty when
+    /// the rule can be applied.
+    pub fn missing(&self, rule: Rule) -> Vec<Key> {
+        let needs = NEEDS
+            .iter()
+            .filter(|(r, _)| *r == rule)
+            .flat_map(|(_, keys)| keys.iter().copied());
+        let mut m: Vec<Key> = needs.filter(|&k| !self.has(k)).collect();
+        // With inverted-bit types a slab page's word could equal a type's value: the
+        // slab test must be known. With one type per page it cannot.
+        let typed = match rule {
+            Rule::Free => Some(self.buddy),
+            Rule::Offline => Some(self.offline),
+            _ => None,
+        };
+        if let Some(t) = typed
+            && t.is_some()
+            && !one_type_per_page(t)
+            && self.slab.is_none()
+        {
+            m.push(Key::Slab);
         }
         m
+    }
+
+    /// Why a key cannot be used, for a warning.
+    pub fn why(&self, key: Key) -> String {
+        if self.unusable.contains(&key) {
+            format!("VMCOREINFO's {} is unusable", key.name())
+        } else {
+            format!("VMCOREINFO lacks {}", key.name())
+        }
+    }
+
+    /// What a tail page's compound word says, `None` when the page is not a tail. The two
+    /// encodings of 7.1+ are told apart by the value: a mask is ones from some bit above
+    /// log2(SIZE(page)) up to bit 63, which no struct page address + 1 is (vmemmap is never
+    /// at the very top of the address space).
+    pub fn tail_link(&self, word: u64) -> Option<TailLink> {
+        if word & 1 == 0 {
+            return None;
+        }
+        let m = word & !1;
+        let shift = self.size.trailing_zeros();
+        let mask = self.size.is_power_of_two()
+            && m != 0
+            && m.leading_ones() + m.trailing_zeros() == 64
+            && m.trailing_zeros() > shift;
+        Some(if mask {
+            TailLink::Mask(word)
+        } else {
+            TailLink::Pointer(word - 1)
+        })
     }
 }
 
@@ -266,7 +480,15 @@ mod tests {
         let buddy = l.buddy.expect("buddy");
         assert!(buddy.matches(0xffff_ff7f));
         assert!(!buddy.matches(0xffff_ff7e) && !buddy.matches(0xffff_ffff));
-        assert!(l.missing_for(16).is_empty() && l.missing_for(8).is_empty());
+        // Everything but the optional page types this text does not export.
+        for (rule, _) in NEEDS {
+            let want = match rule {
+                Rule::Unaccepted => vec![Key::Unaccepted],
+                Rule::Hwpoison => vec![Key::Hwpoison],
+                _ => vec![],
+            };
+            assert_eq!(l.missing(*rule), want, "{rule:?}");
+        }
     }
 
     #[test]
@@ -297,12 +519,86 @@ mod tests {
         let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes())).expect("layout");
         assert_eq!(l.order, Some(CompoundOrder::TailByte(18)));
         assert_eq!(l.hugetlb, Some(HugetlbTest::TailFlag(1 << 6)));
-        assert!(!l.missing_for(8).is_empty() && !l.missing_for(16).is_empty());
-        let err = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(b"SIZE(page)=64\n"))
+        assert_eq!(l.missing(Rule::User), vec![Key::Slab]);
+        assert_eq!(l.missing(Rule::Free), vec![Key::Buddy]);
+        assert_eq!(l.missing(Rule::Cache), vec![]);
+        // Without SIZE(page) nothing can be read; without anything else, rules are off one
+        // by one.
+        let err = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(b"OFFSET(page.flags)=0\n"))
             .expect_err("missing");
-        assert!(err.0.contains(&"OFFSET(page.flags)"));
+        assert_eq!(err.0, vec!["SIZE(page)"]);
+        let bare = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(b"SIZE(page)=64\n"))
+            .expect("only SIZE(page)");
+        assert!(bare.missing(Rule::Cache).contains(&Key::Flags));
+        assert_eq!(
+            bare.missing(Rule::Hwpoison),
+            vec![Key::Flags, Key::Hwpoison]
+        );
+        assert_eq!(bare.why(Key::Flags), "VMCOREINFO lacks OFFSET(page.flags)");
+        // An offset beyond struct page turns off only the rules that read it.
         let bad = COMMON.replace("OFFSET(page._mapcount)=48", "OFFSET(page._mapcount)=4000");
-        let bad = format!("{bad}NUMBER(PG_head_mask)=64\n");
-        assert!(PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(bad.as_bytes())).is_err());
+        let bad = format!("{bad}NUMBER(PG_head_mask)=64\nNUMBER(PG_hwpoison)=20\n");
+        let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(bad.as_bytes())).expect("layout");
+        assert_eq!(l.mapcount, None);
+        assert_eq!(l.missing(Rule::Cache), vec![Key::Mapcount]);
+        assert_eq!(l.missing(Rule::Hwpoison), vec![]);
+        assert_eq!(
+            l.why(Key::Mapcount),
+            "VMCOREINFO's OFFSET(page._mapcount) is unusable"
+        );
+        let odd = COMMON.replace("SIZE(page)=64", "SIZE(page)=99");
+        assert!(PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(odd.as_bytes())).is_err());
+    }
+
+    /// Inverted-bit types need the slab test to tell a free page; one type per page does
+    /// not.
+    #[test]
+    fn slab_guard_only_for_inverted_bit_types() {
+        let old = format!("{COMMON}NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\n");
+        let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(old.as_bytes())).expect("layout");
+        assert_eq!(l.missing(Rule::Free), vec![Key::Slab]);
+        let new = format!("{COMMON}NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n");
+        let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(new.as_bytes())).expect("layout");
+        assert_eq!(l.missing(Rule::Free), vec![]);
+    }
+
+    /// 7.1 renamed compound_head to compound_info; either encoding of it marks tails.
+    #[test]
+    fn linux_7_1_compound_info() {
+        let text = COMMON.replace("page.compound_head", "page.compound_info");
+        let text = format!(
+            "{text}NUMBER(PG_head_mask)=64\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n\
+             NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=-201326592\nNUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=-184549376\n"
+        );
+        let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(text.as_bytes())).expect("layout");
+        assert_eq!(l.compound, Some(8));
+        for rule in [
+            Rule::Cache,
+            Rule::User,
+            Rule::Hugetlb,
+            Rule::LargeFolios,
+            Rule::Free,
+        ] {
+            assert_eq!(l.missing(rule), vec![], "{rule:?}");
+        }
+        // Order 9 with 64-byte struct pages: GENMASK(63, 15) | 1.
+        let mask = 0xffff_ffff_ffff_8001;
+        let link = l.tail_link(mask).expect("a tail");
+        assert_eq!(link, TailLink::Mask(mask));
+        assert_eq!(link.order(64), Some(9));
+        let head = 0xffff_ea00_0004_0000u64; // pfn 0x1000, aligned to 512 pages
+        assert_eq!(link.head(head + 300 * 64), head);
+        // head + 1 is a pointer, even for a head aligned far beyond any order.
+        let link = l.tail_link(head + 1).expect("a tail");
+        assert_eq!(link, TailLink::Pointer(head));
+        assert_eq!((link.head(head + 64), link.order(64)), (head, None));
+        assert_eq!(l.tail_link(head), None);
+        // A mask must reach above log2(SIZE(page)): ones down to bit 6 are order 0, no
+        // folio, so that word is read as a pointer.
+        assert_eq!(l.tail_link(!0x3f | 1), Some(TailLink::Pointer(!0x3f)));
+        // With both keys, compound_info (the newer name) is the one read.
+        let both = format!("{text}OFFSET(page.compound_head)=16\n");
+        let l = PageLayout::from_vmcoreinfo(&VmcoreInfo::parse(both.as_bytes())).expect("layout");
+        assert_eq!(l.compound, Some(8));
     }
 }

@@ -2,11 +2,11 @@
 //! pages (anonymous and hugetlb, whole folios), hwpoison and offline pages. mem_map is read
 //! in batches of struct pages per section; each decision looks at one struct page and, for
 //! a compound head, its first tail page. When the data looks wrong (an order beyond the
-//! allocator's, a misaligned block, unreadable struct pages) the pages are kept and the
-//! problem is reported once: a dump may be bigger than needed, never missing a page the
-//! kernel still used.
+//! allocator's, a misaligned block, an order the first tail's 7.1 mask contradicts,
+//! unreadable struct pages) the pages are kept and the problem is reported once: a dump
+//! may be bigger than needed, never missing a page the kernel still used.
 
-use super::layout::{CompoundOrder, HugetlbTest, PageLayout, SlabTest};
+use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest};
 use super::memmap::MemMap;
 use super::x86_64::KernelMemory;
 use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
@@ -26,7 +26,11 @@ struct Wanted {
     cache: bool,
     cache_private: bool,
     user: bool,
+    hugetlb: bool,
     free: bool,
+    unaccepted: bool,
+    hwpoison: bool,
+    offline: bool,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +38,6 @@ struct Warned {
     bad_order: bool,
     bad_buddy: bool,
     unreadable: bool,
-    no_order: bool,
     bad_mapcount: bool,
 }
 
@@ -72,39 +75,79 @@ fn u32_at(b: &[u8], off: u64) -> u32 {
 }
 
 impl Classifier {
-    /// Returns the classifier and, for each asked-for class this kernel cannot tell apart,
-    /// a message saying which VMCOREINFO entries are missing.
+    /// Returns the classifier and, for each VMCOREINFO key this kernel lacks that an
+    /// asked-for class needs, a message naming the key and the classes kept for it.
     pub fn new(
         km: KernelMemory,
         layout: PageLayout,
         memmap: MemMap,
         level: DumpLevel,
     ) -> (Classifier, Vec<String>) {
-        let mut notes = Vec::new();
-        let mut can = |bit: u8, name: &str| {
-            if level.0 & bit == 0 {
-                return false;
-            }
-            let missing = layout.missing_for(bit);
-            if missing.is_empty() {
-                true
-            } else {
-                notes.push(format!(
-                    "{name} pages are kept: VMCOREINFO lacks {}",
-                    missing.join(", ")
-                ));
-                false
-            }
-        };
+        let asked = |bit: u8| level.0 & bit != 0;
+        let ok = |rule: Rule| layout.missing(rule).is_empty();
+        let any_cache = asked(DumpLevel::CACHE) || asked(DumpLevel::CACHE_PRIVATE);
+        // Level 2 without 4 must tell private cache apart to keep it.
+        let cache_ok =
+            ok(Rule::Cache) && (asked(DumpLevel::CACHE_PRIVATE) || ok(Rule::NonPrivateCache));
         let wanted = Wanted {
-            cache: can(DumpLevel::CACHE, "cache") | can(DumpLevel::CACHE_PRIVATE, "cache"),
-            cache_private: can(DumpLevel::CACHE_PRIVATE, "private cache"),
-            user: can(DumpLevel::USER, "user"),
-            free: can(DumpLevel::FREE, "free"),
+            cache: any_cache && cache_ok,
+            cache_private: asked(DumpLevel::CACHE_PRIVATE) && ok(Rule::Cache),
+            user: asked(DumpLevel::USER) && ok(Rule::User),
+            hugetlb: asked(DumpLevel::USER) && ok(Rule::User) && ok(Rule::Hugetlb),
+            free: asked(DumpLevel::FREE) && ok(Rule::Free),
+            unaccepted: asked(DumpLevel::FREE) && ok(Rule::Unaccepted),
+            hwpoison: ok(Rule::Hwpoison),
+            offline: ok(Rule::Offline),
         };
-        if (wanted.user || wanted.cache) && layout.order.is_none() {
-            notes.push("compound page orders are not exported: large folios are kept except their head pages".into());
+        // The asked-for classes each rule serves (unaccepted memory exists only on some
+        // kernels and machines: its keys are optional).
+        let mut classes: Vec<(Rule, &str)> = Vec::new();
+        if any_cache {
+            classes.push((Rule::Cache, "cache"));
+            if !asked(DumpLevel::CACHE_PRIVATE) {
+                classes.push((Rule::NonPrivateCache, "cache"));
+            }
         }
+        if asked(DumpLevel::USER) {
+            classes.push((Rule::User, "user"));
+            if wanted.user {
+                classes.push((Rule::Hugetlb, "hugetlb"));
+            }
+        }
+        if wanted.cache || wanted.user {
+            classes.push((Rule::LargeFolios, "large folio tail"));
+        }
+        if asked(DumpLevel::FREE) {
+            classes.push((Rule::Free, "free"));
+        }
+        classes.push((Rule::Hwpoison, "hwpoison"));
+        classes.push((Rule::Offline, "offline"));
+        // One message per key, naming every class kept for it.
+        let mut by_key: Vec<(Key, Vec<&str>)> = Vec::new();
+        for (rule, name) in classes {
+            // A kernel without CONFIG_MEMORY_FAILURE or offline pages exports no such
+            // type: not worth a warning.
+            let optional = |k: &Key| matches!(k, Key::Hwpoison | Key::Offline);
+            for key in layout.missing(rule).into_iter().filter(|k| !optional(k)) {
+                match by_key.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, names)) if names.contains(&name) => {}
+                    Some((_, names)) => names.push(name),
+                    None => by_key.push((key, vec![name])),
+                }
+            }
+        }
+        let notes = by_key
+            .into_iter()
+            .map(|(key, names)| {
+                let names = match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} and {last}", rest.join(", "))
+                    }
+                    _ => names.concat(),
+                };
+                format!("{names} pages are kept: {}", layout.why(key))
+            })
+            .collect();
         let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
         (
             Classifier {
@@ -141,31 +184,37 @@ impl Rules {
         let Some(tail) = tail else {
             return (0, false);
         };
+        let flags = |sp: &[u8]| l.flags.map_or(0, |o| u64_at(sp, o));
         let order = match l.order {
             Some(CompoundOrder::TailByte(off)) => {
                 tail.get(off as usize).copied().unwrap_or(0) as u64
             }
-            Some(CompoundOrder::TailFlagsLowByte) => u64_at(tail, l.flags) & 0xff,
-            None => {
-                if !self.warned.no_order {
-                    self.warned.no_order = true;
-                }
-                0
-            }
+            Some(CompoundOrder::TailFlagsLowByte) => flags(tail) & 0xff,
+            None => 0,
         };
         let hugetlb = match l.hugetlb {
             Some(HugetlbTest::TailDtor { offset, value }) => {
                 tail.get(offset as usize) == Some(&value)
             }
-            Some(HugetlbTest::TailFlag(m)) => u64_at(tail, l.flags) & m != 0,
-            Some(HugetlbTest::PageType(t)) => t.matches(u32_at(head, l.mapcount)),
+            Some(HugetlbTest::TailFlag(m)) => flags(tail) & m != 0,
+            Some(HugetlbTest::PageType(t)) => {
+                l.mapcount.is_some_and(|o| t.matches(u32_at(head, o)))
+            }
             None => false,
         };
-        if order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order.min(63)) - 1) != 0 {
+        // A tail in the mask encoding (7.1+) carries the order too: both must agree.
+        let link = l.compound.and_then(|o| l.tail_link(u64_at(tail, o)));
+        let mask_order = link.and_then(|t| t.order(l.size));
+        let disagrees = l.order.is_some() && mask_order.is_some_and(|m| m != order);
+        if disagrees || order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order.min(63)) - 1) != 0 {
             if !self.warned.bad_order {
                 self.warned.bad_order = true;
+                let also = match (disagrees, mask_order) {
+                    (true, Some(m)) => format!(" (its first tail's compound_info says {m})"),
+                    _ => String::new(),
+                };
                 crate::warn!(
-                    "pfn {pfn:#x}: compound order {order} is impossible there; such pages are kept (corrupt struct page?)"
+                    "pfn {pfn:#x}: compound order {order}{also} is impossible there; such pages are kept (corrupt struct page?)"
                 );
             }
             return (0, hugetlb);
@@ -176,16 +225,19 @@ impl Rules {
     /// Decides one page frame. `None`: keep it (or it is a tail, handled with its head).
     fn decide(&mut self, pfn: u64, sp: &[u8], next: Option<&[u8]>) -> Option<(Class, u64)> {
         let l = &self.layout;
-        let flags = u64_at(sp, l.flags);
-        let mapcount = u32_at(sp, l.mapcount);
-        let mapping = u64_at(sp, l.mapping);
-        let private = u64_at(sp, l.private);
-        if u64_at(sp, l.compound_head) & 1 == 1 {
+        // A field VMCOREINFO lacks reads as what excludes nothing: the rules that need it
+        // are off (see `Classifier::new`).
+        let word = |o: Option<u64>| o.map_or(0, |o| u64_at(sp, o));
+        let flags = word(l.flags);
+        let mapping = word(l.mapping);
+        let private = word(l.private);
+        let mapcount = l.mapcount.map_or(u32::MAX, |o| u32_at(sp, o));
+        if l.compound.is_some_and(|o| u64_at(sp, o) & 1 == 1) {
             return None;
         }
         let slab = self.is_slab(flags, mapcount);
         let w = self.wanted;
-        let (order, hugetlb) = if flags & l.head_mask != 0 {
+        let (order, hugetlb) = if l.head_mask.is_some_and(|m| flags & m != 0) {
             self.compound(pfn, sp, next)
         } else {
             (0, false)
@@ -205,15 +257,16 @@ impl Rules {
             }
             return None;
         }
-        if w.free && l.unaccepted.is_some_and(|t| t.matches(mapcount)) {
+        if w.unaccepted && l.unaccepted.is_some_and(|t| t.matches(mapcount)) {
             let max = l.free_area_orders.unwrap_or(1) as u64 - 1;
             if pfn & ((1u64 << max) - 1) == 0 {
                 return Some((Class::Free, 1 << max));
             }
             return None;
         }
-        // A typed page (buddy, offline, table, guard, ... in either encoding) has a
-        // _mapcount/page_type word below -1; a mapped or unmapped user page never does.
+        // A typed page (buddy, offline, table, guard, ... in either encoding, and types
+        // this table does not know) has a _mapcount/page_type word below -1; a mapped or
+        // unmapped user page never does.
         let typed = (mapcount as i32) < -1;
         if !typed && !slab && mapcount as i32 >= MAX_PLAUSIBLE_MAPCOUNT {
             if !self.warned.bad_mapcount {
@@ -235,17 +288,17 @@ impl Rules {
                 if w.cache_private {
                     return Some((Class::CachePrivate, 1 << order));
                 }
-            } else {
+            } else if w.cache {
                 return Some((Class::Cache, 1 << order));
             }
         }
-        if w.user && (anon || hugetlb) {
+        if w.user && (anon || (w.hugetlb && hugetlb)) {
             return Some((Class::User, 1 << order));
         }
-        if has(l.hwpoison) {
+        if w.hwpoison && has(l.hwpoison) {
             return Some((Class::Hwpoison, 1));
         }
-        if !slab && l.offline.is_some_and(|t| t.matches(mapcount)) {
+        if w.offline && !slab && l.offline.is_some_and(|t| t.matches(mapcount)) {
             return Some((Class::Offline, 1));
         }
         None
