@@ -271,3 +271,52 @@ fn kdump_notes_larger_than_the_file_are_refused() {
         assert!(!out.exists(), "{args:?} left a file behind");
     }
 }
+
+/// dmesg, under the capture-kernel limits: the 3.5–5.9 log buffer's length is read from
+/// the crashed kernel's memory (`log_buf_len`, up to 2^28 accepted), and a buffer that
+/// large was allocated and zeroed before any of it was read. A vmcore of 1 MiB claiming a
+/// 256 MiB log made `--dump-dmesg` touch 256 MiB (an OOM kill in a capture kernel) only
+/// to find the buffer unmapped. The buffer now grows only with what is actually read.
+#[test]
+fn dmesg_log_buffer_larger_than_the_dump_stays_small() {
+    let dir = scratch("dmesg-log-buf");
+    let mut k = SynthKernel::new(Flavor::Linux6_12, 256);
+    // At pfn 32: the log_buf pointer (to pfn 33), log_buf_len, log_first_idx, log_next_idx.
+    let base = vmsift::synth::PAGE_OFFSET + 0x20000;
+    k.mem[0x20000..0x20008].copy_from_slice(&(base + 0x1000).to_le_bytes());
+    k.mem[0x20008..0x2000c].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+    let info = k.vmcoreinfo()
+        + &format!(
+            "SYMBOL(log_buf)={base:x}\nSYMBOL(log_buf_len)={:x}\nSYMBOL(log_first_idx)={:x}\n\
+             SYMBOL(log_next_idx)={:x}\nSIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\n\
+             OFFSET(printk_log.len)=8\nOFFSET(printk_log.text_len)=10\n",
+            base + 8,
+            base + 16,
+            base + 20
+        );
+    let s = SynthVmcore::new().vmcoreinfo(&info).load(0, k.mem, 0);
+    let (vmcore, log, rss) = (dir.join("vmcore"), dir.join("log"), dir.join("rss"));
+    fs::write(&vmcore, s.to_bytes()).expect("write");
+    let o = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg(env!("CARGO_BIN_EXE_vmsift"))
+        .arg("--dump-dmesg")
+        .arg(&vmcore)
+        .arg(&log)
+        .output()
+        .expect("run /usr/bin/time (Debian package time)");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read the log buffer"), "{err}");
+    let kib: u64 = fs::read_to_string(&rss)
+        .expect("rss file")
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .expect("a number");
+    assert!(kib < 64 << 10, "peak RSS {kib} KiB");
+}
