@@ -718,8 +718,22 @@ impl Planner<'_> {
                 self.layout.bitmap2_offset() + b2.start() / 8,
                 &b2.file_bytes(),
             )?;
+            if b2.end() == self.layout.max_mapnr {
+                Self::pad_bitmap2(&self.layout, sink, b2.end().div_ceil(8))?;
+            }
         }
         Ok(())
+    }
+
+    /// Writes zeros from byte `from` of the 2nd bitmap to the end of its last block: when
+    /// no descriptor or page follows the bitmaps, nothing else makes the file reach their
+    /// end, and readers take it as truncated.
+    fn pad_bitmap2(layout: &Layout, sink: &mut dyn Sink, from: u64) -> Result<()> {
+        let len = layout.bitmap_len.saturating_sub(from);
+        if len == 0 {
+            return Ok(());
+        }
+        sink.write_at(layout.bitmap2_offset() + from, &vec![0u8; len as usize])
     }
 
     /// Fills `pfns` with the next batch (at most BATCH_PAGES, within one cycle). Returns
@@ -755,6 +769,14 @@ impl Planner<'_> {
                     sink.write_at(self.layout.bitmap1_offset() + start / 8, &zeros)?;
                     sink.write_at(self.layout.bitmap2_offset() + start / 8, &zeros)?;
                 }
+                if end == self.layout.max_mapnr {
+                    let from = if sink.seekable() {
+                        self.layout.bitmap_len - 1
+                    } else {
+                        end.div_ceil(8)
+                    };
+                    Self::pad_bitmap2(&self.layout, sink, from)?;
+                }
                 self.bitmaps_done = end;
                 continue;
             }
@@ -766,6 +788,9 @@ impl Planner<'_> {
                 None => self.filter.bitmap2(start, end),
             };
             sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
+            if end == self.layout.max_mapnr {
+                Self::pad_bitmap2(&self.layout, sink, end.div_ceil(8))?;
+            }
             self.bitmaps_done = end;
             self.pending = Some(b2.into_iter_set());
         }

@@ -321,7 +321,14 @@ impl Vmcore {
                 file_size: (b - a) * ps,
                 mem_size: (b - a) * ps,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // As for an ELF vmcore without memory: nothing to read, and a dump of it would
+        // have no bitmap block.
+        if loads.is_empty() {
+            return Err(Error::bad_input(format!(
+                "{shown}: its 1st bitmap describes no memory"
+            )));
+        }
         let machine = if dump.header.utsname.fields[4].starts_with(b"x86_64") {
             EM_X86_64
         } else {

@@ -67,10 +67,24 @@ fn read(km: &mut KernelMemory, va: u64, len: u64, what: &str) -> Result<Vec<u8>,
             "{what} would be {len} bytes: corrupt VMCOREINFO or ring"
         ));
     }
-    // Up to 256 MiB: in a capture kernel that may be more than there is.
-    let mut buf = crate::input::bytes::zeroed(len as usize, what).map_err(|e| e.to_string())?;
-    km.read(va, &mut buf)
-        .ok_or_else(|| format!("cannot read {what} ({len} bytes at {va:#x})"))?;
+    // Up to 256 MiB, claimed by the crashed kernel's memory: read a piece at a time, so
+    // that memory grows only with what the dump really holds (a claim beyond it fails
+    // at its first unreadable piece, not after allocating it all).
+    const PIECE: u64 = 1 << 20;
+    let cannot = || format!("cannot read {what} ({len} bytes at {va:#x})");
+    let mut buf = Vec::new();
+    let mut piece = vec![0u8; len.min(PIECE) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(PIECE) as usize;
+        let at = va.checked_add(done).ok_or_else(cannot)?;
+        km.read(at, &mut piece[..n]).ok_or_else(cannot)?;
+        buf.try_reserve(n).map_err(|_| {
+            format!("{what} would need {len} bytes of memory, more than this process can have")
+        })?;
+        buf.extend_from_slice(&piece[..n]);
+        done += n as u64;
+    }
     Ok(buf)
 }
 
