@@ -104,6 +104,27 @@ fn read_at<R: ReadAt + ?Sized>(file: &R, len: usize, offset: u64, what: &str) ->
     Ok(buf)
 }
 
+/// Reads the `len` bytes at `from` a window at a time, handing `f` each window and its
+/// offset from `from`.
+fn each_window<R: ReadAt + ?Sized>(
+    file: &R,
+    from: u64,
+    len: u64,
+    what: &str,
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut at = 0;
+    while at < len {
+        buf.resize(WINDOW.min(len - at) as usize, 0);
+        file.read_exact_at(&mut buf, from + at)
+            .map_err(|e| Error::io(e, format!("cannot read {what}")))?;
+        f(at, &buf)?;
+        at += buf.len() as u64;
+    }
+    Ok(())
+}
+
 /// Set bits of `bytes` whose pfn (counted from `first_pfn`) is below `max`.
 fn count_below(bytes: &[u8], first_pfn: u64, max: u64) -> u64 {
     let whole = (max.saturating_sub(first_pfn) / 8).min(bytes.len() as u64) as usize;
@@ -211,16 +232,17 @@ impl<R: ReadAt> KdumpFile<R> {
         rank.try_reserve_exact(windows as usize)
             .map_err(|_| Error::bad_input("no memory for the counts of the 2nd bitmap"))?;
         let mut total = 0u64;
-        let mut buf = Vec::new();
-        for w in 0..windows {
-            let at = w * WINDOW;
-            let len = WINDOW.min(bitmap_used - at) as usize;
-            buf.resize(len, 0);
-            file.read_exact_at(&mut buf, bitmap2_at + at)
-                .map_err(|e| Error::io(e, "cannot read the 2nd bitmap"))?;
-            rank.push(total);
-            total += count_below(&buf, at * 8, max_mapnr);
-        }
+        each_window(
+            &file,
+            bitmap2_at,
+            bitmap_used,
+            "the 2nd bitmap",
+            |at, window| {
+                rank.push(total);
+                total += count_below(window, at * 8, max_mapnr);
+                Ok(())
+            },
+        )?;
         // Descriptors are read one at a time: one past the end of the file (a dump cut
         // short) is an error for its page only, and the rest stays readable.
         let mut dump = KdumpFile {
@@ -326,38 +348,37 @@ impl<R: ReadAt> KdumpFile<R> {
         let max = self.header.max_mapnr;
         let mut out = Vec::new();
         let mut open: Option<u64> = None;
-        let mut buf = Vec::new();
-        let mut at = 0;
-        while at < self.bitmap_used {
-            let len = WINDOW.min(self.bitmap_used - at) as usize;
-            buf.resize(len, 0);
-            self.file
-                .read_exact_at(&mut buf, self.bitmap1_at + at)
-                .map_err(|e| Error::io(e, "cannot read the 1st bitmap"))?;
-            for (i, &byte) in buf.iter().enumerate() {
-                if matches!((byte, open), (0xff, Some(_)) | (0, None)) {
-                    continue;
-                }
-                let base = (at + i as u64) * 8;
-                for bit in 0..8 {
-                    let pfn = base + bit;
-                    match (byte >> bit & 1 == 1 && pfn < max, open) {
-                        (true, None) => open = Some(pfn),
-                        (false, Some(start)) => {
-                            if out.len() == MAX_MEMORY_RUNS {
-                                return Err(Error::bad_input(format!(
-                                    "the 1st bitmap describes more than {MAX_MEMORY_RUNS} separate ranges of memory"
-                                )));
+        each_window(
+            &self.file,
+            self.bitmap1_at,
+            self.bitmap_used,
+            "the 1st bitmap",
+            |at, window| {
+                for (i, &byte) in window.iter().enumerate() {
+                    if matches!((byte, open), (0xff, Some(_)) | (0, None)) {
+                        continue;
+                    }
+                    let base = (at + i as u64) * 8;
+                    for bit in 0..8 {
+                        let pfn = base + bit;
+                        match (byte >> bit & 1 == 1 && pfn < max, open) {
+                            (true, None) => open = Some(pfn),
+                            (false, Some(start)) => {
+                                if out.len() == MAX_MEMORY_RUNS {
+                                    return Err(Error::bad_input(format!(
+                                        "the 1st bitmap describes more than {MAX_MEMORY_RUNS} separate ranges of memory"
+                                    )));
+                                }
+                                out.push((start, pfn));
+                                open = None;
                             }
-                            out.push((start, pfn));
-                            open = None;
+                            _ => {}
                         }
-                        _ => {}
                     }
                 }
-            }
-            at += len as u64;
-        }
+                Ok(())
+            },
+        )?;
         if let Some(start) = open {
             out.push((start, max));
         }
