@@ -1,6 +1,7 @@
 //! Inputs the fuzz targets (fuzz/) found wrong, each checked through the same entry point
 //! as the target that found it, so plain `cargo test` keeps them fixed.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,8 @@ use std::process::Command;
 use vmsift::filter::{ClassCounts, DumpLevel};
 use vmsift::input::Vmcore;
 use vmsift::synth::{Flavor, SynthKernel, SynthVmcore};
+
+mod common;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{name}"));
@@ -297,26 +300,14 @@ fn dmesg_log_buffer_larger_than_the_dump_stays_small() {
     let s = SynthVmcore::new().vmcoreinfo(&info).load(0, k.mem, 0);
     let (vmcore, log, rss) = (dir.join("vmcore"), dir.join("log"), dir.join("rss"));
     fs::write(&vmcore, s.to_bytes()).expect("write");
-    let o = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss)
-        .arg(env!("CARGO_BIN_EXE_vmsift"))
-        .arg("--dump-dmesg")
-        .arg(&vmcore)
-        .arg(&log)
-        .output()
-        .expect("run /usr/bin/time (Debian package time)");
+    let args = [
+        OsStr::new("--dump-dmesg"),
+        vmcore.as_os_str(),
+        log.as_os_str(),
+    ];
+    let (o, kib) = common::vmsift_measured(&args, &rss);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot read the log buffer"), "{err}");
-    let kib: u64 = fs::read_to_string(&rss)
-        .expect("rss file")
-        .trim()
-        .lines()
-        .last()
-        .and_then(|l| l.parse().ok())
-        .expect("a number");
     assert!(kib < 64 << 10, "peak RSS {kib} KiB");
 }

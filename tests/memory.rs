@@ -10,6 +10,8 @@ use std::process::Command;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::synth::{MINIMAL_VMCOREINFO, SynthVmcore, mixed_pages};
 
+mod common;
+
 const PS: usize = 4096;
 const TIB: u64 = 1 << 40;
 
@@ -20,27 +22,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs vmsift under /usr/bin/time; returns the peak RSS in KiB.
+/// Runs vmsift under /usr/bin/time, which must succeed; returns the peak RSS in KiB.
 fn run_measured(args: &[&str], vmcore: &Path, out: &Path) -> u64 {
-    let rss = out.with_extension("rss");
-    let o = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss)
-        .arg(env!("CARGO_BIN_EXE_vmsift"))
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run /usr/bin/time (Debian package time)");
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    all.extend([vmcore.as_os_str(), out.as_os_str()]);
+    let (o, kib) = common::vmsift_measured(&all, &out.with_extension("rss"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = fs::read_to_string(&rss).expect("rss file");
-    text.trim()
-        .lines()
-        .last()
-        .and_then(|l| l.parse().ok())
-        .expect("a number")
+    kib
 }
 
 #[test]

@@ -1,9 +1,32 @@
-//! Helpers shared by the test crates that run vmsift with injected system-call faults
-//! (`mod common;` in each).
+//! Helpers shared by test crates (`mod common;` in each). Each crate uses some of them.
+#![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+/// Runs vmsift with `args` under /usr/bin/time (Debian's `time` package), which writes
+/// the peak RSS to `rss_file`: what vmsift did, and that peak in KiB.
+pub fn vmsift_measured<S: AsRef<OsStr>>(args: &[S], rss_file: &Path) -> (Output, u64) {
+    let o = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(rss_file)
+        .arg(env!("CARGO_BIN_EXE_vmsift"))
+        .args(args)
+        .output()
+        .expect("run /usr/bin/time (Debian package time)");
+    let kib = std::fs::read_to_string(rss_file)
+        .expect("rss file")
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.parse().ok())
+        .expect("a number");
+    (o, kib)
+}
 
 /// The fault-injection library tests/faults/preload.c, built once per test crate with the
 /// system C compiler, as `CARGO_TARGET_TMPDIR/NAME-preload.so` (each crate its own file:
