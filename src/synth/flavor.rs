@@ -104,28 +104,41 @@ impl Flavor {
 /// Field offsets of one flavor's 64-byte struct page (x86_64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offsets {
+    /// `flags`.
     pub flags: u64,
+    /// `mapping`.
     pub mapping: u64,
+    /// `_mapcount` (the page type word).
     pub mapcount: u64,
     /// `compound_head` (`compound_info` from 7.1).
     pub compound_head: u64,
     /// compound_dtor and compound_order in the first tail page (kernels before 6.3), each
     /// `dtor_width` bytes.
     pub compound_dtor: u64,
+    /// See `compound_dtor`.
     pub compound_order: u64,
+    /// Bytes of compound_dtor and of compound_order.
     pub dtor_width: u64,
+    /// `private`.
     pub private: u64,
 }
 
 /// Field offsets of the synthetic struct page (those of x86_64 4.18 to 7.x).
 pub mod sp {
+    /// `SIZE(page)`.
     pub const SIZE: u64 = 64;
+    /// `flags`.
     pub const FLAGS: u64 = 0;
     /// `compound_head`, called `compound_info` from 7.1.
     pub const COMPOUND_HEAD: u64 = 8;
+    /// compound_dtor in the first tail page (kernels before 6.3).
     pub const COMPOUND_DTOR_6_1: u64 = 16;
+    /// compound_order in the first tail page (kernels before 6.3).
     pub const COMPOUND_ORDER_6_1: u64 = 17;
+    /// `mapping`.
     pub const MAPPING: u64 = 24;
+    /// `private`.
     pub const PRIVATE: u64 = 40;
+    /// `_mapcount` (the page type word).
     pub const MAPCOUNT: u64 = 48;
 }

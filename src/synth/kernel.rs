@@ -8,10 +8,13 @@ use super::{Flavor, Offsets, SynthVmcore, sp};
 /// every page frame, all reachable from the VMCOREINFO it writes. Tests set struct pages to
 /// build the page classes they need.
 pub struct SynthKernel {
+    /// Which kernel generation this kernel imitates.
     pub flavor: Flavor,
     /// Where this flavor's struct page keeps each field.
     pub o: Offsets,
+    /// Page frames of RAM, from pfn 0.
     pub pages: u64,
+    /// All of physical memory, page 0 first.
     pub mem: Vec<u8>,
     pub(super) next_table: u64,
     /// First pfn free for test pages (below it: tables, mem_section, mem_map).
@@ -21,8 +24,11 @@ pub struct SynthKernel {
     pub(super) sections_pfn: u64,
 }
 
+/// Start of the direct map (4-level paging, no KASLR).
 pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
+/// Start of the kernel text map (`__START_KERNEL_map`).
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// Start of the vmemmap (4-level paging, no KASLR).
 pub const VMEMMAP: u64 = 0xffff_ea00_0000_0000;
 pub(super) const PGD_PFN: u64 = 1;
 
@@ -102,16 +108,19 @@ impl SynthKernel {
         self.mem_map_pfn * 4096 + pfn * sp::SIZE
     }
 
+    /// Writes the u64 at `off` of pfn's struct page.
     pub fn set_u64(&mut self, pfn: u64, off: u64, v: u64) {
         let pa = self.sp_pa(pfn) + off;
         self.put_u64(pa, v);
     }
 
+    /// Writes the u32 at `off` of pfn's struct page.
     pub fn set_u32(&mut self, pfn: u64, off: u64, v: u32) {
         let pa = (self.sp_pa(pfn) + off) as usize;
         self.mem[pa..pa + 4].copy_from_slice(&v.to_le_bytes());
     }
 
+    /// Writes the byte at `off` of pfn's struct page.
     pub fn set_u8(&mut self, pfn: u64, off: u64, v: u8) {
         let pa = (self.sp_pa(pfn) + off) as usize;
         self.mem[pa] = v;

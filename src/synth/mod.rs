@@ -13,7 +13,9 @@ pub use printk::LogRecord;
 
 use crate::input::bytes::Endian;
 
+/// `p_type` of a loadable segment.
 pub const PT_LOAD: u32 = 1;
+/// `p_type` of the notes segment.
 pub const PT_NOTE: u32 = 4;
 
 /// One ELF note, 4-byte aligned, little-endian.
@@ -37,7 +39,9 @@ pub fn note(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
 /// A PT_LOAD of the synthetic vmcore.
 #[derive(Debug, Clone)]
 pub struct SynthLoad {
+    /// `p_paddr`.
     pub phys_start: u64,
+    /// `p_vaddr` (the direct map's address of `phys_start`).
     pub virt_start: u64,
     /// The file bytes (p_filesz = len).
     pub data: Vec<u8>,
@@ -48,7 +52,9 @@ pub struct SynthLoad {
 /// An x86_64 ELF64 little-endian core file under construction.
 #[derive(Debug, Clone, Default)]
 pub struct SynthVmcore {
+    /// The PT_NOTE segment's bytes.
     pub notes: Vec<u8>,
+    /// The PT_LOADs, in order.
     pub loads: Vec<SynthLoad>,
 }
 
@@ -57,6 +63,7 @@ pub const MINIMAL_VMCOREINFO: &str =
     "OSRELEASE=6.1.0-synthetic\nPAGESIZE=4096\nNUMBER(phys_base)=0\nCRASHTIME=1700000000\n";
 
 impl SynthVmcore {
+    /// A core file with no notes and no segments.
     pub fn new() -> SynthVmcore {
         SynthVmcore::default()
     }
@@ -71,11 +78,14 @@ impl SynthVmcore {
         self
     }
 
+    /// Adds a VMCOREINFO note with `text`.
     pub fn vmcoreinfo(mut self, text: &str) -> Self {
         self.notes.extend(note("VMCOREINFO", 0, text.as_bytes()));
         self
     }
 
+    /// Adds a PT_LOAD of `data` at `phys_start`, `mem_size` bytes in memory (at least the
+    /// data's).
     pub fn load(mut self, phys_start: u64, data: Vec<u8>, mem_size: u64) -> Self {
         let mem_size = mem_size.max(data.len() as u64);
         self.loads.push(SynthLoad {
@@ -153,6 +163,7 @@ impl SynthVmcore {
 /// Page contents of a few kinds, deterministic from `seed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
+    /// All zero bytes.
     Zero,
     /// Compressible: a repeating text with the seed in it.
     Text,
@@ -160,6 +171,7 @@ pub enum Fill {
     Random,
 }
 
+/// One page of `fill`, `page_size` bytes.
 pub fn page(fill: Fill, seed: u64, page_size: usize) -> Vec<u8> {
     match fill {
         Fill::Zero => vec![0; page_size],

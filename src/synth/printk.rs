@@ -94,8 +94,10 @@ impl SynthKernel {
 
 /// One record of a synthetic kernel log.
 pub struct LogRecord<'a> {
+    /// The record's timestamp.
     pub ts_nsec: u64,
     /// The task's pid, or `0x80000000 | cpu` for a record logged outside task context.
     pub caller_id: u32,
+    /// The message, without a newline.
     pub text: &'a [u8],
 }

@@ -4,6 +4,7 @@ use super::kernel::{PAGE_OFFSET, PGD_PFN, START_KERNEL_MAP};
 use super::{Flavor, SynthKernel};
 
 impl SynthKernel {
+    /// The VMCOREINFO this kernel's generation exports, describing its page tables, mem_section and struct pages.
     pub fn vmcoreinfo(&self) -> String {
         if matches!(
             self.flavor,
