@@ -100,7 +100,7 @@ pub struct Job {
     pub partial_dmesg: bool,
     /// `--atomic`: write `DUMPFILE.incomplete`, rename it to DUMPFILE only on success.
     pub atomic: bool,
-    /// For `ssh://` dump files: `--ssh-key FILE` and `--ssh-option OPT`s.
+    /// For `ssh://` dump files: `--ssh-key FILE`.
     pub ssh_key: Option<PathBuf>,
     /// `--ssh-option OPT`s, in order.
     pub ssh_options: Vec<String>,
