@@ -86,9 +86,6 @@ pub fn run(job: &Job) -> Result<()> {
             }
             Ok(())
         }
-        Mode::ManPage => cli::man_page(&mut std::io::stdout().lock())
-            .map_err(|e| Error::io(e, "cannot write the manual page")),
-        Mode::Completions(shell) => cli::completions(shell, &mut std::io::stdout().lock()),
         Mode::Rearrange { dumpfile } => rearrange(dumpfile, job),
         Mode::Split { vmcore, dumpfiles } => split(job, vmcore, dumpfiles),
         Mode::MemUsage { kcore } => mem_usage(job, kcore),

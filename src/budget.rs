@@ -98,7 +98,9 @@ fn address_space_headroom() -> Option<u64> {
 /// The memory a run may count on, and what limits it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
+    /// Bytes the run may use.
     pub bytes: u64,
+    /// What sets the limit (for messages): "available memory", the cgroup's or the address-space limit.
     pub by: &'static str,
 }
 
@@ -127,6 +129,7 @@ pub fn threads_within(requested: usize, budget: &Budget, limit: Option<Limit>) -
     requested.clamp(1, usize::try_from(fit).unwrap_or(usize::MAX).max(1))
 }
 
+/// How the memory of a run is spent on bitmaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Bytes of one cycle's bitmap (pfns per cycle = 8 × this).

@@ -28,6 +28,7 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// A failure: its kind, the message with its context, and the I/O error behind it if any.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -35,9 +36,11 @@ pub struct Error {
     source: Option<io::Error>,
 }
 
+/// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
@@ -46,10 +49,12 @@ impl Error {
         }
     }
 
+    /// The input is not what it claims to be (`ErrorKind::BadInput`).
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadInput, message)
     }
 
+    /// Something valid that vmsift does not handle (`ErrorKind::Unsupported`).
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)
     }
@@ -80,6 +85,7 @@ impl Error {
         Self::internal(format!("{who} panicked{at}: {}", one_line.join(" ")))
     }
 
+    /// A bad command line (`ErrorKind::Usage`).
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Usage, message)
     }
@@ -125,6 +131,7 @@ impl Error {
         )
     }
 
+    /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -156,7 +163,9 @@ impl std::error::Error for Error {
 
 /// `result.context("reading the ELF header")` for any of our results.
 pub trait Context<T> {
+    /// Adds `context` in front of the error's message.
     fn context<C: fmt::Display>(self, context: C) -> Result<T>;
+    /// Adds the context `f` returns (computed only on failure).
     fn with_context<C: fmt::Display, F: FnOnce() -> C>(self, f: F) -> Result<T>;
 }
 

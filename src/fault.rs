@@ -24,12 +24,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
+/// The call sites a fault can be injected at (the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// A worker compressing one page.
     Compress,
+    /// A worker reading pages from the input.
     Read,
+    /// One batch's page data written.
     Write,
+    /// The writer adding one page descriptor.
     Describe,
+    /// The planner starting a cycle.
     Scan,
 }
 

@@ -398,8 +398,7 @@ impl Filter {
 ///
 /// It reads the whole page even after a non-zero word: a page that is not zero is
 /// compressed next, and this independent streaming scan brings it into the cache much
-/// faster than the compressor's data-dependent reads would. Measured on big61 at `-l -d 31`
-/// (one thread): LZO's time 115 -> 88 ms, the whole run 198 -> 178 ms.
+/// faster than the compressor's data-dependent reads would (measured: `benches/README.md`).
 pub fn is_zero_page(page: &[u8]) -> bool {
     let mut chunks = page.chunks_exact(64);
     let mut acc = 0u64;

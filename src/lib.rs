@@ -1,9 +1,11 @@
 //! vmsift: a makedumpfile-compatible kdump core collector.
 //!
-//! The modules follow the data: `input` (ELF vmcore, page reads) → `kernel` (VMCOREINFO,
-//! utsname, and later mem_map and page classes) → `filter` (dump level → bitmaps) →
-//! `pipeline` (read, zero-check, compress, ordered write) → `format` (kdump, flattened) →
-//! `target` (file or stream). `cli` turns argv into a `Job`; `app` runs it.
+//! The modules follow the data: `input` (ELF vmcores, kdump files and flattened streams;
+//! page reads) → `kernel` (VMCOREINFO, page tables, mem_map, page classes, utsname, the
+//! kernel log) → `filter` (dump level → bitmaps) → `pipeline` (read, zero-check, compress,
+//! ordered write) → `format` (kdump, flattened, ELF) → `target` (file, stream or ssh).
+//! `cli` turns argv into a `Job`; `app` runs it. `synth` builds synthetic vmcores for
+//! tests, benches and fuzzing.
 
 pub mod app;
 pub mod budget;

@@ -11,7 +11,9 @@ use crate::format::flat::FlatWriter;
 
 pub mod ssh;
 
+/// Where the dump's bytes go: positioned writes into a file, or a flattened stream.
 pub trait Sink {
+    /// Writes `data` at `offset` of the output.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
     /// Flushes everything; the output is complete only if this succeeds.
     fn finish(&mut self) -> Result<()>;
@@ -42,6 +44,7 @@ pub struct ParallelWriter {
 }
 
 impl ParallelWriter {
+    /// Writes `data` at `offset` of the output file.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         crate::watchdog::check()?;
         check_limit(self.limit, offset, data.len())?;
@@ -97,6 +100,7 @@ pub fn create_output(path: &Path, force: bool) -> Result<File> {
     })
 }
 
+/// A seekable output file.
 pub struct FileSink {
     file: File,
     path: PathBuf,
@@ -104,6 +108,7 @@ pub struct FileSink {
 }
 
 impl FileSink {
+    /// Writes into `file`, named `path` in messages.
     pub fn new(file: File, path: &Path) -> FileSink {
         FileSink {
             file,
@@ -274,6 +279,7 @@ pub struct StreamSink<W: Write> {
 }
 
 impl<W: Write> StreamSink<W> {
+    /// A flattened stream into `out`, named `what` in messages.
     pub fn new(out: W, what: impl Into<String>) -> Self {
         StreamSink {
             flat: FlatWriter::new(io::BufWriter::with_capacity(1 << 20, out)),
@@ -320,6 +326,7 @@ pub struct SeqWriter {
 }
 
 impl SeqWriter {
+    /// A writer whose first byte lands at `start`, in writes of up to `capacity` bytes.
     pub fn new(start: u64, capacity: usize) -> SeqWriter {
         SeqWriter {
             next: start,
@@ -338,6 +345,7 @@ impl SeqWriter {
         self.next + self.buf.len() as u64
     }
 
+    /// Appends `data`.
     pub fn push(&mut self, sink: &mut dyn Sink, data: &[u8]) -> Result<()> {
         if self.buf.len() + data.len() > self.capacity {
             self.flush(sink)?;
@@ -372,6 +380,7 @@ impl SeqWriter {
         Ok(at)
     }
 
+    /// Hands what is pending to the sink.
     pub fn flush(&mut self, sink: &mut dyn Sink) -> Result<()> {
         if !self.buf.is_empty() {
             sink.write_at(self.next, &self.buf)?;

@@ -121,6 +121,7 @@ pub fn on_stall(marker: impl Fn() -> Result<()> + Send + Sync + 'static) -> Mark
     MarkGuard(id)
 }
 
+/// Keeps a marker of `on_stall` registered until it is dropped.
 pub struct MarkGuard(u64);
 
 impl Drop for MarkGuard {

@@ -6,15 +6,12 @@
 //! entry is `base + position`, valid only if it is at least this call's base. Pages (up to
 //! 4 KiB) use 2-byte entries, cleared once every 16 calls, and a stale entry turns into
 //! position 0 by a conditional move rather than a branch (what a cleared table would give;
-//! clearing per page cost a tenth of a `-d 1` run, a branch a sixth of a `-d 31` one).
+//! clearing the table per page, or a branch on stale entries, were both measurably slower).
 //! The output buffer keeps its length between calls, short literal runs are copied 16
 //! bytes at a time, matches are extended 16 bytes at a time, and the common match codes
 //! (M2 and short M3) are chosen by a conditional move and written by one 4-byte store.
-//! Measured (benches/codecs, `VMSIFT_BENCH_SAVE` for a C run on the same pages, best of
-//! several runs): about liblzo2's speed on the kernel pages a `-d 31` dump keeps (0.8 of it
-//! before the last three changes, which also cut instructions by 8%), twice liblzo2's on a
-//! `-d 1` spread. Output depends only on the input, never on earlier calls (so threads
-//! cannot change the dump), and is byte for byte what it was before those changes.
+//! Speed against liblzo2 and the other crates: `benches/README.md`. Output depends only on
+//! the input, never on earlier calls, so threads cannot change the dump.
 //!
 //! Stream summary (instruction byte t):
 //! - first byte > 17: a literal run of t − 17 bytes (stream start only);
@@ -50,6 +47,7 @@ pub fn worst_case(n: usize) -> usize {
 
 const D_SIZE: usize = 1 << D_BITS;
 
+/// An LZO1X-1 compressor with its dictionary, reused from page to page.
 pub struct Lzo1x1 {
     /// Inputs up to `PAGE` bytes.
     small: Box<[u16; 1 << PAGE_D_BITS]>,
@@ -177,6 +175,7 @@ impl Out<'_> {
 }
 
 impl Lzo1x1 {
+    /// A compressor with an empty dictionary.
     pub fn new() -> Lzo1x1 {
         Lzo1x1 {
             small: Box::new([0; 1 << PAGE_D_BITS]),

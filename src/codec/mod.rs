@@ -4,10 +4,9 @@
 //! reuses them for every page: per-page allocation of codec state is a known cost in
 //! makedumpfile's history.
 //!
-//! The implementations were chosen by measurement on real vmcore pages (benches/codecs):
-//! zlib is libdeflate at level 1 (on a 6 GiB vmcore at -d 31 it wrote 0.9% more than
-//! makedumpfile's zlib in 57% of its time; zlib-rs level 1 was faster but 21% larger,
-//! level 2 smaller but slower), LZO is our own LZO1X-1 (`lzo`), 1.3x the lzo1x crate.
+//! The implementations were chosen by measurement on real vmcore pages (`benches/codecs.rs`;
+//! the figures are in `benches/README.md`): zlib is libdeflate at level 1, LZO our own
+//! LZO1X-1 (`lzo`), snappy the snap crate, zstd the zstd crate's bulk API.
 
 pub mod lzo;
 
@@ -15,13 +14,18 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
+/// A page codec of the kdump format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     /// No compression (no codec option given).
     None,
+    /// `-c`: zlib (deflate with the zlib wrapper), level 1.
     Zlib,
+    /// `-l`: LZO1X-1.
     Lzo,
+    /// `-p`: raw snappy.
     Snappy,
+    /// `-z`: one zstd frame, level 1.
     Zstd,
 }
 
@@ -37,6 +41,7 @@ impl Codec {
         }
     }
 
+    /// The codec of a page-descriptor flag (`None` for an unknown flag).
     pub fn from_flag(flag: u32) -> Option<Codec> {
         Some(match flag {
             0 => Codec::None,
@@ -48,6 +53,7 @@ impl Codec {
         })
     }
 
+    /// The name `-v` and messages use.
     pub fn name(self) -> &'static str {
         match self {
             Codec::None => "none",
@@ -58,6 +64,7 @@ impl Codec {
         }
     }
 
+    /// Every compressing codec, all built in.
     pub const ALL: [Codec; 4] = [Codec::Zlib, Codec::Lzo, Codec::Snappy, Codec::Zstd];
 }
 
@@ -84,6 +91,7 @@ pub struct Compressor {
 }
 
 impl Compressor {
+    /// A compressor for pages of `page_size` bytes.
     pub fn new(codec: Codec, page_size: usize) -> Result<Compressor> {
         let state = match codec {
             Codec::None => State::None,
@@ -113,6 +121,7 @@ impl Compressor {
         })
     }
 
+    /// The codec this compressor writes.
     pub fn codec(&self) -> Codec {
         self.codec
     }

@@ -16,33 +16,47 @@ const SECTION_MAP_MASK: u64 = !0x3f;
 /// A section with a mem_map: pfns `[start, end)`, struct page of pfn p at `map + p * size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Section {
+    /// First pfn of the section.
     pub start: u64,
+    /// One past its last pfn.
     pub end: u64,
     map: u64,
 }
 
+/// Where the struct pages of all present sections are.
 #[derive(Debug, Clone)]
 pub struct MemMap {
+    /// The sections with a usable mem_map, in pfn order.
     pub sections: Vec<Section>,
+    /// `SIZE(page)`.
     pub page_struct_size: u64,
     /// Sections marked present whose mem_map could not be used (pages there are kept).
     pub unusable: u64,
 }
 
-impl MemMap {
-    /// The virtual address of pfn's struct page; the caller checks `pfn` is in the section.
-    pub fn page_va(&self, s: &Section, pfn: u64) -> u64 {
-        s.map.wrapping_add(pfn.wrapping_mul(self.page_struct_size))
-    }
+/// The sparsemem geometry of the crashed kernel, as VMCOREINFO gives it (or x86_64's fixed
+/// one for kernels that do not export it).
+struct Geometry {
+    /// `SYMBOL(mem_section)`.
+    root_va: u64,
+    /// `SIZE(mem_section)`.
+    ms_size: u64,
+    /// `OFFSET(mem_section.section_mem_map)`.
+    map_off: u64,
+    /// `SIZE(page)`.
+    page_struct_size: u64,
+    pfns_per_section: u64,
+    /// Sections below `max_pfn`.
+    nr_sections: u64,
+    /// Sections per page of the table (per root with SPARSEMEM_EXTREME).
+    per_root: u64,
+    /// SPARSEMEM_EXTREME: `mem_section` is an array of pointers to pages of sections.
+    extreme: bool,
+}
 
-    /// Reads the mem_section table for the pfns below `max_pfn`. `Err` says why the
-    /// kernel's metadata cannot be used at all.
-    pub fn discover(
-        km: &mut KernelMemory,
-        info: &VmcoreInfo,
-        page_size: u64,
-        max_pfn: u64,
-    ) -> Result<MemMap, String> {
+impl Geometry {
+    /// Reads and checks the geometry for the pfns below `max_pfn`.
+    fn read(info: &VmcoreInfo, page_size: u64, max_pfn: u64) -> Result<Geometry, String> {
         let need = |v: Option<i64>, key: &str| {
             v.and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| format!("VMCOREINFO has no usable {key}"))
@@ -91,6 +105,43 @@ impl MemMap {
         let extreme = info
             .length("mem_section")
             .is_none_or(|l| l as u64 != all_sections);
+        Ok(Geometry {
+            root_va,
+            ms_size,
+            map_off,
+            page_struct_size,
+            pfns_per_section,
+            nr_sections,
+            per_root,
+            extreme,
+        })
+    }
+}
+
+impl MemMap {
+    /// The virtual address of pfn's struct page; the caller checks `pfn` is in the section.
+    pub fn page_va(&self, s: &Section, pfn: u64) -> u64 {
+        s.map.wrapping_add(pfn.wrapping_mul(self.page_struct_size))
+    }
+
+    /// Reads the mem_section table for the pfns below `max_pfn`. `Err` says why the
+    /// kernel's metadata cannot be used at all.
+    pub fn discover(
+        km: &mut KernelMemory,
+        info: &VmcoreInfo,
+        page_size: u64,
+        max_pfn: u64,
+    ) -> Result<MemMap, String> {
+        let Geometry {
+            root_va,
+            ms_size,
+            map_off,
+            page_struct_size,
+            pfns_per_section,
+            nr_sections,
+            per_root,
+            extreme,
+        } = Geometry::read(info, page_size, max_pfn)?;
 
         let mut words = Vec::new();
         let read_sections = |km: &mut KernelMemory, va: u64, count: u64, words: &mut Vec<u64>| {

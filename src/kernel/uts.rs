@@ -4,7 +4,9 @@
 use crate::format::kdump::{UTS_LEN, Utsname};
 use crate::input::Vmcore;
 
+/// The crashed kernel's utsname, and how it was found.
 pub struct Uts {
+    /// The six fields, as the dump header stores them.
     pub name: Utsname,
     /// Why the name had to be built from VMCOREINFO instead of read from memory.
     pub fallback: Option<String>,

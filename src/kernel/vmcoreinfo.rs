@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 
+/// A parsed VMCOREINFO note: typed lookups by key.
 #[derive(Debug, Clone, Default)]
 pub struct VmcoreInfo {
     /// Lines in their original order (echoed at debug message level, as makedumpfile does).
@@ -64,10 +65,12 @@ impl VmcoreInfo {
         info
     }
 
+    /// Every `KEY=VALUE` line, in the note's order.
     pub fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
         self.lines.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.index.get(key).map(|&i| self.lines[i].1.as_str())
     }
@@ -97,10 +100,12 @@ impl VmcoreInfo {
         parse_number(self.get(&format!("NUMBER({name})"))?)
     }
 
+    /// `OSRELEASE`: the kernel release.
     pub fn osrelease(&self) -> Option<&str> {
         self.get("OSRELEASE")
     }
 
+    /// `CRASHTIME`: seconds since the epoch.
     pub fn crashtime(&self) -> Option<i64> {
         self.get("CRASHTIME")?.trim().parse().ok()
     }

@@ -28,10 +28,12 @@ const FIXED_OPTIONS: [&str; 6] = [
     "PasswordAuthentication=no",
 ];
 
+/// An `ssh://[USER@]HOST[:PORT]/PATH` dump file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
     /// `user@host` or `host`, as ssh takes it.
     pub destination: String,
+    /// `:PORT`, when given.
     pub port: Option<u16>,
     /// The dump's path on the remote host.
     pub path: String,
@@ -72,6 +74,7 @@ impl Remote {
         }))
     }
 
+    /// The `ssh://` name, for messages.
     pub fn display(&self) -> String {
         match self.port {
             Some(p) => format!("ssh://{}:{p}{}", self.destination, self.path),
