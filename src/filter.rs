@@ -3,29 +3,41 @@
 //! kdump format: the 1st says which pfns the input backs, the 2nd which ones get a page
 //! descriptor. Zero pages (bit 1) keep their bit: they are found while copying and point at
 //! the one shared zero page. Page classes read from mem_map (bits 2, 4, 8, 16) plug in
-//! here through `PageClasses`, which clears bits of the 2nd bitmap.
+//! here through `PageClasses`, which clears bits of the 2nd bitmap. What the filter and
+//! the kernel layer run into is kept as `Diagnostic`s for the pipeline to report.
 
 use std::fmt;
 
+use crate::error::Result;
+use crate::input::Vmcore;
 use crate::input::elf::Load;
+use crate::report::Diagnostic;
 
 /// The `-d` bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DumpLevel(pub u8);
 
 impl DumpLevel {
+    /// Bit 1: zero pages.
     pub const ZERO: u8 = 1;
+    /// Bit 2: page cache without private data.
     pub const CACHE: u8 = 2;
+    /// Bit 4: page cache, with private data or not.
     pub const CACHE_PRIVATE: u8 = 4;
+    /// Bit 8: user process pages.
     pub const USER: u8 = 8;
+    /// Bit 16: free pages.
     pub const FREE: u8 = 16;
+    /// The highest level: every class.
     pub const MAX: u8 = 31;
 
+    /// A level written in decimal, 0 to 31.
     pub fn parse(s: &str) -> Option<DumpLevel> {
         let v: u8 = s.trim().parse().ok()?;
         (v <= Self::MAX).then_some(DumpLevel(v))
     }
 
+    /// Whether zero pages are left out (bit 1).
     pub fn excludes_zero(self) -> bool {
         self.0 & Self::ZERO != 0
     }
@@ -62,14 +74,17 @@ impl Bitmap {
         }
     }
 
+    /// The first pfn.
     pub fn start(&self) -> u64 {
         self.start
     }
 
+    /// One past the last pfn.
     pub fn end(&self) -> u64 {
         self.start + self.len
     }
 
+    /// Whether `pfn`'s bit is set (false outside the bitmap).
     pub fn get(&self, pfn: u64) -> bool {
         if pfn < self.start || pfn >= self.end() {
             return false;
@@ -111,6 +126,7 @@ impl Bitmap {
         }
     }
 
+    /// Number of set bits.
     pub fn count(&self) -> u64 {
         self.words.iter().map(|w| w.count_ones() as u64).sum()
     }
@@ -127,6 +143,7 @@ impl Bitmap {
             .sum()
     }
 
+    /// Whether any bit of `[from, to)` is set.
     pub fn any_in(&self, from: u64, to: u64) -> bool {
         self.count_in(from, to) > 0
     }
@@ -210,6 +227,7 @@ impl Iterator for BitIter {
 pub struct PfnRanges(Vec<(u64, u64)>);
 
 impl PfnRanges {
+    /// The set of the ranges `v`, in any order, overlapping or empty.
     pub fn from_unsorted(mut v: Vec<(u64, u64)>) -> PfnRanges {
         v.retain(|(a, b)| a < b);
         v.sort_unstable();
@@ -223,6 +241,7 @@ impl PfnRanges {
         PfnRanges(out)
     }
 
+    /// The ranges, in order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.0.iter().copied()
     }
@@ -234,6 +253,7 @@ impl PfnRanges {
         self.0.get(i).is_some_and(|&(start, _)| start < to)
     }
 
+    /// Number of pfns of `[from, to)` in the set.
     pub fn count_in(&self, from: u64, to: u64) -> u64 {
         self.0
             .iter()
@@ -281,15 +301,22 @@ pub enum Class {
 /// Pages excluded per class in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClassCounts {
+    /// Page cache without private data.
     pub cache: u64,
+    /// Page cache with private data.
     pub cache_private: u64,
+    /// User process pages.
     pub user: u64,
+    /// Free pages.
     pub free: u64,
+    /// Poisoned pages.
     pub hwpoison: u64,
+    /// Offline pages.
     pub offline: u64,
 }
 
 impl ClassCounts {
+    /// Counts `n` more pages of `class`.
     pub fn add(&mut self, class: Class, n: u64) {
         let slot = match class {
             Class::Cache => &mut self.cache,
@@ -302,6 +329,7 @@ impl ClassCounts {
         *slot += n;
     }
 
+    /// Pages excluded in all.
     pub fn total(&self) -> u64 {
         self.cache + self.cache_private + self.user + self.free + self.hwpoison + self.offline
     }
@@ -312,9 +340,12 @@ impl ClassCounts {
 pub trait PageClasses {
     /// Starts a pass over all cycles from pfn 0 (the counts restart).
     fn begin_pass(&mut self);
+    /// Clears the bits of the cycle's pages that belong to an excluded class.
     fn exclude(&mut self, cycle: &mut Bitmap);
     /// Pages excluded per class so far in this pass.
     fn counts(&self) -> ClassCounts;
+    /// What was found since the last call (corrupt or unreadable struct pages).
+    fn take_diagnostics(&mut self) -> Vec<Diagnostic>;
 }
 
 /// The pfns whose bytes the input has: candidates for the 2nd bitmap.
@@ -328,13 +359,43 @@ pub enum Present {
 
 /// Builds the bitmaps of one cycle at a time.
 pub struct Filter {
+    /// The dump level.
     pub level: DumpLevel,
+    /// The pfns the input backs (the 1st bitmap).
     pub memory: PfnRanges,
+    /// The pfns whose bytes the input has.
     pub file: Present,
+    /// The page classes from mem_map (`None`: only zero pages can be excluded).
     pub classes: Option<Box<dyn PageClasses>>,
+    /// Found and not reported yet (see `take_diagnostics`).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The page filter of `vm` at `level`: its memory and page ranges, and the mem_map reader
+/// the kernel layer assembles. What that found (why classes cannot be excluded) is in the
+/// filter's diagnostics.
+pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
+    let (memory, file) = vm.ranges();
+    let (classes, diagnostics) = crate::kernel::page_classes(vm, level)?;
+    Ok(Filter {
+        level,
+        memory,
+        file,
+        classes,
+        diagnostics,
+    })
 }
 
 impl Filter {
+    /// What the filter and the page classes found since the last call, in order.
+    pub fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        let mut found = std::mem::take(&mut self.diagnostics);
+        if let Some(c) = self.classes.as_mut() {
+            found.extend(c.take_diagnostics());
+        }
+        found
+    }
+
     /// Starts a pass over the cycles from pfn 0.
     pub fn begin_pass(&mut self) {
         if let Some(c) = self.classes.as_mut() {
@@ -380,7 +441,9 @@ impl Filter {
                 if let Err(e) = dump.mark_dumpable(&mut b) {
                     // Then every page of the cycle is tried: those the input cannot give
                     // are recorded as lost, and the run says so.
-                    crate::warn!("{e}; the pages of pfns {start:#x}-{end:#x} are read one by one");
+                    self.diagnostics.push(Diagnostic::Warning(format!(
+                        "{e}; the pages of pfns {start:#x}-{end:#x} are read one by one"
+                    )));
                     for (a, z) in self.memory.iter() {
                         b.set_range(a, z, true);
                     }
