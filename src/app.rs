@@ -39,7 +39,8 @@ where
     }) {
         Ok(job) => job,
         Err(e) => {
-            eprintln!("vmsift: {e}");
+            // Before the message level is known: always said.
+            report::always(format_args!("vmsift: {e}"));
             return 1;
         }
     };

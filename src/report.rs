@@ -39,8 +39,15 @@ pub fn set_level(level: u32) {
 }
 
 /// Whether messages of this level bit are printed.
-pub fn enabled(bit: u32) -> bool {
+fn enabled(bit: u32) -> bool {
     LEVEL.load(Ordering::Relaxed) & bit != 0
+}
+
+/// Prints one line whatever the message level (a command line that cannot be parsed has
+/// no message level yet).
+pub fn always(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{args}");
 }
 
 /// Prints one line when the given message-level bit is on.

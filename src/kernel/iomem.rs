@@ -12,7 +12,7 @@ pub fn crash_kernel_ranges() -> Vec<(u64, u64)> {
 
 /// The `Crash kernel` ranges of the text of /proc/iomem ("start-end : name" lines, the
 /// end inclusive, nested ones indented), as `[start, end)`.
-pub fn parse_crash_kernel(text: &str) -> Vec<(u64, u64)> {
+fn parse_crash_kernel(text: &str) -> Vec<(u64, u64)> {
     text.lines()
         .filter(|l| l.trim_end().ends_with(": Crash kernel"))
         .filter_map(|l| {
