@@ -181,6 +181,7 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// A dump of `vmcore_path` into `dumpfile` (a file, `ssh://...`, or stdout when `None`).
 fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     // Check the input, then claim the output, before any other work or message: bad input
     // leaves no file, and an existing file is refused before anything else is said.
@@ -273,6 +274,7 @@ fn finish(done: pipeline::Dumped, path: Option<&Path>) -> Result<()> {
     }
 }
 
+/// A whole dump at `level` into `sink`.
 fn write_dump(
     job: &Job,
     level: DumpLevel,
@@ -440,8 +442,18 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
             })
             .collect()
     });
+    split_finish(job, results, outs, &ranges)
+}
+
+/// The closing messages of a split set, one per file; the first failure is the run's.
+fn split_finish(
+    job: &Job,
+    results: Vec<Result<pipeline::Dumped>>,
+    outs: &[std::path::PathBuf],
+    ranges: &[(u64, u64)],
+) -> Result<()> {
     let mut first_error = None;
-    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
+    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(ranges) {
         match result {
             Ok(done) => match done.failure {
                 None if job.dry_run => common!(
