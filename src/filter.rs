@@ -545,6 +545,48 @@ mod tests {
         assert!(!is_zero_page(&[0, 0, 0, 1]));
     }
 
+    /// Page classes that exclude nothing and find one thing per cycle.
+    struct Noting(u64);
+    impl PageClasses for Noting {
+        fn begin_pass(&mut self) {}
+        fn exclude(&mut self, cycle: &mut Bitmap) {
+            self.0 += 1;
+            let _ = cycle;
+        }
+        fn counts(&self) -> ClassCounts {
+            ClassCounts::default()
+        }
+        fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+            let n = std::mem::take(&mut self.0);
+            (0..n)
+                .map(|i| Diagnostic::Debug(format!("cycle {i}")))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn diagnostics_come_out_once_and_in_order() {
+        let ranges = PfnRanges::from_unsorted(vec![(0, 100)]);
+        let mut f = Filter {
+            level: DumpLevel(0),
+            memory: ranges.clone(),
+            file: Present::Ranges(ranges),
+            classes: Some(Box::new(Noting(0))),
+            diagnostics: vec![Diagnostic::Warning("assembling".into())],
+        };
+        assert_eq!(f.bitmap2(0, 64).count(), 64);
+        assert_eq!(f.bitmap2(64, 128).count(), 36);
+        assert_eq!(
+            f.take_diagnostics(),
+            [
+                Diagnostic::Warning("assembling".into()),
+                Diagnostic::Debug("cycle 0".into()),
+                Diagnostic::Debug("cycle 1".into()),
+            ]
+        );
+        assert!(f.take_diagnostics().is_empty());
+    }
+
     #[test]
     fn dump_levels() {
         assert_eq!(DumpLevel::parse("31"), Some(DumpLevel(31)));

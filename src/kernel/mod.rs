@@ -115,7 +115,7 @@ pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Assembled> {
         memmap.sections.first().map_or(0, |s| s.start),
         memmap.sections.last().map_or(0, |s| s.end)
     )));
-    let (classifier, notes) = Classifier::new(km, layout, memmap, level);
-    found.extend(notes.into_iter().map(Diagnostic::Warning));
+    let mut classifier = Classifier::new(km, layout, memmap, level);
+    found.extend(classifier.take_diagnostics());
     Ok((Some(Box::new(classifier)), found))
 }

@@ -88,14 +88,15 @@ fn u32_at(b: &[u8], off: u64) -> u32 {
 }
 
 impl Classifier {
-    /// Returns the classifier and, for each VMCOREINFO key this kernel lacks that an
-    /// asked-for class needs, a message naming the key and the classes kept for it.
+    /// The classifier for `level`. Its first diagnostics (`take_diagnostics`) are a
+    /// warning for each VMCOREINFO key this kernel lacks that an asked-for class needs,
+    /// naming the key and the classes kept for it.
     pub fn new(
         km: KernelMemory,
         layout: PageLayout,
         memmap: MemMap,
         level: DumpLevel,
-    ) -> (Classifier, Vec<String>) {
+    ) -> Classifier {
         let asked = |bit: u8| level.0 & bit != 0;
         let ok = |rule: Rule| layout.missing(rule).is_empty();
         let any_cache = asked(DumpLevel::CACHE) || asked(DumpLevel::CACHE_PRIVATE);
@@ -158,27 +159,24 @@ impl Classifier {
                     }
                     _ => names.concat(),
                 };
-                format!("{names} pages are kept: {}", layout.why(key))
+                Diagnostic::Warning(format!("{names} pages are kept: {}", layout.why(key)))
             })
             .collect();
         let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
-        (
-            Classifier {
-                km,
-                memmap,
-                rules: Rules {
-                    layout,
-                    wanted,
-                    warned: Warned::default(),
-                    found: Vec::new(),
-                },
-                counts: ClassCounts::default(),
-                carry: None,
-                buf,
-                unreadable: Vec::new(),
+        Classifier {
+            km,
+            memmap,
+            rules: Rules {
+                layout,
+                wanted,
+                warned: Warned::default(),
+                found: notes,
             },
-            notes,
-        )
+            counts: ClassCounts::default(),
+            carry: None,
+            buf,
+            unreadable: Vec::new(),
+        }
     }
 }
 

@@ -271,3 +271,45 @@ pub fn split_points(
     cuts.push(max);
     cuts.windows(2).map(|w| (w[0], w[1])).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{DumpLevel, PfnRanges, Present};
+
+    fn filter(ranges: Vec<(u64, u64)>) -> Filter {
+        let ranges = PfnRanges::from_unsorted(ranges);
+        Filter {
+            level: DumpLevel(0),
+            memory: ranges.clone(),
+            file: Present::Ranges(ranges),
+            classes: None,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn cycles_cover_every_pfn_once() {
+        let c: Vec<_> = cycles(1000, 256).collect();
+        assert_eq!(c, [(0, 256), (256, 512), (512, 768), (768, 1000)]);
+        assert_eq!(cycles(0, 256).count(), 0);
+    }
+
+    #[test]
+    fn split_points_cut_on_blocks_near_equal_counts() {
+        // Pages at 0..1000 and 3000..4000 of 8192: two parts of 1000 pages each.
+        let mut f = filter(vec![(0, 1000), (3000, 4000)]);
+        let parts = split_points(&mut f, 8192, 512, 2);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, 0);
+        assert_eq!(parts[1].1, 8192);
+        assert_eq!(parts[0].1, parts[1].0);
+        assert_eq!(parts[0].1 % 64, 0);
+        let count = |(a, b): (u64, u64)| f.memory.count_in(a, b);
+        assert!(count(parts[0]).abs_diff(count(parts[1])) <= 64, "{parts:?}");
+        // More parts than pages: the rest are empty, at the end.
+        let mut f = filter(vec![(0, 64)]);
+        let parts = split_points(&mut f, 128, 64, 3);
+        assert_eq!(parts, [(0, 64), (64, 128), (128, 128)]);
+    }
+}
