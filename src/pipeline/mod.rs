@@ -220,7 +220,7 @@ fn copy_pages(
             let mut batch = Batch::new(vm.page_size);
             while planner.next_batch(sink, &mut batch.pfns)? {
                 crate::error::catch("the compressing thread", || worker.process(&mut batch))?;
-                batch.report_warning();
+                crate::report::diagnostics(batch.take_diagnostic());
                 writer.write(sink, &batch)?;
             }
         } else {

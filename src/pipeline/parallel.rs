@@ -104,7 +104,7 @@ impl Dispatch<'_, '_> {
             match self.done.recv() {
                 Ok(Done::Compressed(b)) => {
                     let mut b = b?;
-                    b.report_warning();
+                    crate::report::diagnostics(b.take_diagnostic());
                     self.waiting.insert(b.seq, b);
                 }
                 Ok(Done::Written(at, b)) => {
@@ -212,7 +212,7 @@ pub(super) fn run_parallel(
                     Done::Written(_, Err(e)) | Done::Compressed(Err(e)) => {
                         first_failure.get_or_insert(e);
                     }
-                    Done::Compressed(Ok(mut b)) => b.report_warning(),
+                    Done::Compressed(Ok(mut b)) => crate::report::diagnostics(b.take_diagnostic()),
                 }
             }
         }

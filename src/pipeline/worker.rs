@@ -7,6 +7,7 @@ use crate::codec::Compressor;
 use crate::error::{ErrorKind, Result};
 use crate::filter::is_zero_page;
 use crate::input::{Memory, PhysPages};
+use crate::report::Diagnostic;
 
 /// One page's result in a batch.
 #[derive(Debug, Clone, Copy)]
@@ -45,11 +46,9 @@ impl Batch {
         }
     }
 
-    /// Reports the worker's warning this batch carries, if any (on the planning thread).
-    pub fn report_warning(&mut self) {
-        if let Some(msg) = self.warning.take() {
-            crate::warn!("{msg}");
-        }
+    /// The worker's warning this batch carries, if any, for the planning thread to report.
+    pub fn take_diagnostic(&mut self) -> Option<Diagnostic> {
+        self.warning.take().map(Diagnostic::Warning)
     }
 }
 
