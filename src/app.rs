@@ -1,5 +1,6 @@
-//! Runs a `Job`: the glue between the command line and the pipeline, and the one place that
-//! turns an error into a message and an exit status (0 success, 1 any failure).
+//! Runs a `Job`: the glue between the command line and the layers that do the work
+//! (`input`, `filter`, `pipeline`, `target`), and the one place that turns an error into a
+//! message and an exit status (0 success, 1 any failure).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -9,23 +10,18 @@ use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::filter::{Bitmap, DumpLevel, Filter, PageClasses};
+use crate::filter::{DumpLevel, Filter, filter_for};
 use crate::format::flat;
 use crate::input::{PhysPages, Source, Vmcore};
-use crate::kernel::dmesg;
-use crate::kernel::layout::PageLayout;
-use crate::kernel::memmap::MemMap;
-use crate::kernel::page::Classifier;
-use crate::kernel::uts;
 use crate::kernel::x86_64::{KernelMemory, X86_64};
-use crate::pipeline::{self, WriteOptions};
+use crate::kernel::{dmesg, iomem, uts};
+use crate::pipeline::{self, FileTarget, WriteOptions};
 use crate::report;
 use crate::target::ssh::{Remote, Upload};
 use crate::target::{self, FileSink, Sink, StreamSink};
-use crate::{common, debug, stats, warn};
+use crate::{common, debug, warn};
 
-const EM_X86_64: u16 = 62;
-
+/// vmsift's version, as `--version` prints it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Entry point of the binary: parses `args`, runs the job, returns the exit status.
@@ -43,7 +39,8 @@ where
     }) {
         Ok(job) => job,
         Err(e) => {
-            eprintln!("vmsift: {e}");
+            // Before the message level is known: always said.
+            report::always(format_args!("vmsift: {e}"));
             return 1;
         }
     };
@@ -68,6 +65,7 @@ where
     crate::watchdog::exit_status(code)
 }
 
+/// Runs the job (see `Mode`).
 pub fn run(job: &Job) -> Result<()> {
     if job.check_params {
         // The command line parsed into a job: that is all --check-params asks.
@@ -180,6 +178,7 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// A dump of `vmcore_path` into `dumpfile` (a file, `ssh://...`, or stdout when `None`).
 fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     // Check the input, then claim the output, before any other work or message: bad input
     // leaves no file, and an existing file is refused before anything else is said.
@@ -208,50 +207,16 @@ fn dump(job: &Job, vmcore_path: &Path, dumpfile: Option<&Path>) -> Result<()> {
     if let Some(remote) = Remote::parse(path)? {
         return dump_ssh(job, levels[0], &mut vm, remote);
     }
-    // --atomic: the dump is DUMPFILE.incomplete until it is complete.
-    let staged = job.atomic.then(|| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".incomplete");
-        std::path::PathBuf::from(name)
-    });
-    if staged.is_some() && !job.force && path.symlink_metadata().is_ok() {
-        return Err(Error::new(
-            ErrorKind::Exists,
-            format!("{} already exists (use -f to overwrite it)", path.display()),
-        ));
-    }
-    let file_path = staged.as_deref().unwrap_or(path);
-    let mut file = target::create_output(file_path, job.force)?;
-    for (i, &level) in levels.iter().enumerate() {
-        let mut sink = FileSink::new(file, file_path).with_limit(job.size_limit);
-        let result = write_dump(job, level, &mut vm, &mut sink);
-        drop(sink);
-        let failure = match &result {
-            Ok(done) => done.failure.as_ref(),
-            Err(e) => Some(e),
-        };
-        if let (Some(e), Some(next)) = (failure, levels.get(i + 1))
-            && e.kind() == ErrorKind::NoSpace
-        {
-            common!("The dump at level {level} did not fit ({e}); trying dump level {next}.");
-            let _ = std::fs::remove_file(file_path);
-            file = target::create_output(file_path, false)?;
-            continue;
-        }
-        return match result {
-            Ok(done) if done.failure.is_none() && staged.is_some() => {
-                target::publish(file_path, path, job.force)?;
-                finish(done, Some(path))
-            }
-            Ok(done) => finish(done, Some(file_path)),
-            Err(e) => {
-                // Failed before any page: nothing in the file is worth keeping.
-                let _ = std::fs::remove_file(file_path);
-                Err(e.context(format!("writing {}", file_path.display())))
-            }
-        };
-    }
-    Err(Error::usage("no dump level to try"))
+    let to = FileTarget {
+        path,
+        atomic: job.atomic,
+        force: job.force,
+        size_limit: job.size_limit,
+    };
+    let (done, at) = pipeline::write_with_fallback(&to, levels, |level, sink| {
+        write_dump(job, level, &mut vm, sink)
+    })?;
+    finish(done, Some(&at))
 }
 
 /// A dump streamed to `ssh://...`; the remote file gets its final name only when the
@@ -306,6 +271,7 @@ fn finish(done: pipeline::Dumped, path: Option<&Path>) -> Result<()> {
     }
 }
 
+/// A whole dump at `level` into `sink`.
 fn write_dump(
     job: &Job,
     level: DumpLevel,
@@ -370,7 +336,7 @@ fn write_part(
         threads,
         range,
     };
-    let mut filter = filter_for(vm, level)?;
+    let mut filter = checked_filter(vm, level)?;
     // A panic before the first page (the pipelines catch their own after it) is an
     // error like any other here: the caller removes the file, which holds nothing yet.
     let done = crate::error::catch("the writer thread", || {
@@ -381,7 +347,7 @@ fn write_part(
             pipeline::write_kdump(vm, &mut filter, header, sink, &opts)
         }
     })?;
-    report_stats(&done.stats);
+    report::show_stats(&done.stats);
     Ok(done)
 }
 
@@ -400,22 +366,19 @@ fn memory_budget(job: &Job) -> (Budget, Option<budget::Limit>) {
     )
 }
 
-/// The page filter of `vm` at `level`: its memory and page ranges, and the mem_map reader.
-pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
-    let (memory, file) = vm.ranges();
-    Ok(Filter {
-        level,
-        memory,
-        file,
-        classes: page_classes(vm, level)?,
-    })
+/// The page filter of `vm` at `level`, once what the kernel layer found assembling it is
+/// reported.
+fn checked_filter(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
+    let mut filter = filter_for(vm, level)?;
+    report::diagnostics(filter.take_diagnostics());
+    Ok(filter)
 }
 
 /// `--split`: the page frames are cut into ranges of about as many dumpable pages each,
 /// and every file is written by its own thread (with its own reader and filter). With
 /// `--dry-run` every part is written to nowhere.
 fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<()> {
-    let mut vm = Vmcore::open(vmcore_path, job.use_mmap)?;
+    let vm = Vmcore::open(vmcore_path, job.use_mmap)?;
     crate::signals::install()?;
     if job.elf {
         return Err(Error::usage(
@@ -423,7 +386,16 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
         ));
     }
     let level = job.levels.first().copied().unwrap_or_default();
-    let ranges = split_points(job, &mut vm, level, outs.len())?;
+    let ranges = {
+        let mut filter = checked_filter(&vm, level)?;
+        let (budget, _) = memory_budget(job);
+        pipeline::split_points(
+            &mut filter,
+            vm.max_mapnr(),
+            budget.pfns_per_cycle(),
+            outs.len(),
+        )
+    };
     let mut files = Vec::new();
     for path in outs {
         if job.dry_run {
@@ -467,8 +439,18 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
             })
             .collect()
     });
+    split_finish(job, results, outs, &ranges)
+}
+
+/// The closing messages of a split set, one per file; the first failure is the run's.
+fn split_finish(
+    job: &Job,
+    results: Vec<Result<pipeline::Dumped>>,
+    outs: &[std::path::PathBuf],
+    ranges: &[(u64, u64)],
+) -> Result<()> {
     let mut first_error = None;
-    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(&ranges) {
+    for ((result, path), (start, end)) in results.into_iter().zip(outs).zip(ranges) {
         match result {
             Ok(done) => match done.failure {
                 None if job.dry_run => common!(
@@ -508,54 +490,12 @@ fn split(job: &Job, vmcore_path: &Path, outs: &[std::path::PathBuf]) -> Result<(
     }
 }
 
-/// Where to cut a split set: one pass of the filter counts the dumpable pages per block
-/// of page frames; the cuts fall on block edges, near equal counts.
-fn split_points(job: &Job, vm: &mut Vmcore, level: DumpLevel, n: usize) -> Result<Vec<(u64, u64)>> {
-    let max = vm.max_mapnr();
-    let (budget, _) = memory_budget(job);
-    let block = (max / 4096).max(64).div_ceil(64) * 64;
-    let mut filter = filter_for(vm, level)?;
-    filter.begin_pass();
-    let per_cycle = budget.pfns_per_cycle().div_ceil(block) * block;
-    let mut counts = Vec::new();
-    let mut start = 0;
-    while start < max {
-        let end = (start + per_cycle).min(max);
-        let b2 = match filter.has_memory(start, end) {
-            true => filter.bitmap2(start, end),
-            false => Bitmap::new(start, end - start),
-        };
-        let mut at = start;
-        while at < end {
-            let to = (at + block).min(end);
-            counts.push(b2.count_in(at, to));
-            at = to;
-        }
-        start = end;
-    }
-    let total: u64 = counts.iter().sum();
-    let mut cuts = vec![0u64];
-    let mut acc = 0u64;
-    for (i, c) in counts.iter().enumerate() {
-        acc += c;
-        let k = cuts.len() as u64; // the next cut ends part k
-        if k < n as u64 && acc * n as u64 >= total * k {
-            cuts.push(((i as u64 + 1) * block).min(max));
-        }
-    }
-    while cuts.len() < n {
-        cuts.push(max);
-    }
-    cuts.push(max);
-    Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
-}
-
 /// `--mem-usage`: run on the live kernel's /proc/kcore (without its crashkernel
 /// reservation, which a dump would not contain); a vmcore works too.
 fn mem_usage(job: &Job, path: &Path) -> Result<()> {
     let mut exclude = Vec::new();
     if path == Path::new("/proc/kcore") {
-        exclude = crash_kernel_ranges();
+        exclude = iomem::crash_kernel_ranges();
         if exclude.is_empty() {
             warn!("no crashkernel reservation in /proc/iomem: counting all memory");
         }
@@ -566,7 +506,7 @@ fn mem_usage(job: &Job, path: &Path) -> Result<()> {
         (Vmcore::open(path, job.use_mmap)?, 0)
     };
     let (budget, _) = memory_budget(job);
-    let mut filter = filter_for(&vm, DumpLevel(31))?;
+    let mut filter = checked_filter(&vm, DumpLevel(31))?;
     let usage = pipeline::mem_usage(&mut vm, &mut filter, budget.pfns_per_cycle(), repeated)?;
     let mut out = std::io::stdout().lock();
     out.write_all(pipeline::usage_report(&usage).as_bytes())
@@ -577,23 +517,6 @@ fn mem_usage(job: &Job, path: &Path) -> Result<()> {
 /// An ELF file whose PT_LOADs say -1 for non-RAM segments, as /proc/kcore does.
 fn is_kcore(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == "kcore")
-}
-
-/// The `Crash kernel` ranges of /proc/iomem, as physical `[start, end)`.
-fn crash_kernel_ranges() -> Vec<(u64, u64)> {
-    let Ok(text) = std::fs::read_to_string("/proc/iomem") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter(|l| l.trim_end().ends_with(": Crash kernel"))
-        .filter_map(|l| {
-            let (range, _) = l.trim().split_once(" : ")?;
-            let (a, b) = range.split_once('-')?;
-            let a = u64::from_str_radix(a, 16).ok()?;
-            let b = u64::from_str_radix(b, 16).ok()?;
-            (a <= b).then_some((a, b + 1))
-        })
-        .collect()
 }
 
 /// `--reassemble`: a split set back into one file.
@@ -616,83 +539,4 @@ fn reassemble(parts: &[std::path::PathBuf], dumpfile: &Path, force: bool) -> Res
             Err(e.context(format!("reassembling {}", dumpfile.display())))
         }
     }
-}
-
-/// The mem_map reader for page classes. Without it only zero pages can be excluded: that
-/// is said (as a warning when the dump level asked for more) and the dump goes on.
-pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn PageClasses>>> {
-    let say = |why: &str| {
-        if level.needs_mem_map() {
-            warn!("{why}; cache, user and free pages are kept (dump level {level})");
-        } else {
-            debug!("{why}; hwpoison and offline pages cannot be excluded");
-        }
-    };
-    if vm.elf.machine != EM_X86_64 {
-        say("reading page classes is only implemented for x86_64");
-        return Ok(None);
-    }
-    let layout = match PageLayout::from_vmcoreinfo(&vm.info) {
-        Ok(l) => l,
-        Err(missing) => {
-            say(&format!("VMCOREINFO lacks {}", missing.0.join(", ")));
-            return Ok(None);
-        }
-    };
-    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
-        say("VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation");
-        return Ok(None);
-    };
-    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch);
-    let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
-        Ok(m) => m,
-        Err(why) => {
-            say(&format!("the kernel's mem_map is unusable: {why}"));
-            return Ok(None);
-        }
-    };
-    if memmap.unusable > 0 {
-        warn!(
-            "{} memory sections have no readable mem_map; their pages are kept",
-            memmap.unusable
-        );
-    }
-    debug!(
-        "mem_map: {} sections with struct pages, first pfn {:#x}, last pfn {:#x}",
-        memmap.sections.len(),
-        memmap.sections.first().map_or(0, |s| s.start),
-        memmap.sections.last().map_or(0, |s| s.end)
-    );
-    let (classifier, notes) = Classifier::new(km, layout, memmap, level);
-    for n in notes {
-        warn!("{n}");
-    }
-    Ok(Some(Box::new(classifier)))
-}
-
-/// makedumpfile's `--show-stats` report (message level bit 16).
-fn report_stats(s: &pipeline::Stats) {
-    let e = &s.excluded;
-    let excluded = s.zero + e.total();
-    let remaining = s.pages_in_input.saturating_sub(excluded);
-    stats!("\nOriginal pages  : {:#018x}", s.pages_in_input);
-    stats!("  Excluded pages   : {excluded:#018x}");
-    stats!("    Pages filled with zero  : {:#018x}", s.zero);
-    stats!("    Non-private cache pages : {:#018x}", e.cache);
-    stats!("    Private cache pages     : {:#018x}", e.cache_private);
-    stats!("    User process data pages : {:#018x}", e.user);
-    stats!("    Free pages              : {:#018x}", e.free);
-    stats!("    Hwpoison pages          : {:#018x}", e.hwpoison);
-    stats!("    Offline pages           : {:#018x}", e.offline);
-    stats!("  Remaining pages  : {remaining:#018x}");
-    if let Some(pct) = (remaining * 100).checked_div(s.pages_in_input) {
-        stats!("  (The number of pages is reduced to {pct}%.)");
-    }
-    stats!(
-        "Memory Hole     : {:#018x}",
-        s.max_mapnr.saturating_sub(s.pages_in_input)
-    );
-    stats!("--------------------------------------------------");
-    stats!("Total pages     : {:#018x}", s.max_mapnr);
-    stats!("Write bytes     : {}\n", s.file_size);
 }

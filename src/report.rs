@@ -1,15 +1,23 @@
 //! Messages and progress, filtered by makedumpfile's `--message-level` bits. Everything goes
-//! to stderr: stdout may carry a flattened dump.
+//! to stderr: stdout may carry a flattened dump. The layers below the pipeline (the kernel
+//! layer, the filter, the workers) do not print: they return `Diagnostic`s, and the thread
+//! that runs the pipeline hands them to `diagnostics` here.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Message level bit: the progress line.
 pub const ML_PROGRESS: u32 = 1;
+/// Message level bit: the common messages (where the dump is saved, completion).
 pub const ML_COMMON: u32 = 2;
+/// Message level bit: errors and warnings.
 pub const ML_ERROR: u32 = 4;
+/// Message level bit: debugging detail.
 pub const ML_DEBUG: u32 = 8;
+/// Message level bit: the `--show-stats` report.
 pub const ML_REPORT: u32 = 16;
+/// The message level without `--message-level`.
 pub const DEFAULT_LEVEL: u32 = ML_PROGRESS | ML_COMMON | ML_ERROR;
 
 static LEVEL: AtomicU32 = AtomicU32::new(DEFAULT_LEVEL);
@@ -25,12 +33,21 @@ pub fn close_line() {
     }
 }
 
+/// Sets the message level (`--message-level`) for the whole process.
 pub fn set_level(level: u32) {
     LEVEL.store(level, Ordering::Relaxed);
 }
 
-pub fn enabled(bit: u32) -> bool {
+/// Whether messages of this level bit are printed.
+fn enabled(bit: u32) -> bool {
     LEVEL.load(Ordering::Relaxed) & bit != 0
+}
+
+/// Prints one line whatever the message level (a command line that cannot be parsed has
+/// no message level yet).
+pub fn always(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{args}");
 }
 
 /// Prints one line when the given message-level bit is on.
@@ -41,14 +58,65 @@ pub fn emit(bit: u32, args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints a common message (level bit 2).
 #[macro_export]
 macro_rules! common { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_COMMON, format_args!($($t)*)) } }
+/// Prints `vmsift: warning: ...` (level bit 4).
 #[macro_export]
 macro_rules! warn { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_ERROR, format_args!("vmsift: warning: {}", format_args!($($t)*))) } }
+/// Prints a debugging message (level bit 8).
 #[macro_export]
 macro_rules! debug { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_DEBUG, format_args!($($t)*)) } }
+/// Prints a line of the `--show-stats` report (level bit 16).
 #[macro_export]
 macro_rules! stats { ($($t:tt)*) => { $crate::report::emit($crate::report::ML_REPORT, format_args!($($t)*)) } }
+
+/// Something a layer found that is worth a message, returned as a value for the reporter
+/// to print (see `diagnostics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Diagnostic {
+    /// Printed as `vmsift: warning: <text>` (level bit 4).
+    Warning(String),
+    /// Printed as is at level bit 8.
+    Debug(String),
+}
+
+/// Prints the diagnostics, in order.
+pub fn diagnostics(list: impl IntoIterator<Item = Diagnostic>) {
+    for d in list {
+        match d {
+            Diagnostic::Warning(text) => crate::warn!("{text}"),
+            Diagnostic::Debug(text) => crate::debug!("{text}"),
+        }
+    }
+}
+
+/// makedumpfile's `--show-stats` report (message level bit 16) of a run.
+pub fn show_stats(s: &crate::pipeline::Stats) {
+    let e = &s.excluded;
+    let excluded = s.zero + e.total();
+    let remaining = s.pages_in_input.saturating_sub(excluded);
+    crate::stats!("\nOriginal pages  : {:#018x}", s.pages_in_input);
+    crate::stats!("  Excluded pages   : {excluded:#018x}");
+    crate::stats!("    Pages filled with zero  : {:#018x}", s.zero);
+    crate::stats!("    Non-private cache pages : {:#018x}", e.cache);
+    crate::stats!("    Private cache pages     : {:#018x}", e.cache_private);
+    crate::stats!("    User process data pages : {:#018x}", e.user);
+    crate::stats!("    Free pages              : {:#018x}", e.free);
+    crate::stats!("    Hwpoison pages          : {:#018x}", e.hwpoison);
+    crate::stats!("    Offline pages           : {:#018x}", e.offline);
+    crate::stats!("  Remaining pages  : {remaining:#018x}");
+    if let Some(pct) = (remaining * 100).checked_div(s.pages_in_input) {
+        crate::stats!("  (The number of pages is reduced to {pct}%.)");
+    }
+    crate::stats!(
+        "Memory Hole     : {:#018x}",
+        s.max_mapnr.saturating_sub(s.pages_in_input)
+    );
+    crate::stats!("--------------------------------------------------");
+    crate::stats!("Total pages     : {:#018x}", s.max_mapnr);
+    crate::stats!("Write bytes     : {}\n", s.file_size);
+}
 
 /// A progress line for long runs. On a terminal it redraws one line a few times a second;
 /// elsewhere (a serial console, a log file) it prints a plain new line every few seconds,
@@ -69,6 +137,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A progress line labelled `label` for `total` pages.
     pub fn new(label: &'static str, total: u64) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let now = Instant::now();

@@ -616,7 +616,7 @@ fn cycles_of_any_size_give_the_same_bitmap() {
     fs::write(&path, k.vmcore().to_bytes()).expect("write");
     let vm = Vmcore::open(&path, true).expect("open");
     let bitmap = |per_cycle: u64| {
-        let mut f = vmsift::app::filter_for(&vm, DumpLevel(31)).expect("filter");
+        let mut f = vmsift::filter::filter_for(&vm, DumpLevel(31)).expect("filter");
         assert!(f.classes.is_some());
         f.begin_pass();
         let mut set = Vec::new();

@@ -21,7 +21,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The 2nd bitmap and class counts of all `pages`, built `per_cycle` pfns at a time.
 fn bitmap2(vm: &Vmcore, level: u8, pages: u64, per_cycle: u64) -> (Vec<u64>, ClassCounts) {
-    let mut f = vmsift::app::filter_for(vm, DumpLevel(level)).expect("filter");
+    let mut f = vmsift::filter::filter_for(vm, DumpLevel(level)).expect("filter");
     assert!(
         f.classes.is_some(),
         "the synthetic kernel's mem_map is usable"

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use vmsift::app::filter_for;
+use vmsift::filter::filter_for;
 use vmsift::filter::DumpLevel;
 use vmsift::input::Vmcore;
 use vmsift::synth::{Flavor, SynthKernel, SynthVmcore};

@@ -1,8 +1,11 @@
 //! What the crashed kernel says about itself: VMCOREINFO, reading its virtual addresses,
-//! its utsname. Address translation by page-table walk, mem_map and page classes, and the
-//! printk ring buffer join this layer as the filter and `--dump-dmesg` need them.
+//! its utsname, address translation by page-table walk, mem_map and page classes
+//! (assembled by `page_classes`), the printk ring buffer; and what the running kernel says
+//! in /proc/iomem (`iomem`). This layer returns what it finds as values (`Diagnostic`s);
+//! it prints nothing.
 
 pub mod dmesg;
+pub mod iomem;
 pub mod layout;
 pub mod memmap;
 pub mod page;
@@ -10,7 +13,14 @@ pub mod uts;
 pub mod vmcoreinfo;
 pub mod x86_64;
 
+use crate::error::Result;
+use crate::filter::{DumpLevel, PageClasses};
 use crate::input::{PhysPages, Vmcore};
+use crate::report::Diagnostic;
+use layout::PageLayout;
+use memmap::MemMap;
+use page::Classifier;
+use x86_64::{KernelMemory, X86_64};
 
 /// x86_64's `__START_KERNEL_map`: kernel text and data are mapped at
 /// `vaddr - START_KERNEL_MAP + phys_base`.
@@ -46,4 +56,66 @@ pub fn read_static(vmcore: &mut Vmcore, vaddr: u64, buf: &mut [u8]) -> Option<()
         done += n;
     }
     Some(())
+}
+
+/// What `page_classes` assembles: the page classes (`None`: they cannot be read) and what
+/// was found on the way.
+pub type Assembled = (Option<Box<dyn PageClasses>>, Vec<Diagnostic>);
+
+/// The mem_map reader for page classes, and what was found on the way. Without it only
+/// zero pages can be excluded: the diagnostics say why (as a warning when the dump level
+/// asked for more) and the dump goes on.
+pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Assembled> {
+    let mut found = Vec::new();
+    let without = |why: String, mut found: Vec<Diagnostic>| {
+        found.push(if level.needs_mem_map() {
+            Diagnostic::Warning(format!(
+                "{why}; cache, user and free pages are kept (dump level {level})"
+            ))
+        } else {
+            Diagnostic::Debug(format!(
+                "{why}; hwpoison and offline pages cannot be excluded"
+            ))
+        });
+        Ok((None, found))
+    };
+    if vm.elf.machine != EM_X86_64 {
+        return without(
+            "reading page classes is only implemented for x86_64".into(),
+            found,
+        );
+    }
+    let layout = match PageLayout::from_vmcoreinfo(&vm.info) {
+        Ok(l) => l,
+        Err(missing) => {
+            return without(format!("VMCOREINFO lacks {}", missing.0.join(", ")), found);
+        }
+    };
+    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
+        return without(
+            "VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation"
+                .into(),
+            found,
+        );
+    };
+    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch);
+    let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
+        Ok(m) => m,
+        Err(why) => return without(format!("the kernel's mem_map is unusable: {why}"), found),
+    };
+    if memmap.unusable > 0 {
+        found.push(Diagnostic::Warning(format!(
+            "{} memory sections have no readable mem_map; their pages are kept",
+            memmap.unusable
+        )));
+    }
+    found.push(Diagnostic::Debug(format!(
+        "mem_map: {} sections with struct pages, first pfn {:#x}, last pfn {:#x}",
+        memmap.sections.len(),
+        memmap.sections.first().map_or(0, |s| s.start),
+        memmap.sections.last().map_or(0, |s| s.end)
+    )));
+    let mut classifier = Classifier::new(km, layout, memmap, level);
+    found.extend(classifier.take_diagnostics());
+    Ok((Some(Box::new(classifier)), found))
 }

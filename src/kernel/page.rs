@@ -4,12 +4,14 @@
 //! a compound head, its first tail page. When the data looks wrong (an order beyond the
 //! allocator's, a misaligned block, an order the first tail's 7.1 mask contradicts,
 //! unreadable struct pages) the pages are kept and the problem is reported once: a dump
-//! may be bigger than needed, never missing a page the kernel still used.
+//! may be bigger than needed, never missing a page the kernel still used. Problems are
+//! returned as `Diagnostic`s (`PageClasses::take_diagnostics`), not printed.
 
 use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest, TailLink};
 use super::memmap::MemMap;
 use super::x86_64::KernelMemory;
 use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
+use crate::report::Diagnostic;
 
 /// struct pages read per batch (512 × 64 bytes = 32 KiB).
 const BATCH: u64 = 512;
@@ -33,6 +35,7 @@ struct Wanted {
     offline: bool,
 }
 
+/// The kinds of corrupt data already reported (each is reported once).
 #[derive(Debug, Default)]
 struct Warned {
     bad_order: bool,
@@ -41,11 +44,12 @@ struct Warned {
     bad_mapcount: bool,
 }
 
+/// Decides page classes from the kernel's struct pages, one cycle at a time.
 pub struct Classifier {
     km: KernelMemory,
     memmap: MemMap,
     rules: Rules,
-    pub counts: ClassCounts,
+    counts: ClassCounts,
     /// An excluded block that runs past the end of the previous cycle.
     carry: Option<(u64, Class)>,
     buf: Vec<u8>,
@@ -58,6 +62,15 @@ struct Rules {
     layout: PageLayout,
     wanted: Wanted,
     warned: Warned,
+    /// What was found since the last `take_diagnostics`.
+    found: Vec<Diagnostic>,
+}
+
+impl Rules {
+    /// Records a warning about corrupt data.
+    fn warn(&mut self, text: String) {
+        self.found.push(Diagnostic::Warning(text));
+    }
 }
 
 fn u64_at(b: &[u8], off: u64) -> u64 {
@@ -75,14 +88,15 @@ fn u32_at(b: &[u8], off: u64) -> u32 {
 }
 
 impl Classifier {
-    /// Returns the classifier and, for each VMCOREINFO key this kernel lacks that an
-    /// asked-for class needs, a message naming the key and the classes kept for it.
+    /// The classifier for `level`. Its first diagnostics (`take_diagnostics`) are a
+    /// warning for each VMCOREINFO key this kernel lacks that an asked-for class needs,
+    /// naming the key and the classes kept for it.
     pub fn new(
         km: KernelMemory,
         layout: PageLayout,
         memmap: MemMap,
         level: DumpLevel,
-    ) -> (Classifier, Vec<String>) {
+    ) -> Classifier {
         let asked = |bit: u8| level.0 & bit != 0;
         let ok = |rule: Rule| layout.missing(rule).is_empty();
         let any_cache = asked(DumpLevel::CACHE) || asked(DumpLevel::CACHE_PRIVATE);
@@ -145,26 +159,24 @@ impl Classifier {
                     }
                     _ => names.concat(),
                 };
-                format!("{names} pages are kept: {}", layout.why(key))
+                Diagnostic::Warning(format!("{names} pages are kept: {}", layout.why(key)))
             })
             .collect();
         let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
-        (
-            Classifier {
-                km,
-                memmap,
-                rules: Rules {
-                    layout,
-                    wanted,
-                    warned: Warned::default(),
-                },
-                counts: ClassCounts::default(),
-                carry: None,
-                buf,
-                unreadable: Vec::new(),
+        Classifier {
+            km,
+            memmap,
+            rules: Rules {
+                layout,
+                wanted,
+                warned: Warned::default(),
+                found: notes,
             },
-            notes,
-        )
+            counts: ClassCounts::default(),
+            carry: None,
+            buf,
+            unreadable: Vec::new(),
+        }
     }
 }
 
@@ -213,9 +225,9 @@ impl Rules {
                     (true, Some(m)) => format!(" (its first tail's compound_info says {m})"),
                     _ => String::new(),
                 };
-                crate::warn!(
+                self.warn(format!(
                     "pfn {pfn:#x}: compound order {order}{also} is impossible there; such pages are kept (corrupt struct page?)"
-                );
+                ));
             }
             return (0, hugetlb);
         }
@@ -278,9 +290,9 @@ impl Rules {
             }
             if !self.warned.bad_buddy {
                 self.warned.bad_buddy = true;
-                crate::warn!(
+                self.warn(format!(
                     "pfn {pfn:#x}: free block of order {private} is impossible there; such pages are kept (corrupt struct page?)"
-                );
+                ));
             }
             return None;
         }
@@ -298,9 +310,9 @@ impl Rules {
         if !typed && !slab && mapcount as i32 >= MAX_PLAUSIBLE_MAPCOUNT {
             if !self.warned.bad_mapcount {
                 self.warned.bad_mapcount = true;
-                crate::warn!(
+                self.warn(format!(
                     "pfn {pfn:#x}: _mapcount/page_type {mapcount:#x} is neither a count nor a page type; such pages are kept (corrupt struct page?)"
-                );
+                ));
             }
             return None;
         }
@@ -403,9 +415,9 @@ impl PageClasses for Classifier {
                             }
                             if !self.rules.warned.unreadable {
                                 self.rules.warned.unreadable = true;
-                                crate::warn!(
+                                self.rules.warn(format!(
                                     "some struct pages of pfns {chunk:#x}..{chunk_end:#x} cannot be read (from {va:#x}); their pages are kept"
-                                );
+                                ));
                             }
                         }
                         &self.buf
@@ -438,5 +450,9 @@ impl PageClasses for Classifier {
 
     fn counts(&self) -> ClassCounts {
         self.counts
+    }
+
+    fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        std::mem::take(&mut self.rules.found)
     }
 }

@@ -4,14 +4,17 @@
 //! data), the second copies the segments' bytes. One thread: this is a compatibility
 //! format, not the fast path.
 
+use super::plan::bitmap2;
 use super::{Dumped, Stats, WRITE_BUFFER, WriteOptions, cycles};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Filter, is_zero_page};
 use crate::format::elf::{ElfLayout, FLAG_INCOMPLETE, SegmentBuilder};
-use crate::input::{PhysPages, Vmcore};
+use crate::input::{Memory, PhysPages, Vmcore};
 use crate::report::Progress;
 use crate::target::{SeqWriter, Sink};
 
+/// Writes an ELF dump of `vm` (`-E`) to `sink`: the PT_LOADs of the kept pages, runs of
+/// left-out pages cut out of the segments.
 pub fn write_elf(
     vm: &mut Vmcore,
     filter: &mut Filter,
@@ -24,58 +27,12 @@ pub fn write_elf(
         ));
     }
     let ps = vm.page_size as u64;
-    let max_mapnr = vm.max_mapnr();
-    let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
     let mut mem = vm.memory.duplicate()?;
     let mut stats = Stats {
-        max_mapnr,
+        max_mapnr: vm.max_mapnr(),
         ..Stats::default()
     };
-
-    // Pass 1: what is kept, and so where the segments are.
-    let mut builders: Vec<SegmentBuilder> = vm
-        .elf
-        .loads
-        .iter()
-        .map(|l| SegmentBuilder::new(*l, ps))
-        .collect();
-    filter.begin_pass();
-    for (start, end) in cycles(max_mapnr, per_cycle) {
-        crate::signals::check()?;
-        if !filter.has_memory(start, end) {
-            continue;
-        }
-        stats.pages_in_input += filter.bitmap1(start, end).count();
-        let mut kept = filter.bitmap2(start, end);
-        if opts.level.excludes_zero() {
-            for pfn in kept.clone().into_iter_set() {
-                // A page that cannot be read is kept: the copy will say so.
-                if mem.read_page(pfn).is_ok_and(is_zero_page) {
-                    kept.set_range(pfn, pfn + 1, false);
-                    stats.zero += 1;
-                }
-            }
-        }
-        stats.dumpable += kept.count();
-        for b in &mut builders {
-            let (first, last) = b.pfns();
-            for pfn in first.max(start)..last.min(end) {
-                b.page(pfn, kept.get(pfn));
-            }
-        }
-    }
-    stats.excluded = filter.counts();
-    let segments = builders
-        .into_iter()
-        .flat_map(|mut b| {
-            b.finish();
-            b.segments
-        })
-        .collect();
-    let layout = ElfLayout {
-        segments,
-        notes_size: vm.elf.notes.len() as u64,
-    };
+    let layout = lay_out(vm, filter, &mut mem, opts, &mut stats)?;
     let (endian, machine) = (vm.elf.endian, vm.elf.machine);
     sink.write_at(0, &layout.header_bytes(endian, machine, 0))?;
     sink.write_at(layout.phdr_offset(), &layout.phdr_bytes(endian))?;
@@ -141,4 +98,60 @@ pub fn write_elf(
     sink.finish()?;
     progress.finish();
     Ok(Dumped { stats, failure })
+}
+
+/// Pass 1: what is kept (counted in `stats`), and so where the segments are.
+fn lay_out(
+    vm: &Vmcore,
+    filter: &mut Filter,
+    mem: &mut Memory,
+    opts: &WriteOptions,
+    stats: &mut Stats,
+) -> Result<ElfLayout> {
+    let ps = vm.page_size as u64;
+    let max_mapnr = vm.max_mapnr();
+    let per_cycle = opts.pfns_per_cycle.max(64) / 64 * 64;
+    let mut builders: Vec<SegmentBuilder> = vm
+        .elf
+        .loads
+        .iter()
+        .map(|l| SegmentBuilder::new(*l, ps))
+        .collect();
+    filter.begin_pass();
+    for (start, end) in cycles(max_mapnr, per_cycle) {
+        crate::signals::check()?;
+        if !filter.has_memory(start, end) {
+            continue;
+        }
+        stats.pages_in_input += filter.bitmap1(start, end).count();
+        let mut kept = bitmap2(filter, start, end);
+        if opts.level.excludes_zero() {
+            for pfn in kept.clone().into_iter_set() {
+                // A page that cannot be read is kept: the copy will say so.
+                if mem.read_page(pfn).is_ok_and(is_zero_page) {
+                    kept.set_range(pfn, pfn + 1, false);
+                    stats.zero += 1;
+                }
+            }
+        }
+        stats.dumpable += kept.count();
+        for b in &mut builders {
+            let (first, last) = b.pfns();
+            for pfn in first.max(start)..last.min(end) {
+                b.page(pfn, kept.get(pfn));
+            }
+        }
+    }
+    stats.excluded = filter.counts();
+    let segments = builders
+        .into_iter()
+        .flat_map(|mut b| {
+            b.finish();
+            b.segments
+        })
+        .collect();
+    Ok(ElfLayout {
+        segments,
+        notes_size: vm.elf.notes.len() as u64,
+    })
 }

@@ -4,6 +4,7 @@
 //! codec from compressing a sample of those pages.
 
 use super::cycles;
+use super::plan::bitmap2;
 use crate::codec::{Codec, Compressor};
 use crate::error::Result;
 use crate::filter::{ClassCounts, Filter, is_zero_page};
@@ -13,16 +14,21 @@ use crate::input::{PhysPages, Vmcore};
 /// Pages compressed per codec for the estimate, at most.
 const SAMPLES: usize = 4096;
 
+/// What `--mem-usage` found.
 pub struct Usage {
+    /// Bytes per page.
     pub page_size: u64,
     /// Pages of memory (1st bitmap).
     pub total: u64,
+    /// Pages found all zero.
     pub zero: u64,
+    /// Pages a -d 31 dump would leave out, per class.
     pub classes: ClassCounts,
     /// Pages a -d 31 dump would store (not zero, not excluded).
     pub kept: u64,
     /// Estimated size of a -d 31 dump file per codec (none: stored raw).
     pub estimates: Vec<(Codec, u64)>,
+    /// Pages compressed for the estimates.
     pub sampled: usize,
     /// Pages covered by more than one segment (kcore maps the kernel image twice: in the
     /// direct map and as kernel text). Counted once here; makedumpfile counts them twice.
@@ -55,7 +61,7 @@ pub fn mem_usage(
             continue;
         }
         total += filter.bitmap1(start, end).count();
-        for pfn in filter.bitmap2(start, end).into_iter_set() {
+        for pfn in bitmap2(filter, start, end).into_iter_set() {
             let Ok(page) = mem.read_page(pfn) else {
                 kept += 1; // unreadable here, but a dump would try to keep it
                 continue;

@@ -3,29 +3,44 @@
 //! kdump format: the 1st says which pfns the input backs, the 2nd which ones get a page
 //! descriptor. Zero pages (bit 1) keep their bit: they are found while copying and point at
 //! the one shared zero page. Page classes read from mem_map (bits 2, 4, 8, 16) plug in
-//! here through `PageClasses`, which clears bits of the 2nd bitmap.
+//! here through `PageClasses`, which clears bits of the 2nd bitmap. What the filter and
+//! the kernel layer run into is kept as `Diagnostic`s for the pipeline to report.
 
 use std::fmt;
 
+use crate::error::Result;
+use crate::input::Vmcore;
 use crate::input::elf::Load;
+use crate::report::Diagnostic;
+
+mod bitmap;
+pub use bitmap::{BitIter, Bitmap, IntoSetBits, PfnRanges};
 
 /// The `-d` bitmask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DumpLevel(pub u8);
 
 impl DumpLevel {
+    /// Bit 1: zero pages.
     pub const ZERO: u8 = 1;
+    /// Bit 2: page cache without private data.
     pub const CACHE: u8 = 2;
+    /// Bit 4: page cache, with private data or not.
     pub const CACHE_PRIVATE: u8 = 4;
+    /// Bit 8: user process pages.
     pub const USER: u8 = 8;
+    /// Bit 16: free pages.
     pub const FREE: u8 = 16;
+    /// The highest level: every class.
     pub const MAX: u8 = 31;
 
+    /// A level written in decimal, 0 to 31.
     pub fn parse(s: &str) -> Option<DumpLevel> {
         let v: u8 = s.trim().parse().ok()?;
         (v <= Self::MAX).then_some(DumpLevel(v))
     }
 
+    /// Whether zero pages are left out (bit 1).
     pub fn excludes_zero(self) -> bool {
         self.0 & Self::ZERO != 0
     }
@@ -39,206 +54,6 @@ impl DumpLevel {
 impl fmt::Display for DumpLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
-    }
-}
-
-/// A bitmap over the pfns `[start, start + len)`; bit order is the kdump file's
-/// (pfn p in byte p/8, bit p%8) once written out little-endian word by word.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bitmap {
-    start: u64,
-    len: u64,
-    words: Vec<u64>,
-}
-
-impl Bitmap {
-    /// `start` must be a multiple of 64 so words line up with file bytes.
-    pub fn new(start: u64, len: u64) -> Bitmap {
-        debug_assert_eq!(start % 64, 0);
-        Bitmap {
-            start,
-            len,
-            words: vec![0; len.div_ceil(64) as usize],
-        }
-    }
-
-    pub fn start(&self) -> u64 {
-        self.start
-    }
-
-    pub fn end(&self) -> u64 {
-        self.start + self.len
-    }
-
-    pub fn get(&self, pfn: u64) -> bool {
-        if pfn < self.start || pfn >= self.end() {
-            return false;
-        }
-        let i = pfn - self.start;
-        self.words[(i / 64) as usize] >> (i % 64) & 1 == 1
-    }
-
-    /// The words covering `[from, to)` (non-empty, inside the bitmap) and, for each, the
-    /// mask of the range's bits in it.
-    fn word_masks(&self, from: u64, to: u64) -> impl Iterator<Item = (usize, u64)> + use<> {
-        let (a, b) = (from - self.start, to - self.start);
-        let (wa, wb) = ((a / 64) as usize, ((b - 1) / 64) as usize);
-        (wa..=wb).map(move |w| {
-            let lo = if w == wa { a % 64 } else { 0 };
-            let hi = if w == wb { (b - 1) % 64 + 1 } else { 64 };
-            let mask = if hi - lo == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << (hi - lo)) - 1) << lo
-            };
-            (w, mask)
-        })
-    }
-
-    /// Sets or clears the bits of `[from, to)` clipped to the bitmap.
-    pub fn set_range(&mut self, from: u64, to: u64, value: bool) {
-        let from = from.max(self.start);
-        let to = to.min(self.end());
-        if from >= to {
-            return;
-        }
-        for (w, mask) in self.word_masks(from, to) {
-            if value {
-                self.words[w] |= mask;
-            } else {
-                self.words[w] &= !mask;
-            }
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.words.iter().map(|w| w.count_ones() as u64).sum()
-    }
-
-    /// Number of set bits in `[from, to)` (clipped to the bitmap).
-    pub fn count_in(&self, from: u64, to: u64) -> u64 {
-        let from = from.max(self.start);
-        let to = to.min(self.end());
-        if from >= to {
-            return 0;
-        }
-        self.word_masks(from, to)
-            .map(|(w, mask)| (self.words[w] & mask).count_ones() as u64)
-            .sum()
-    }
-
-    pub fn any_in(&self, from: u64, to: u64) -> bool {
-        self.count_in(from, to) > 0
-    }
-
-    /// Clears `[from, to)` and returns how many bits were set there.
-    pub fn clear_range_count(&mut self, from: u64, to: u64) -> u64 {
-        let n = self.count_in(from, to);
-        self.set_range(from, to, false);
-        n
-    }
-
-    /// The set pfns in increasing order.
-    pub fn iter_set(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words.iter().enumerate().flat_map(move |(i, &w)| {
-            let base = self.start + 64 * i as u64;
-            BitIter(w).map(move |b| base + b as u64)
-        })
-    }
-
-    /// The set pfns in increasing order, consuming the bitmap.
-    pub fn into_iter_set(self) -> IntoSetBits {
-        IntoSetBits {
-            start: self.start,
-            words: self.words,
-            index: 0,
-            current: 0,
-        }
-    }
-
-    /// The bytes of this bitmap as they appear in the file.
-    pub fn file_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.words.len() * 8);
-        for w in &self.words {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.truncate(self.len.div_ceil(8) as usize);
-        out
-    }
-}
-
-/// Owning iterator over the set pfns of a [`Bitmap`].
-pub struct IntoSetBits {
-    start: u64,
-    words: Vec<u64>,
-    /// Index of the next word to load.
-    index: usize,
-    /// Bits of word `index - 1` not yet returned.
-    current: u64,
-}
-
-impl Iterator for IntoSetBits {
-    type Item = u64;
-    fn next(&mut self) -> Option<u64> {
-        while self.current == 0 {
-            self.current = *self.words.get(self.index)?;
-            self.index += 1;
-        }
-        let b = self.current.trailing_zeros() as u64;
-        self.current &= self.current - 1;
-        Some(self.start + 64 * (self.index as u64 - 1) + b)
-    }
-}
-
-/// The set bits of a word, lowest first.
-pub struct BitIter(pub u64);
-
-impl Iterator for BitIter {
-    type Item = u32;
-    fn next(&mut self) -> Option<u32> {
-        if self.0 == 0 {
-            return None;
-        }
-        let b = self.0.trailing_zeros();
-        self.0 &= self.0 - 1;
-        Some(b)
-    }
-}
-
-/// A set of pfn ranges `[start, end)`, sorted and merged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PfnRanges(Vec<(u64, u64)>);
-
-impl PfnRanges {
-    pub fn from_unsorted(mut v: Vec<(u64, u64)>) -> PfnRanges {
-        v.retain(|(a, b)| a < b);
-        v.sort_unstable();
-        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
-        for (a, b) in v {
-            match out.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => out.push((a, b)),
-            }
-        }
-        PfnRanges(out)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0.iter().copied()
-    }
-
-    /// Whether any pfn of `[from, to)` is in the set (a binary search: the set may have
-    /// many ranges, and this is asked once per cycle).
-    pub fn any_in(&self, from: u64, to: u64) -> bool {
-        let i = self.0.partition_point(|&(_, end)| end <= from);
-        self.0.get(i).is_some_and(|&(start, _)| start < to)
-    }
-
-    pub fn count_in(&self, from: u64, to: u64) -> u64 {
-        self.0
-            .iter()
-            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
-            .sum()
     }
 }
 
@@ -281,15 +96,22 @@ pub enum Class {
 /// Pages excluded per class in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClassCounts {
+    /// Page cache without private data.
     pub cache: u64,
+    /// Page cache with private data.
     pub cache_private: u64,
+    /// User process pages.
     pub user: u64,
+    /// Free pages.
     pub free: u64,
+    /// Poisoned pages.
     pub hwpoison: u64,
+    /// Offline pages.
     pub offline: u64,
 }
 
 impl ClassCounts {
+    /// Counts `n` more pages of `class`.
     pub fn add(&mut self, class: Class, n: u64) {
         let slot = match class {
             Class::Cache => &mut self.cache,
@@ -302,6 +124,7 @@ impl ClassCounts {
         *slot += n;
     }
 
+    /// Pages excluded in all.
     pub fn total(&self) -> u64 {
         self.cache + self.cache_private + self.user + self.free + self.hwpoison + self.offline
     }
@@ -312,9 +135,12 @@ impl ClassCounts {
 pub trait PageClasses {
     /// Starts a pass over all cycles from pfn 0 (the counts restart).
     fn begin_pass(&mut self);
+    /// Clears the bits of the cycle's pages that belong to an excluded class.
     fn exclude(&mut self, cycle: &mut Bitmap);
     /// Pages excluded per class so far in this pass.
     fn counts(&self) -> ClassCounts;
+    /// What was found since the last call (corrupt or unreadable struct pages).
+    fn take_diagnostics(&mut self) -> Vec<Diagnostic>;
 }
 
 /// The pfns whose bytes the input has: candidates for the 2nd bitmap.
@@ -328,13 +154,43 @@ pub enum Present {
 
 /// Builds the bitmaps of one cycle at a time.
 pub struct Filter {
+    /// The dump level.
     pub level: DumpLevel,
+    /// The pfns the input backs (the 1st bitmap).
     pub memory: PfnRanges,
+    /// The pfns whose bytes the input has.
     pub file: Present,
+    /// The page classes from mem_map (`None`: only zero pages can be excluded).
     pub classes: Option<Box<dyn PageClasses>>,
+    /// Found and not reported yet (see `take_diagnostics`).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The page filter of `vm` at `level`: its memory and page ranges, and the mem_map reader
+/// the kernel layer assembles. What that found (why classes cannot be excluded) is in the
+/// filter's diagnostics.
+pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
+    let (memory, file) = vm.ranges();
+    let (classes, diagnostics) = crate::kernel::page_classes(vm, level)?;
+    Ok(Filter {
+        level,
+        memory,
+        file,
+        classes,
+        diagnostics,
+    })
 }
 
 impl Filter {
+    /// What the filter and the page classes found since the last call, in order.
+    pub fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        let mut found = std::mem::take(&mut self.diagnostics);
+        if let Some(c) = self.classes.as_mut() {
+            found.extend(c.take_diagnostics());
+        }
+        found
+    }
+
     /// Starts a pass over the cycles from pfn 0.
     pub fn begin_pass(&mut self) {
         if let Some(c) = self.classes.as_mut() {
@@ -380,7 +236,9 @@ impl Filter {
                 if let Err(e) = dump.mark_dumpable(&mut b) {
                     // Then every page of the cycle is tried: those the input cannot give
                     // are recorded as lost, and the run says so.
-                    crate::warn!("{e}; the pages of pfns {start:#x}-{end:#x} are read one by one");
+                    self.diagnostics.push(Diagnostic::Warning(format!(
+                        "{e}; the pages of pfns {start:#x}-{end:#x} are read one by one"
+                    )));
                     for (a, z) in self.memory.iter() {
                         b.set_range(a, z, true);
                     }
@@ -413,32 +271,6 @@ pub fn is_zero_page(page: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bitmap_ranges_and_bytes() {
-        let mut b = Bitmap::new(64, 200);
-        b.set_range(0, 70, true); // clipped to 64..70
-        b.set_range(100, 228, true);
-        b.set_range(130, 131, false);
-        assert!(b.get(64) && b.get(69) && !b.get(70) && b.get(100) && !b.get(130));
-        assert!(b.get(227) && !b.get(264) && !b.get(10));
-        assert_eq!(b.count(), 6 + 128 - 1);
-        assert_eq!(b.count_in(0, 1000), b.count());
-        assert_eq!(b.count_in(66, 101), 4 + 1);
-        assert!(b.any_in(227, 228) && !b.any_in(70, 100));
-        let mut c = b.clone();
-        assert_eq!(c.clear_range_count(60, 102), 6 + 2);
-        assert_eq!(c.count(), b.count() - 8);
-        let set: Vec<u64> = b.iter_set().collect();
-        assert_eq!(b.clone().into_iter_set().collect::<Vec<_>>(), set);
-        assert_eq!(set.len() as u64, b.count());
-        assert!(set.windows(2).all(|w| w[0] < w[1]));
-        let bytes = b.file_bytes();
-        assert_eq!(bytes.len(), 25);
-        assert_eq!(bytes[0], 0b0011_1111);
-        // pfn 100 = bit 36 of the bitmap = byte 4, bit 4.
-        assert_eq!(bytes[4] & 0x10, 0x10);
-    }
 
     #[test]
     fn ranges_merge_and_partial_pages_count() {
@@ -479,6 +311,48 @@ mod tests {
         assert!(!is_zero_page(&p));
         assert!(is_zero_page(&[0u8; 100]));
         assert!(!is_zero_page(&[0, 0, 0, 1]));
+    }
+
+    /// Page classes that exclude nothing and find one thing per cycle.
+    struct Noting(u64);
+    impl PageClasses for Noting {
+        fn begin_pass(&mut self) {}
+        fn exclude(&mut self, cycle: &mut Bitmap) {
+            self.0 += 1;
+            let _ = cycle;
+        }
+        fn counts(&self) -> ClassCounts {
+            ClassCounts::default()
+        }
+        fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+            let n = std::mem::take(&mut self.0);
+            (0..n)
+                .map(|i| Diagnostic::Debug(format!("cycle {i}")))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn diagnostics_come_out_once_and_in_order() {
+        let ranges = PfnRanges::from_unsorted(vec![(0, 100)]);
+        let mut f = Filter {
+            level: DumpLevel(0),
+            memory: ranges.clone(),
+            file: Present::Ranges(ranges),
+            classes: Some(Box::new(Noting(0))),
+            diagnostics: vec![Diagnostic::Warning("assembling".into())],
+        };
+        assert_eq!(f.bitmap2(0, 64).count(), 64);
+        assert_eq!(f.bitmap2(64, 128).count(), 36);
+        assert_eq!(
+            f.take_diagnostics(),
+            [
+                Diagnostic::Warning("assembling".into()),
+                Diagnostic::Debug("cycle 0".into()),
+                Diagnostic::Debug("cycle 1".into()),
+            ]
+        );
+        assert!(f.take_diagnostics().is_empty());
     }
 
     #[test]
