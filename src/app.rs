@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
+use crate::arch::{Arch, KernelMemory, Machine};
 use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
@@ -17,14 +18,11 @@ use crate::kernel::layout::PageLayout;
 use crate::kernel::memmap::MemMap;
 use crate::kernel::page::Classifier;
 use crate::kernel::uts;
-use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::pipeline::{self, WriteOptions};
 use crate::report;
 use crate::target::ssh::{Remote, Upload};
 use crate::target::{self, FileSink, Sink, StreamSink};
 use crate::{common, debug, stats, warn};
-
-const EM_X86_64: u16 = 62;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -157,12 +155,9 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     for (key, value) in info.lines() {
         debug!("  {key}={value}");
     }
-    let arch = X86_64::from_vmcoreinfo(&info).ok_or_else(|| {
-        Error::unsupported(format!(
-            "{shown}: VMCOREINFO lacks what x86_64 address translation needs"
-        ))
-    })?;
-    let mut km = KernelMemory::new(pages, arch);
+    let arch = Arch::new(vm.elf.machine, vm.elf.endian, &info, vm.page_size as u64)
+        .map_err(|why| Error::unsupported(format!("{shown}: {why}")))?;
+    let mut km = KernelMemory::new(pages, arch, vm.elf.endian);
     let log = dmesg::read_log(&mut km, &info, job.partial_dmesg)
         .map_err(|why| Error::bad_input(format!("{shown}: {why}")))?;
     match logfile {
@@ -631,10 +626,10 @@ pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn Page
             debug!("{why}; hwpoison and offline pages cannot be excluded");
         }
     };
-    if vm.elf.machine != EM_X86_64 {
-        say("reading page classes is only implemented for x86_64");
+    let Some(machine) = Machine::from_e_machine(vm.elf.machine) else {
+        say("reading page classes is not implemented for this machine");
         return Ok(None);
-    }
+    };
     let layout = match PageLayout::from_vmcoreinfo(&vm.info) {
         Ok(l) => l,
         Err(missing) => {
@@ -642,12 +637,16 @@ pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Option<Box<dyn Page
             return Ok(None);
         }
     };
-    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
-        say("VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation");
-        return Ok(None);
+    let arch = match Arch::new(vm.elf.machine, vm.elf.endian, &vm.info, vm.page_size as u64) {
+        Ok(a) => a,
+        Err(why) => {
+            say(&why);
+            return Ok(None);
+        }
     };
-    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch);
-    let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
+    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch, vm.elf.endian);
+    let ps = vm.page_size as u64;
+    let memmap = match MemMap::discover(&mut km, machine, &vm.info, ps, vm.max_mapnr()) {
         Ok(m) => m,
         Err(why) => {
             say(&format!("the kernel's mem_map is unusable: {why}"));

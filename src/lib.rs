@@ -6,6 +6,7 @@
 //! `target` (file or stream). `cli` turns argv into a `Job`; `app` runs it.
 
 pub mod app;
+pub mod arch;
 pub mod budget;
 pub mod cli;
 pub mod codec;
@@ -20,6 +21,7 @@ pub mod pipeline;
 pub mod report;
 pub mod signals;
 pub mod synth;
+pub mod synth_arm64;
 pub mod target;
 pub mod watchdog;
 

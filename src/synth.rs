@@ -852,3 +852,16 @@ impl crate::input::PhysPages for RamPages {
             .ok_or_else(|| crate::error::Error::bad_input(format!("no page {pfn:#x}")))
     }
 }
+
+/// Kernel memory of a synthetic x86_64 kernel: `mem` is physical memory from address 0,
+/// read through the page tables this VMCOREINFO names (unit tests of the kernel readers).
+pub fn kernel_memory(
+    mem: Vec<u8>,
+    info: &crate::kernel::vmcoreinfo::VmcoreInfo,
+) -> crate::arch::KernelMemory {
+    let arch = crate::arch::Arch::new(crate::arch::x86_64::EM_X86_64, Endian::Little, info, 4096);
+    match arch {
+        Ok(arch) => crate::arch::KernelMemory::new(Box::new(RamPages(mem)), arch, Endian::Little),
+        Err(why) => panic!("synthetic kernel without translation: {why}"),
+    }
+}

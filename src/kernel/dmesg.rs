@@ -9,7 +9,7 @@
 //! positions are taken modulo the ring, and a record that does not fit is skipped.
 
 use super::vmcoreinfo::VmcoreInfo;
-use super::x86_64::KernelMemory;
+use crate::arch::KernelMemory;
 
 /// Descriptor state bits and id mask of `state_var` (64-bit `unsigned long`).
 const SV_STATE_SHIFT: u32 = 62;
@@ -338,8 +338,7 @@ pub fn lockless(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::x86_64::X86_64;
-    use crate::synth::RamPages;
+    use crate::synth::kernel_memory;
     use crate::synth::{Flavor, LogRecord, PAGE_OFFSET, SynthKernel};
 
     /// A log_buf of 4 KiB holding three records, the oldest wrapped around, on a kernel
@@ -387,8 +386,7 @@ mod tests {
             PAGE_OFFSET + vars + 16,
         );
         let info = VmcoreInfo::parse(text.as_bytes());
-        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-        let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+        let mut km = kernel_memory(mem.clone(), &info);
         let log = read_log(&mut km, &info, false).expect("log");
         let mut want = Vec::new();
         format_record(&mut want, 1_000_000, None, b"oldest");
@@ -417,10 +415,7 @@ mod tests {
         // A next index no record reaches: an error, not a loop.
         let mut bad = mem;
         put(&mut bad, vars + 16, &7u32.to_le_bytes());
-        let mut km = KernelMemory::new(
-            Box::new(RamPages(bad)),
-            X86_64::from_vmcoreinfo(&info).expect("arch"),
-        );
+        let mut km = kernel_memory(bad, &info);
         assert!(read_log(&mut km, &info, false).is_err());
     }
 
@@ -499,8 +494,7 @@ mod tests {
             VmcoreInfo::parse(t.as_bytes())
         };
         let log = |info: &VmcoreInfo, partial: bool| {
-            let arch = X86_64::from_vmcoreinfo(info).expect("arch");
-            let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+            let mut km = kernel_memory(mem.clone(), info);
             String::from_utf8(read_log(&mut km, info, partial).expect("log")).expect("utf-8")
         };
         let mut all = Vec::new();
@@ -574,8 +568,7 @@ mod tests {
             let mut k = SynthKernel::new(Flavor::Linux6_12, 1024);
             let lines = k.printk_ring(&records, caller_id);
             let info = VmcoreInfo::parse(format!("{}{lines}", k.vmcoreinfo()).as_bytes());
-            let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-            let mut km = KernelMemory::new(Box::new(RamPages(k.mem.clone())), arch);
+            let mut km = kernel_memory(k.mem.clone(), &info);
             let log = read_log(&mut km, &info, false).expect("log");
             let want = if caller_id {
                 "[    0.000000] [      T0] Linux version 7.2.13\n\
@@ -633,8 +626,7 @@ mod tests {
             PAGE_OFFSET + vars + 16,
         );
         let info = VmcoreInfo::parse(text.as_bytes());
-        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-        let mut km = KernelMemory::new(Box::new(RamPages(mem)), arch);
+        let mut km = kernel_memory(mem, &info);
         assert_eq!(
             String::from_utf8_lossy(&read_log(&mut km, &info, false).expect("log")),
             "[    0.000000] [      T0] Linux version 5.4\n\

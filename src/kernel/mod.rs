@@ -8,29 +8,20 @@ pub mod memmap;
 pub mod page;
 pub mod uts;
 pub mod vmcoreinfo;
-pub mod x86_64;
 
+use crate::arch::Machine;
 use crate::input::{PhysPages, Vmcore};
 
-/// x86_64's `__START_KERNEL_map`: kernel text and data are mapped at
-/// `vaddr - START_KERNEL_MAP + phys_base`.
-const X86_64_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-const EM_X86_64: u16 = 62;
-
 /// Translates a kernel virtual address without walking page tables: through the virtual
-/// ranges the vmcore's PT_LOADs declare (kernel text and the direct map), then through
-/// x86_64's fixed kernel-text mapping. Enough for statically allocated kernel data.
+/// ranges the vmcore's PT_LOADs declare (kernel image and the direct map), then through
+/// the machine's fixed kernel mappings. Enough for statically allocated kernel data.
 pub fn virt_to_phys_static(vmcore: &Vmcore, vaddr: u64) -> Option<u64> {
     for l in &vmcore.elf.loads {
         if l.virt_start != 0 && vaddr >= l.virt_start && vaddr - l.virt_start < l.mem_size {
             return Some(l.phys_start + (vaddr - l.virt_start));
         }
     }
-    if vmcore.elf.machine == EM_X86_64 && vaddr >= X86_64_START_KERNEL_MAP {
-        let phys_base = vmcore.info.number("phys_base").unwrap_or(0) as u64;
-        return Some((vaddr - X86_64_START_KERNEL_MAP).wrapping_add(phys_base));
-    }
-    None
+    Machine::from_e_machine(vmcore.elf.machine)?.kernel_static_to_phys(&vmcore.info, vaddr)
 }
 
 /// Reads `buf.len()` bytes of kernel memory at `vaddr` (statically mapped data only).

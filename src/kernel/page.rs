@@ -8,7 +8,7 @@
 
 use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest, TailLink};
 use super::memmap::MemMap;
-use super::x86_64::KernelMemory;
+use crate::arch::KernelMemory;
 use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
 
 /// struct pages read per batch (512 × 64 bytes = 32 KiB).
@@ -58,6 +58,8 @@ struct Rules {
     layout: PageLayout,
     wanted: Wanted,
     warned: Warned,
+    /// The size of the pages vmemmap is mapped in (the base page size).
+    vmemmap_page: u64,
 }
 
 fn u64_at(b: &[u8], off: u64) -> u64 {
@@ -149,6 +151,7 @@ impl Classifier {
             })
             .collect();
         let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
+        let vmemmap_page = km.mem.page_size() as u64;
         (
             Classifier {
                 km,
@@ -157,6 +160,7 @@ impl Classifier {
                     layout,
                     wanted,
                     warned: Warned::default(),
+                    vmemmap_page,
                 },
                 counts: ClassCounts::default(),
                 carry: None,
@@ -233,8 +237,8 @@ impl Rules {
         let (Some(o), Some(next)) = (l.compound, next) else {
             return false;
         };
-        // x86_64: 4 KiB pages of vmemmap.
-        va.is_multiple_of(4096)
+        // vmemmap is mapped in base pages.
+        va.is_multiple_of(self.vmemmap_page)
             && matches!(l.tail_link(u64_at(next, o)), Some(TailLink::Pointer(h)) if h != va)
     }
 
