@@ -128,8 +128,8 @@ impl Arm64 {
             .and_then(|v| u32::try_from(v).ok())
             .ok_or("VMCOREINFO has no usable NUMBER(VA_BITS)")?;
         let va_bits_actual = match info.number("TCR_EL1_T1SZ") {
-            Some(t1sz) => u32::try_from(64 - t1sz)
-                .map_err(|_| format!("VMCOREINFO NUMBER(TCR_EL1_T1SZ)={t1sz} is implausible"))?,
+            Some(t1sz) => size_from_t1sz(t1sz)
+                .ok_or_else(|| format!("VMCOREINFO NUMBER(TCR_EL1_T1SZ)={t1sz} is implausible"))?,
             None => va_bits,
         };
         let phys_bits = max_physmem_bits(info, page_size) as u32;
@@ -206,6 +206,11 @@ impl Arm64 {
     }
 }
 
+/// The virtual address size TCR_EL1.T1SZ gives: 64 less it.
+fn size_from_t1sz(t1sz: i64) -> Option<u32> {
+    u32::try_from(64i64.checked_sub(t1sz)?).ok()
+}
+
 /// `SECTION_SIZE_BITS` for kernels whose VMCOREINFO lacks it (before 5.13): 30 up to
 /// 5.11; 5.12 made it 27, or 29 with 64 KiB pages, and also exports it from 5.13.
 pub fn section_size_bits(info: &VmcoreInfo) -> i64 {
@@ -228,7 +233,7 @@ pub fn kernel_static_to_phys(info: &VmcoreInfo, va: u64) -> Option<u64> {
     let phys_offset = info.number("PHYS_OFFSET")? as u64;
     let va_bits = u32::try_from(info.number("VA_BITS")?).ok()?;
     let actual = match info.number("TCR_EL1_T1SZ") {
-        Some(t) => u32::try_from(64 - t).ok()?,
+        Some(t) => size_from_t1sz(t)?,
         None => va_bits,
     };
     if !(36..=52).contains(&va_bits) || !(36..=va_bits).contains(&actual) {

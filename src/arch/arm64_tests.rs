@@ -184,3 +184,24 @@ fn bad_geometry_and_loops_are_refused() {
     mem.put_u64(0x4000 + 511 * 8, 0x9000 | 3);
     assert_eq!(a.translate(&mut mem, u64::MAX).map(|m| m.pa), Some(0x9000));
 }
+
+#[test]
+fn hostile_vmcoreinfo_is_an_error_not_a_panic() {
+    let base = "SYMBOL(swapper_pg_dir)=ffff800009a30000\nNUMBER(kimage_voffset)=0xffff7fffc7e00000\n\
+                NUMBER(PHYS_OFFSET)=0x40000000\n";
+    for extra in [
+        "NUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=-9223372036854775808\n",
+        "NUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=99\n",
+        "NUMBER(VA_BITS)=1000\n",
+        "NUMBER(VA_BITS)=-1\n",
+        "NUMBER(VA_BITS)=48\nNUMBER(MAX_PHYSMEM_BITS)=-3\n",
+        "NUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=8\n",
+    ] {
+        let info = VmcoreInfo::parse(format!("{base}{extra}").as_bytes());
+        assert!(Arm64::from_vmcoreinfo(&info, 4096, Endian::Little).is_err(), "{extra}");
+        let _ = kernel_static_to_phys(&info, 0xffff_8000_0800_0000);
+    }
+    let info = VmcoreInfo::parse(format!("{base}NUMBER(VA_BITS)=48\n").as_bytes());
+    assert!(Arm64::from_vmcoreinfo(&info, 4096, Endian::Little).is_ok());
+    assert!(Arm64::from_vmcoreinfo(&info, 8192, Endian::Little).is_err());
+}
