@@ -198,7 +198,10 @@ fn hostile_vmcoreinfo_is_an_error_not_a_panic() {
         "NUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=8\n",
     ] {
         let info = VmcoreInfo::parse(format!("{base}{extra}").as_bytes());
-        assert!(Arm64::from_vmcoreinfo(&info, 4096, Endian::Little).is_err(), "{extra}");
+        assert!(
+            Arm64::from_vmcoreinfo(&info, 4096, Endian::Little).is_err(),
+            "{extra}"
+        );
         let _ = kernel_static_to_phys(&info, 0xffff_8000_0800_0000);
     }
     let info = VmcoreInfo::parse(format!("{base}NUMBER(VA_BITS)=48\n").as_bytes());

@@ -7,6 +7,7 @@
 
 use super::Mapping;
 use crate::input::PhysPages;
+use crate::input::bytes::Endian;
 use crate::kernel::vmcoreinfo::VmcoreInfo;
 
 /// ELF `e_machine` of x86_64 (EM_X86_64).
@@ -78,7 +79,7 @@ impl X86_64 {
         let pa = table.checked_add(index * 8)?;
         let mut e = [0u8; 8];
         mem.read_small(pa, &mut e)?;
-        Some(u64::from_le_bytes(e))
+        Endian::Little.u64(&e, 0)
     }
 
     /// Translates `va`, returning the whole page (4 KiB, 2 MiB or 1 GiB) that holds it.
