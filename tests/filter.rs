@@ -757,3 +757,35 @@ fn arm64_64k_every_class_at_every_level() {
     let cfg = Arm64Config::new(65536, 48, 48, 48);
     arm64_every_level(Flavor::Linux7_1, cfg, "arm64-64k-48-7.1");
 }
+
+/// An arm64 dump's header says what readers expect of one: utsname machine `aarch64`
+/// (read from the kernel's init_uts_ns), `phys_base` = PHYS_OFFSET (negative for a 52-bit
+/// kernel that ran with 48 bits), the block size of its pages.
+#[test]
+fn arm64_dump_header_machine_fields() {
+    let dir = scratch("arm64-header");
+    let (k, _) = kernel(Flavor::Linux7_1Hvo);
+    for cfg in [
+        Arm64Config::new(4096, 52, 48, 52),
+        Arm64Config::new(65536, 48, 48, 48),
+    ] {
+        let a = Arm64Kernel::from_synth(&k, cfg, 2048);
+        let vmcore = dir.join("vmcore");
+        a.write_vmcore(&vmcore).expect("write vmcore");
+        let out = dir.join("dump");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-l", "-d", "31"])
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("run vmsift");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let dump = KdumpFile::open(fs::File::open(&out).expect("open")).expect("parse dump");
+        let h = &dump.header;
+        assert!(h.utsname.fields[4].starts_with(b"aarch64\0"));
+        assert!(h.utsname.fields[2].starts_with(b"6.12.0-synthetic\0"));
+        assert_eq!(h.phys_base, cfg.phys_offset());
+        assert_eq!(h.block_size, cfg.page_size);
+        fs::remove_file(&out).expect("clean up");
+    }
+}
