@@ -266,3 +266,59 @@ impl KernelMemory {
         self.endian.u32(&b, 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(virt_start: u64, phys_start: u64, mem_size: u64) -> Load {
+        Load {
+            phys_start,
+            virt_start,
+            file_offset: 0,
+            file_size: mem_size,
+            mem_size,
+        }
+    }
+
+    #[test]
+    fn the_machine_from_an_elf_or_a_dump_header() {
+        assert_eq!(Machine::from_e_machine(62), Some(Machine::X86_64));
+        assert_eq!(Machine::from_e_machine(183), Some(Machine::Arm64));
+        assert_eq!(Machine::from_e_machine(3), None);
+        let mut field = [0u8; 65];
+        field[..7].copy_from_slice(b"aarch64");
+        assert_eq!(Machine::from_uts_machine(&field), Some(Machine::Arm64));
+        field[..7].copy_from_slice(b"x86_64\0");
+        assert_eq!(Machine::from_uts_machine(&field), Some(Machine::X86_64));
+        assert_eq!(Machine::from_uts_machine(b"x86_64x"), None);
+        for m in [Machine::X86_64, Machine::Arm64] {
+            assert_eq!(Machine::from_e_machine(m.e_machine()), Some(m));
+        }
+    }
+
+    #[test]
+    fn the_kernel_image_segments_of_a_kcore() {
+        // x86_64: RAM in the direct map, text in the kernel-text map, vmalloc without a
+        // physical address.
+        let x86 = [
+            load(0xffff_8880_0010_0000, 0x10_0000, 0x3ff0_0000),
+            load(0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000),
+        ];
+        assert_eq!(kernel_image_segments(62, &x86), [false, true]);
+        // arm64 (5.4+): RAM in the lower half's linear map, the image above it; before 5.4
+        // the image was below. Either way its offset is not the linear map's.
+        let arm64 = [
+            load(0xffff_8000_0800_0000, 0x4020_0000, 0x200_0000),
+            load(0xffff_0000_0000_0000, 0x4000_0000, 0x2000_0000),
+            load(0xffff_0000_2000_0000, 0x6000_0000, 0x1000_0000),
+        ];
+        assert_eq!(kernel_image_segments(183, &arm64), [true, false, false]);
+        let old = [
+            load(0xffff_8000_0000_0000, 0x4000_0000, 0x4000_0000),
+            load(0xffff_0000_0820_0000, 0x4020_0000, 0x200_0000),
+        ];
+        assert_eq!(kernel_image_segments(183, &old), [false, true]);
+        assert_eq!(kernel_image_segments(3, &old), [false, false]);
+    }
+}
