@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
+use crate::arch::{Arch, KernelMemory};
 use crate::budget::{self, Budget};
 use crate::cli::{self, Job, Mode};
 use crate::codec::Codec;
@@ -13,7 +14,6 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::filter::{DumpLevel, Filter, filter_for};
 use crate::format::flat;
 use crate::input::{PhysPages, Source, Vmcore};
-use crate::kernel::x86_64::{KernelMemory, X86_64};
 use crate::kernel::{dmesg, iomem, uts};
 use crate::pipeline::{self, FileTarget, WriteOptions};
 use crate::report;
@@ -152,12 +152,9 @@ fn dump_dmesg(job: &Job, input: &Path, logfile: Option<&Path>) -> Result<()> {
     for (key, value) in info.lines() {
         debug!("  {key}={value}");
     }
-    let arch = X86_64::from_vmcoreinfo(&info).ok_or_else(|| {
-        Error::unsupported(format!(
-            "{shown}: VMCOREINFO lacks what x86_64 address translation needs"
-        ))
-    })?;
-    let mut km = KernelMemory::new(pages, arch);
+    let arch = Arch::new(vm.elf.machine, vm.elf.endian, &info, vm.page_size as u64)
+        .map_err(|why| Error::unsupported(format!("{shown}: {why}")))?;
+    let mut km = KernelMemory::new(pages, arch, vm.elf.endian);
     let log = dmesg::read_log(&mut km, &info, job.partial_dmesg)
         .map_err(|why| Error::bad_input(format!("{shown}: {why}")))?;
     match logfile {

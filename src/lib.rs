@@ -8,6 +8,7 @@
 //! tests, benches and fuzzing.
 
 pub mod app;
+pub mod arch;
 pub mod budget;
 pub mod cli;
 pub mod codec;

@@ -12,10 +12,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use vmsift::arch::{Arch, KernelMemory, Machine};
 use vmsift::input::Vmcore;
 use vmsift::input::kdump::{KdumpFile, Page};
 use vmsift::kernel::memmap::MemMap;
-use vmsift::kernel::x86_64::{KernelMemory, X86_64};
 
 fn vmcore(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,10 +63,13 @@ struct Map {
 impl Map {
     fn new(path: &Path) -> Map {
         let vm = Vmcore::open(path, true).expect("open vmcore");
-        let arch = X86_64::from_vmcoreinfo(&vm.info).expect("x86_64 VMCOREINFO");
-        let mut km = KernelMemory::new(Box::new(vm.memory.duplicate().expect("dup")), arch);
-        let memmap = MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr())
-            .expect("mem_map");
+        let ps = vm.page_size as u64;
+        let arch = Arch::new(vm.elf.machine, vm.elf.endian, &vm.info, ps).expect("translation");
+        let machine = Machine::from_e_machine(vm.elf.machine).expect("machine");
+        let mem = Box::new(vm.memory.duplicate().expect("dup"));
+        let mut km = KernelMemory::new(mem, arch, vm.elf.endian);
+        let memmap =
+            MemMap::discover(&mut km, machine, &vm.info, ps, vm.max_mapnr()).expect("mem_map");
         Map { vm, km, memmap }
     }
 

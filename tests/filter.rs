@@ -10,6 +10,7 @@ use std::process::Command;
 use vmsift::filter::DumpLevel;
 use vmsift::input::Vmcore;
 use vmsift::input::kdump::{KdumpFile, Page};
+use vmsift::synth::arm64::{Arm64Config, Arm64Kernel};
 use vmsift::synth::{Flavor, PAGE_OFFSET, SynthKernel};
 
 const ANON: u64 = (PAGE_OFFSET + 0x7000) | 1;
@@ -166,6 +167,17 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn excluded_by_binary(vmcore: &Path, out: &Path, level: u8, pages: u64) -> (BTreeSet<u64>, String) {
+    excluded_from(vmcore, out, level, 0, pages)
+}
+
+/// The pfns the dump excludes among `first..first + pages`, counted from `first`.
+fn excluded_from(
+    vmcore: &Path,
+    out: &Path,
+    level: u8,
+    first: u64,
+    pages: u64,
+) -> (BTreeSet<u64>, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
         .args(["-l", "--show-stats", "-d", &level.to_string()])
         .arg(vmcore)
@@ -176,10 +188,10 @@ fn excluded_by_binary(vmcore: &Path, out: &Path, level: u8, pages: u64) -> (BTre
     assert!(o.status.success(), "-d {level}: {err}");
     let dump = KdumpFile::open(fs::File::open(out).expect("open")).expect("parse dump");
     let mut set = BTreeSet::new();
-    for pfn in 0..pages {
+    for pfn in first..first + pages {
         match dump.read_page(pfn).expect("read") {
             Page::Excluded => {
-                set.insert(pfn);
+                set.insert(pfn - first);
             }
             Page::Data(_) => {}
             other => panic!("pfn {pfn}: {other:?}"),
@@ -194,9 +206,15 @@ fn every_level(flavor: Flavor, name: &str) {
     let (k, e) = kernel(flavor);
     let vmcore = dir.join("vmcore");
     fs::write(&vmcore, k.vmcore().to_bytes()).expect("write vmcore");
+    levels_match(&vmcore, &dir, 0, k.pages, &e, name);
+}
+
+/// Every dump level of `vmcore` excludes exactly what `e` expects among its `pages` page
+/// frames from `first`, and reports each corrupt kind once.
+fn levels_match(vmcore: &Path, dir: &Path, first: u64, pages: u64, e: &Expect, name: &str) {
     for level in [0u8, 1, 2, 4, 8, 16, 31] {
-        let (got, stderr) = excluded_by_binary(&vmcore, &dir.join("dump"), level, k.pages);
-        let want = expected(&e, level);
+        let (got, stderr) = excluded_from(vmcore, &dir.join("dump"), level, first, pages);
+        let want = expected(e, level);
         assert!(
             got == want,
             "{name} -d {level}: {}\n{stderr}",
@@ -681,4 +699,99 @@ fn missing_vmcoreinfo_keys_keep_pages_and_say_why() {
         stderr.contains("cache, user and free pages are kept"),
         "{stderr}"
     );
+}
+
+/// The classes of a synthetic kernel moved into an arm64 kernel of this shape: 2048 page
+/// frames of RAM from 1 GiB, page tables built as the arm64 kernel builds them.
+fn arm64_every_level(flavor: Flavor, cfg: Arm64Config, name: &str) {
+    let dir = scratch(name);
+    let (k, e) = kernel(flavor);
+    let a = Arm64Kernel::from_synth(&k, cfg, 2048);
+    let vmcore = dir.join("vmcore");
+    a.write_vmcore(&vmcore).expect("write vmcore");
+    levels_match(&vmcore, &dir, a.base_pfn(), 2048, &e, name);
+}
+
+#[test]
+fn arm64_4k_48bit_every_class_at_every_level() {
+    let cfg = Arm64Config::new(4096, 48, 48, 48);
+    arm64_every_level(Flavor::Linux6_1, cfg, "arm64-4k-48-6.1");
+    arm64_every_level(Flavor::Linux6_12, cfg, "arm64-4k-48-6.12");
+    arm64_every_level(Flavor::Linux7_1Hvo, cfg, "arm64-4k-48-7.1-hvo");
+}
+
+#[test]
+fn arm64_4k_52bit_lpa2_every_class_at_every_level() {
+    let cfg = Arm64Config::new(4096, 52, 52, 52);
+    arm64_every_level(Flavor::Linux6_12, cfg, "arm64-4k-52-6.12");
+    // The same kernel on a CPU without LPA2: 48 bits, the top level folded, a negative
+    // PHYS_OFFSET.
+    let cfg = Arm64Config::new(4096, 52, 48, 52);
+    arm64_every_level(Flavor::Linux7_1Hvo, cfg, "arm64-4k-52on48-7.1-hvo");
+}
+
+#[test]
+fn arm64_16k_every_class_at_every_level() {
+    for (va, actual) in [(47, 47), (48, 48), (52, 52), (52, 47)] {
+        let cfg = Arm64Config::new(16384, va, actual, if va == 52 { 52 } else { 48 });
+        arm64_every_level(
+            Flavor::Linux7_1Hvo,
+            cfg,
+            &format!("arm64-16k-{va}-{actual}"),
+        );
+    }
+    let cfg = Arm64Config::new(16384, 48, 48, 48);
+    arm64_every_level(Flavor::Linux7_1, cfg, "arm64-16k-48-7.1");
+}
+
+#[test]
+fn arm64_64k_every_class_at_every_level() {
+    for (va, actual) in [(42, 42), (48, 48), (52, 52), (52, 48)] {
+        let cfg = Arm64Config::new(65536, va, actual, if va == 52 { 52 } else { 48 });
+        arm64_every_level(
+            Flavor::Linux7_1Hvo,
+            cfg,
+            &format!("arm64-64k-{va}-{actual}"),
+        );
+    }
+    let cfg = Arm64Config::new(65536, 48, 48, 48);
+    arm64_every_level(Flavor::Linux7_1, cfg, "arm64-64k-48-7.1");
+}
+
+/// An arm64 dump's header says what readers expect of one: utsname machine `aarch64`
+/// (read from the kernel's init_uts_ns), `phys_base` = PHYS_OFFSET (negative for a 52-bit
+/// kernel that ran with 48 bits), the block size of its pages; the kernel image's PT_LOAD,
+/// inside the linear map's, is not counted twice.
+#[test]
+fn arm64_dump_header_machine_fields() {
+    let dir = scratch("arm64-header");
+    let (k, _) = kernel(Flavor::Linux7_1Hvo);
+    for cfg in [
+        Arm64Config::new(4096, 52, 48, 52),
+        Arm64Config::new(65536, 48, 48, 48),
+    ] {
+        let a = Arm64Kernel::from_synth(&k, cfg, 2048);
+        let vmcore = dir.join("vmcore");
+        a.write_vmcore(&vmcore).expect("write vmcore");
+        let out = dir.join("dump");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(["-l", "-d", "31", "--show-stats"])
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("run vmsift");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("Original pages  : 0x0000000000000800"),
+            "{stderr}"
+        );
+        let dump = KdumpFile::open(fs::File::open(&out).expect("open")).expect("parse dump");
+        let h = &dump.header;
+        assert!(h.utsname.fields[4].starts_with(b"aarch64\0"));
+        assert!(h.utsname.fields[2].starts_with(b"6.12.0-synthetic\0"));
+        assert_eq!(h.phys_base, cfg.phys_offset());
+        assert_eq!(h.block_size, cfg.page_size);
+        fs::remove_file(&out).expect("clean up");
+    }
 }

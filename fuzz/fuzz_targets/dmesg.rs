@@ -8,7 +8,7 @@ use std::fs;
 use libfuzzer_sys::fuzz_target;
 use vmsift::input::Vmcore;
 use vmsift::kernel::dmesg;
-use vmsift::kernel::x86_64::{KernelMemory, X86_64};
+use vmsift::arch::{Arch, KernelMemory};
 use vmsift::synth::{Flavor, SynthKernel, SynthVmcore};
 
 const PAGES: u64 = 256;
@@ -28,13 +28,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(vm) = Vmcore::open(&path, true) else {
         return;
     };
-    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
+    let Ok(arch) = Arch::new(vm.elf.machine, vm.elf.endian, &vm.info, vm.page_size as u64) else {
         return;
     };
     let Ok(mem) = vm.memory.duplicate() else {
         return;
     };
-    let mut km = KernelMemory::new(Box::new(mem), arch);
+    let mut km = KernelMemory::new(Box::new(mem), arch, vm.elf.endian);
     if let Ok(log) = dmesg::read_log(&mut km, &vm.info, false) {
         std::hint::black_box(log);
     }

@@ -1,12 +1,14 @@
 //! VmcoreInfo::parse on arbitrary bytes, every accessor on every key it found, and the
-//! readers built from it (struct page layout, x86_64 page table root).
+//! readers built from it (struct page layout, each architecture's translation).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::hint::black_box;
 use vmsift::kernel::layout::{NEEDS, PageLayout};
 use vmsift::kernel::vmcoreinfo::VmcoreInfo;
-use vmsift::kernel::x86_64::X86_64;
+use vmsift::arch::Arch;
+use vmsift::arch::{arm64::EM_AARCH64, x86_64::EM_X86_64};
+use vmsift::input::bytes::Endian;
 
 fuzz_target!(|data: &[u8]| {
     let info = VmcoreInfo::parse(data);
@@ -35,5 +37,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    black_box(X86_64::from_vmcoreinfo(&info));
+    for machine in [EM_X86_64, EM_AARCH64] {
+        for page_size in [4096, 16384, 65536] {
+            _ = black_box(Arch::new(machine, Endian::Little, &info, page_size));
+        }
+    }
 });

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::arch::Machine;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::filter::{PfnRanges, Present};
 use crate::kernel::vmcoreinfo::VmcoreInfo;
@@ -167,10 +168,6 @@ pub struct Vmcore {
     pub source: Source,
 }
 
-const EM_X86_64: u16 = 62;
-/// x86_64's __START_KERNEL_map: kernel text, data and bss.
-const KERNEL_TEXT_MAP: u64 = 0xffff_ffff_8000_0000;
-
 impl Vmcore {
     /// Opens an ELF vmcore, a kdump-compressed file or a flattened dump.
     pub fn open(path: &Path, use_mmap: bool) -> Result<Vmcore> {
@@ -249,18 +246,24 @@ impl Vmcore {
         // The kernel image is in kcore twice: in the direct map (KCORE_RAM) and as kernel
         // text, whose mapping no longer covers what was freed after boot (it reads as
         // zeros there). Read it through the direct map only.
+        let image = crate::arch::kernel_image_segments(elf.machine, &elf.loads);
         let ram: Vec<&Load> = elf
             .loads
             .iter()
-            .filter(|l| l.virt_start < KERNEL_TEXT_MAP && l.phys_end() <= 1 << 52)
+            .zip(&image)
+            .filter(|(l, image)| !**image && l.phys_end() <= 1 << 52)
+            .map(|(l, _)| l)
             .collect();
         let covered = |l: &Load| {
             ram.iter()
                 .any(|r| r.phys_start <= l.phys_start && l.phys_end() <= r.phys_end())
         };
         let mut repeated = 0;
-        for l in elf.loads.iter().filter(|l| l.phys_end() <= 1 << 52) {
-            if l.virt_start >= KERNEL_TEXT_MAP && covered(l) {
+        for (l, &image) in elf.loads.iter().zip(&image) {
+            if l.phys_end() > 1 << 52 {
+                continue;
+            }
+            if image && covered(l) {
                 repeated += l.mem_size.div_ceil(4096);
                 continue;
             }
@@ -329,11 +332,8 @@ impl Vmcore {
                 "{shown}: its 1st bitmap describes no memory"
             )));
         }
-        let machine = if dump.header.utsname.fields[4].starts_with(b"x86_64") {
-            EM_X86_64
-        } else {
-            0
-        };
+        let machine =
+            Machine::from_uts_machine(&dump.header.utsname.fields[4]).map_or(0, Machine::e_machine);
         let elf = ElfCore {
             class: Class::Elf64,
             endian: dump.header.endian,

@@ -9,7 +9,8 @@
 //! positions are taken modulo the ring, and a record that does not fit is skipped.
 
 use super::vmcoreinfo::VmcoreInfo;
-use super::x86_64::KernelMemory;
+use crate::arch::KernelMemory;
+use crate::input::bytes::Endian;
 
 /// Descriptor state bits and id mask of `state_var` (64-bit `unsigned long`).
 const SV_STATE_SHIFT: u32 = 62;
@@ -45,13 +46,16 @@ fn size(info: &VmcoreInfo, name: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-fn le(b: &[u8], at: u64, n: usize) -> u64 {
+/// The kernel's `n`-byte integer (2, 4 or 8) at `at` of `b`, in its byte order `e`; 0
+/// past the end.
+fn word(e: Endian, b: &[u8], at: u64, n: usize) -> u64 {
     let at = at as usize;
-    let mut v = [0u8; 8];
-    if let Some(s) = b.get(at..at + n) {
-        v[..n].copy_from_slice(s);
+    match n {
+        2 => e.u16(b, at).map(u64::from),
+        4 => e.u32(b, at).map(u64::from),
+        _ => e.u64(b, at),
     }
-    u64::from_le_bytes(v)
+    .unwrap_or(0)
 }
 
 /// The most kernel memory one structure of the log may take (the text ring is at most
@@ -149,10 +153,8 @@ pub fn read_log(
 }
 
 fn read_u32(km: &mut KernelMemory, va: u64, what: &str) -> Result<u32, String> {
-    let mut b = [0u8; 4];
-    km.read(va, &mut b)
-        .ok_or_else(|| format!("cannot read {what} at {va:#x}"))?;
-    Ok(u32::from_le_bytes(b))
+    km.read_u32(va)
+        .ok_or_else(|| format!("cannot read {what} at {va:#x}"))
 }
 
 /// The log of a 3.5–5.9 kernel: variable-length `printk_log` records in `log_buf`, from
@@ -164,6 +166,7 @@ pub fn printk_log(
     info: &VmcoreInfo,
     partial: bool,
 ) -> Result<Vec<u8>, String> {
+    let e = km.endian();
     let sym = |name: &str| {
         info.symbol(name)
             .ok_or_else(|| format!("VMCOREINFO has no SYMBOL({name})"))
@@ -192,7 +195,7 @@ pub fn printk_log(
             return Ok(out);
         }
         let rec_len = if idx + hdr <= len {
-            le(&buf, idx + len_off, 2)
+            word(e, &buf, idx + len_off, 2)
         } else {
             0
         };
@@ -203,11 +206,11 @@ pub fn printk_log(
             idx = 0;
             continue;
         }
-        let text_len = le(&buf, idx + text_off, 2).min(rec_len.saturating_sub(hdr));
+        let text_len = word(e, &buf, idx + text_off, 2).min(rec_len.saturating_sub(hdr));
         let start = (idx + hdr) as usize;
         if let Some(text) = buf.get(start..start + text_len as usize) {
-            let cid = caller.map(|c| le(&buf, idx + c, 4) as u32);
-            format_record(&mut out, le(&buf, idx + ts_off, 8), cid, text);
+            let cid = caller.map(|c| word(e, &buf, idx + c, 4) as u32);
+            format_record(&mut out, word(e, &buf, idx + ts_off, 8), cid, text);
         }
         idx += rec_len;
         if idx > len {
@@ -243,6 +246,7 @@ pub fn lockless(
     info: &VmcoreInfo,
     partial: bool,
 ) -> Result<Vec<u8>, String> {
+    let e = km.endian();
     let prb_sym = info
         .symbol("prb")
         .ok_or("VMCOREINFO has no SYMBOL(prb): not a lockless printk ring buffer (Linux < 5.10)")?;
@@ -258,21 +262,28 @@ pub fn lockless(
     let desc_ring = off(info, "printk_ringbuffer.desc_ring")?;
     let text_ring = off(info, "printk_ringbuffer.text_data_ring")?;
     let counter = off(info, "atomic_long_t.counter")?;
-    let count_bits = le(&rb, desc_ring + off(info, "prb_desc_ring.count_bits")?, 4) as u32;
-    let descs_va = le(&rb, desc_ring + off(info, "prb_desc_ring.descs")?, 8);
-    let infos_va = le(&rb, desc_ring + off(info, "prb_desc_ring.infos")?, 8);
-    let head_id = le(
+    let count_bits = word(
+        e,
+        &rb,
+        desc_ring + off(info, "prb_desc_ring.count_bits")?,
+        4,
+    ) as u32;
+    let descs_va = word(e, &rb, desc_ring + off(info, "prb_desc_ring.descs")?, 8);
+    let infos_va = word(e, &rb, desc_ring + off(info, "prb_desc_ring.infos")?, 8);
+    let head_id = word(
+        e,
         &rb,
         desc_ring + off(info, "prb_desc_ring.head_id")? + counter,
         8,
     );
-    let tail_id = le(
+    let tail_id = word(
+        e,
         &rb,
         desc_ring + off(info, "prb_desc_ring.tail_id")? + counter,
         8,
     );
-    let size_bits = le(&rb, text_ring + off(info, "prb_data_ring.size_bits")?, 4) as u32;
-    let data_va = le(&rb, text_ring + off(info, "prb_data_ring.data")?, 8);
+    let size_bits = word(e, &rb, text_ring + off(info, "prb_data_ring.size_bits")?, 4) as u32;
+    let data_va = word(e, &rb, text_ring + off(info, "prb_data_ring.data")?, 8);
     if count_bits > MAX_COUNT_BITS || size_bits > MAX_SIZE_BITS {
         return Err(format!(
             "implausible printk ring sizes (2^{count_bits} descriptors, 2^{size_bits} bytes)"
@@ -305,11 +316,11 @@ pub fn lockless(
     for _ in 0..=count {
         let slot = id % count;
         let d = slot * desc_size;
-        let sv = le(&descs, d + sv_off, 8);
+        let sv = word(e, &descs, d + sv_off, 8);
         let state = sv >> SV_STATE_SHIFT;
         if sv & ID_MASK == id && (state == COMMITTED || state == FINALIZED) {
-            let mut begin = le(&descs, d + begin_off, 8) % ring_size;
-            let next = le(&descs, d + next_off, 8) % ring_size;
+            let mut begin = word(e, &descs, d + begin_off, 8) % ring_size;
+            let next = word(e, &descs, d + next_off, 8) % ring_size;
             if begin != next {
                 if begin > next {
                     begin = 0; // the block wrapped to the start of the ring
@@ -317,12 +328,13 @@ pub fn lockless(
                 // The block starts with the record's id (an unsigned long).
                 let avail = (next - begin).saturating_sub(8);
                 let i = slot * info_size;
-                let cleared = from_seq.is_some_and(|(first, seq)| le(&infos, i + seq, 8) < first);
-                let text_len = le(&infos, i + len_off, 2).min(avail);
-                let ts = le(&infos, i + ts_off, 8);
+                let cleared =
+                    from_seq.is_some_and(|(first, seq)| word(e, &infos, i + seq, 8) < first);
+                let text_len = word(e, &infos, i + len_off, 2).min(avail);
+                let ts = word(e, &infos, i + ts_off, 8);
                 let start = (begin + 8) as usize;
                 if let (false, Some(text)) = (cleared, data.get(start..start + text_len as usize)) {
-                    let cid = caller.map(|c| le(&infos, i + c, 4) as u32);
+                    let cid = caller.map(|c| word(e, &infos, i + c, 4) as u32);
                     format_record(&mut out, ts, cid, text);
                 }
             }

@@ -2,7 +2,7 @@
 //! without VMEMMAP) through the `mem_section` table, as VMCOREINFO describes it.
 
 use super::vmcoreinfo::VmcoreInfo;
-use super::x86_64::KernelMemory;
+use crate::arch::{KernelMemory, Machine};
 
 /// Bit 0 of `section_mem_map`: the section has memory.
 const SECTION_MARKED_PRESENT: u64 = 1 << 0;
@@ -34,8 +34,8 @@ pub struct MemMap {
     pub unusable: u64,
 }
 
-/// The sparsemem geometry of the crashed kernel, as VMCOREINFO gives it (or x86_64's fixed
-/// one for kernels that do not export it).
+/// The sparsemem geometry of the crashed kernel, as VMCOREINFO gives it (or the machine's
+/// fixed one for kernels that do not export it).
 struct Geometry {
     /// `SYMBOL(mem_section)`.
     root_va: u64,
@@ -56,7 +56,12 @@ struct Geometry {
 
 impl Geometry {
     /// Reads and checks the geometry for the pfns below `max_pfn`.
-    fn read(info: &VmcoreInfo, page_size: u64, max_pfn: u64) -> Result<Geometry, String> {
+    fn read(
+        machine: Machine,
+        info: &VmcoreInfo,
+        page_size: u64,
+        max_pfn: u64,
+    ) -> Result<Geometry, String> {
         let need = |v: Option<i64>, key: &str| {
             v.and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| format!("VMCOREINFO has no usable {key}"))
@@ -70,15 +75,13 @@ impl Geometry {
             "OFFSET(mem_section.section_mem_map)",
         )?;
         // Kernels before 5.9 (MAX_PHYSMEM_BITS) and 5.13 (SECTION_SIZE_BITS), unless their
-        // stable series took the backport, do not export the geometry: x86_64's is fixed.
+        // stable series took the backport, do not export the geometry: the machine knows it.
         let section_bits = need(
-            info.number("SECTION_SIZE_BITS")
-                .or(Some(super::x86_64::SECTION_SIZE_BITS)),
+            Some(machine.section_size_bits(info)),
             "NUMBER(SECTION_SIZE_BITS)",
         )?;
         let phys_bits = need(
-            info.number("MAX_PHYSMEM_BITS")
-                .or(Some(super::x86_64::max_physmem_bits(info))),
+            Some(machine.max_physmem_bits(info, page_size)),
             "NUMBER(MAX_PHYSMEM_BITS)",
         )?;
         let page_struct_size = need(info.size("page"), "SIZE(page)")?;
@@ -128,6 +131,7 @@ impl MemMap {
     /// kernel's metadata cannot be used at all.
     pub fn discover(
         km: &mut KernelMemory,
+        machine: Machine,
         info: &VmcoreInfo,
         page_size: u64,
         max_pfn: u64,
@@ -141,8 +145,9 @@ impl MemMap {
             nr_sections,
             per_root,
             extreme,
-        } = Geometry::read(info, page_size, max_pfn)?;
+        } = Geometry::read(machine, info, page_size, max_pfn)?;
 
+        let endian = km.endian();
         let mut words = Vec::new();
         let read_sections = |km: &mut KernelMemory, va: u64, count: u64, words: &mut Vec<u64>| {
             let mut buf = vec![0u8; (count * ms_size) as usize];
@@ -151,7 +156,7 @@ impl MemMap {
             for i in 0..count {
                 let at = (i * ms_size + map_off) as usize;
                 let w = if ok {
-                    u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]))
+                    endian.u64(&buf, at).unwrap_or(0)
                 } else {
                     0
                 };
@@ -199,11 +204,7 @@ impl MemMap {
                 format!("the mem_section root array at {root_va:#x} cannot be read")
             })?;
             for r in 0..nr_roots {
-                let root = u64::from_le_bytes(
-                    roots[(r * 8) as usize..(r * 8 + 8) as usize]
-                        .try_into()
-                        .unwrap_or([0; 8]),
-                );
+                let root = endian.u64(&roots, (r * 8) as usize).unwrap_or(0);
                 if root == 0 {
                     continue;
                 }

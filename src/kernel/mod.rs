@@ -11,8 +11,8 @@ pub mod memmap;
 pub mod page;
 pub mod uts;
 pub mod vmcoreinfo;
-pub mod x86_64;
 
+use crate::arch::{Arch, KernelMemory, Machine};
 use crate::error::Result;
 use crate::filter::{DumpLevel, PageClasses};
 use crate::input::{PhysPages, Vmcore};
@@ -20,27 +20,17 @@ use crate::report::Diagnostic;
 use layout::PageLayout;
 use memmap::MemMap;
 use page::Classifier;
-use x86_64::{KernelMemory, X86_64};
-
-/// x86_64's `__START_KERNEL_map`: kernel text and data are mapped at
-/// `vaddr - START_KERNEL_MAP + phys_base`.
-const X86_64_START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-const EM_X86_64: u16 = 62;
 
 /// Translates a kernel virtual address without walking page tables: through the virtual
-/// ranges the vmcore's PT_LOADs declare (kernel text and the direct map), then through
-/// x86_64's fixed kernel-text mapping. Enough for statically allocated kernel data.
+/// ranges the vmcore's PT_LOADs declare (kernel image and the direct map), then through
+/// the machine's fixed kernel mappings. Enough for statically allocated kernel data.
 pub fn virt_to_phys_static(vmcore: &Vmcore, vaddr: u64) -> Option<u64> {
     for l in &vmcore.elf.loads {
         if l.virt_start != 0 && vaddr >= l.virt_start && vaddr - l.virt_start < l.mem_size {
             return Some(l.phys_start + (vaddr - l.virt_start));
         }
     }
-    if vmcore.elf.machine == EM_X86_64 && vaddr >= X86_64_START_KERNEL_MAP {
-        let phys_base = vmcore.info.number("phys_base").unwrap_or(0) as u64;
-        return Some((vaddr - X86_64_START_KERNEL_MAP).wrapping_add(phys_base));
-    }
-    None
+    Machine::from_e_machine(vmcore.elf.machine)?.kernel_static_to_phys(&vmcore.info, vaddr)
 }
 
 /// Reads `buf.len()` bytes of kernel memory at `vaddr` (statically mapped data only).
@@ -79,27 +69,25 @@ pub fn page_classes(vm: &Vmcore, level: DumpLevel) -> Result<Assembled> {
         });
         Ok((None, found))
     };
-    if vm.elf.machine != EM_X86_64 {
+    let Some(machine) = Machine::from_e_machine(vm.elf.machine) else {
         return without(
-            "reading page classes is only implemented for x86_64".into(),
+            "reading page classes is not implemented for this machine".into(),
             found,
         );
-    }
+    };
     let layout = match PageLayout::from_vmcoreinfo(&vm.info) {
         Ok(l) => l,
         Err(missing) => {
             return without(format!("VMCOREINFO lacks {}", missing.0.join(", ")), found);
         }
     };
-    let Some(arch) = X86_64::from_vmcoreinfo(&vm.info) else {
-        return without(
-            "VMCOREINFO lacks SYMBOL(init_top_pgt) or NUMBER(phys_base) for address translation"
-                .into(),
-            found,
-        );
+    let ps = vm.page_size as u64;
+    let arch = match Arch::new(vm.elf.machine, vm.elf.endian, &vm.info, ps) {
+        Ok(a) => a,
+        Err(why) => return without(why, found),
     };
-    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch);
-    let memmap = match MemMap::discover(&mut km, &vm.info, vm.page_size as u64, vm.max_mapnr()) {
+    let mut km = KernelMemory::new(Box::new(vm.memory.duplicate()?), arch, vm.elf.endian);
+    let memmap = match MemMap::discover(&mut km, machine, &vm.info, ps, vm.max_mapnr()) {
         Ok(m) => m,
         Err(why) => return without(format!("the kernel's mem_map is unusable: {why}"), found),
     };

@@ -9,8 +9,9 @@
 
 use super::layout::{CompoundOrder, HugetlbTest, Key, PageLayout, Rule, SlabTest, TailLink};
 use super::memmap::MemMap;
-use super::x86_64::KernelMemory;
+use crate::arch::KernelMemory;
 use crate::filter::{Bitmap, Class, ClassCounts, DumpLevel, PageClasses};
+use crate::input::bytes::Endian;
 use crate::report::Diagnostic;
 
 /// struct pages read per batch (512 × 64 bytes = 32 KiB).
@@ -64,6 +65,10 @@ struct Rules {
     warned: Warned,
     /// What was found since the last `take_diagnostics`.
     found: Vec<Diagnostic>,
+    /// The size of the pages vmemmap is mapped in (the base page size).
+    vmemmap_page: u64,
+    /// The kernel's byte order.
+    endian: Endian,
 }
 
 impl Rules {
@@ -73,18 +78,14 @@ impl Rules {
     }
 }
 
-fn u64_at(b: &[u8], off: u64) -> u64 {
-    let o = off as usize;
-    b.get(o..o + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+/// The kernel's word at `off` of a struct page; 0 past its end.
+fn u64_at(e: Endian, b: &[u8], off: u64) -> u64 {
+    e.u64(b, off as usize).unwrap_or(0)
 }
 
-fn u32_at(b: &[u8], off: u64) -> u32 {
-    let o = off as usize;
-    b.get(o..o + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+/// The kernel's 32-bit integer at `off` of a struct page; 0 past its end.
+fn u32_at(e: Endian, b: &[u8], off: u64) -> u32 {
+    e.u32(b, off as usize).unwrap_or(0)
 }
 
 impl Classifier {
@@ -163,6 +164,7 @@ impl Classifier {
             })
             .collect();
         let buf = Vec::with_capacity(((BATCH + 1) * layout.size) as usize);
+        let (vmemmap_page, endian) = (km.mem.page_size() as u64, km.endian());
         Classifier {
             km,
             memmap,
@@ -171,6 +173,8 @@ impl Classifier {
                 wanted,
                 warned: Warned::default(),
                 found: notes,
+                vmemmap_page,
+                endian,
             },
             counts: ClassCounts::default(),
             carry: None,
@@ -192,11 +196,11 @@ impl Rules {
     /// The order and hugetlb-ness of the compound page whose head is `head`, from the
     /// first tail page `tail`.
     fn compound(&mut self, pfn: u64, head: &[u8], tail: Option<&[u8]>) -> (u64, bool) {
-        let l = &self.layout;
+        let (l, e) = (&self.layout, self.endian);
         let Some(tail) = tail else {
             return (0, false);
         };
-        let flags = |sp: &[u8]| l.flags.map_or(0, |o| u64_at(sp, o));
+        let flags = |sp: &[u8]| l.flags.map_or(0, |o| u64_at(e, sp, o));
         let order = match l.order {
             Some(CompoundOrder::TailByte(off)) => {
                 tail.get(off as usize).copied().unwrap_or(0) as u64
@@ -210,12 +214,12 @@ impl Rules {
             }
             Some(HugetlbTest::TailFlag(m)) => flags(tail) & m != 0,
             Some(HugetlbTest::PageType(t)) => {
-                l.mapcount.is_some_and(|o| t.matches(u32_at(head, o)))
+                l.mapcount.is_some_and(|o| t.matches(u32_at(e, head, o)))
             }
             None => false,
         };
         // A tail in the mask encoding (7.1+) carries the order too: both must agree.
-        let link = l.compound.and_then(|o| l.tail_link(u64_at(tail, o)));
+        let link = l.compound.and_then(|o| l.tail_link(u64_at(e, tail, o)));
         let mask_order = link.and_then(|t| t.order(l.size));
         let disagrees = l.order.is_some() && mask_order.is_some_and(|m| m != order);
         if disagrees || order > MAX_COMPOUND_ORDER || pfn & ((1u64 << order.min(63)) - 1) != 0 {
@@ -241,13 +245,13 @@ impl Rules {
     /// a page of vmemmap and the struct page after it is a tail of another head (a real
     /// head's first tail names the head itself). It is a tail, decided with its head.
     fn is_fake_head(&self, va: u64, next: Option<&[u8]>) -> bool {
-        let l = &self.layout;
+        let (l, e) = (&self.layout, self.endian);
         let (Some(o), Some(next)) = (l.compound, next) else {
             return false;
         };
-        // x86_64: 4 KiB pages of vmemmap.
-        va.is_multiple_of(4096)
-            && matches!(l.tail_link(u64_at(next, o)), Some(TailLink::Pointer(h)) if h != va)
+        // vmemmap is mapped in base pages.
+        va.is_multiple_of(self.vmemmap_page)
+            && matches!(l.tail_link(u64_at(e, next, o)), Some(TailLink::Pointer(h)) if h != va)
     }
 
     /// Decides one page frame, whose struct page `sp` is at `va`. `None`: keep it (or it
@@ -259,15 +263,15 @@ impl Rules {
         sp: &[u8],
         next: Option<&[u8]>,
     ) -> Option<(Class, u64)> {
-        let l = &self.layout;
+        let (l, e) = (&self.layout, self.endian);
         // A field VMCOREINFO lacks reads as what excludes nothing: the rules that need it
         // are off (see `Classifier::new`).
-        let word = |o: Option<u64>| o.map_or(0, |o| u64_at(sp, o));
+        let word = |o: Option<u64>| o.map_or(0, |o| u64_at(e, sp, o));
         let flags = word(l.flags);
         let mapping = word(l.mapping);
         let private = word(l.private);
-        let mapcount = l.mapcount.map_or(u32::MAX, |o| u32_at(sp, o));
-        if l.compound.is_some_and(|o| u64_at(sp, o) & 1 == 1) {
+        let mapcount = l.mapcount.map_or(u32::MAX, |o| u32_at(e, sp, o));
+        if l.compound.is_some_and(|o| u64_at(e, sp, o) & 1 == 1) {
             return None;
         }
         let slab = self.is_slab(flags, mapcount);

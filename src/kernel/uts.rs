@@ -46,26 +46,13 @@ pub fn read(vmcore: &mut Vmcore) -> Uts {
     if let Some(r) = vmcore.info.osrelease() {
         name.set(Utsname::RELEASE, r);
     }
-    if let Some(m) = machine_name(vmcore.elf.machine) {
+    if let Some(m) = crate::arch::machine_name(vmcore.elf.machine) {
         name.set(Utsname::MACHINE, m);
     }
     Uts {
         name,
         fallback: Some(why),
     }
-}
-
-/// `uname -m` for an ELF e_machine.
-pub fn machine_name(e_machine: u16) -> Option<&'static str> {
-    Some(match e_machine {
-        3 => "i686",
-        62 => "x86_64",
-        183 => "aarch64",
-        21 => "ppc64le",
-        22 => "s390x",
-        243 => "riscv64",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ pub fn base_header(vm: &Vmcore, utsname: Utsname, opts: &WriteOptions) -> Header
         bitmap_blocks: 0,
         max_mapnr: 0,
         nr_cpus: vm.nr_cpus,
-        phys_base: vm.info.number("phys_base").unwrap_or(0) as u64,
+        phys_base: crate::arch::Machine::from_e_machine(vm.elf.machine)
+            .map_or(0, |m| m.header_phys_base(&vm.info)),
         dump_level: opts.level.0 as i32,
         split: None,
         offset_vmcoreinfo: 0,

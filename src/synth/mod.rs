@@ -2,6 +2,7 @@
 //! show (partial pages, holes, odd notes, corruption). Real vmcores come from the QEMU
 //! harness under `tests/harness/`.
 
+pub mod arm64;
 mod flavor;
 mod kernel;
 mod printk;
@@ -219,5 +220,18 @@ impl crate::input::PhysPages for RamPages {
         let at = usize::try_from(pfn).ok().and_then(|p| p.checked_mul(4096));
         at.and_then(|at| self.0.get(at..at + 4096))
             .ok_or_else(|| crate::error::Error::bad_input(format!("no page {pfn:#x}")))
+    }
+}
+
+/// Kernel memory of a synthetic x86_64 kernel: `mem` is physical memory from address 0,
+/// read through the page tables this VMCOREINFO names (unit tests of the kernel readers).
+pub fn kernel_memory(
+    mem: Vec<u8>,
+    info: &crate::kernel::vmcoreinfo::VmcoreInfo,
+) -> crate::arch::KernelMemory {
+    let arch = crate::arch::Arch::new(crate::arch::x86_64::EM_X86_64, Endian::Little, info, 4096);
+    match arch {
+        Ok(arch) => crate::arch::KernelMemory::new(Box::new(RamPages(mem)), arch, Endian::Little),
+        Err(why) => panic!("synthetic kernel without translation: {why}"),
     }
 }

@@ -1,8 +1,7 @@
 //! Tests of the kernel log readers on synthetic printk rings of both kinds.
 
 use super::*;
-use crate::kernel::x86_64::X86_64;
-use crate::synth::RamPages;
+use crate::synth::kernel_memory;
 use crate::synth::{Flavor, LogRecord, PAGE_OFFSET, SynthKernel};
 
 /// A log_buf of 4 KiB holding three records, the oldest wrapped around, on a kernel
@@ -50,8 +49,7 @@ fn printk_log_records_are_read_in_order_across_the_wrap() {
         PAGE_OFFSET + vars + 16,
     );
     let info = VmcoreInfo::parse(text.as_bytes());
-    let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-    let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+    let mut km = kernel_memory(mem.clone(), &info);
     let log = read_log(&mut km, &info, false).expect("log");
     let mut want = Vec::new();
     format_record(&mut want, 1_000_000, None, b"oldest");
@@ -80,10 +78,7 @@ fn printk_log_records_are_read_in_order_across_the_wrap() {
     // A next index no record reaches: an error, not a loop.
     let mut bad = mem;
     put(&mut bad, vars + 16, &7u32.to_le_bytes());
-    let mut km = KernelMemory::new(
-        Box::new(RamPages(bad)),
-        X86_64::from_vmcoreinfo(&info).expect("arch"),
-    );
+    let mut km = kernel_memory(bad, &info);
     assert!(read_log(&mut km, &info, false).is_err());
 }
 
@@ -161,8 +156,7 @@ fn lockless_ring_wraps_and_both_clear_seqs() {
         VmcoreInfo::parse(t.as_bytes())
     };
     let log = |info: &VmcoreInfo, partial: bool| {
-        let arch = X86_64::from_vmcoreinfo(info).expect("arch");
-        let mut km = KernelMemory::new(Box::new(RamPages(mem.clone())), arch);
+        let mut km = kernel_memory(mem.clone(), info);
         String::from_utf8(read_log(&mut km, info, partial).expect("log")).expect("utf-8")
     };
     let mut all = Vec::new();
@@ -236,8 +230,7 @@ fn lockless_ring_is_read_with_and_without_the_caller_column() {
         let mut k = SynthKernel::new(Flavor::Linux6_12, 1024);
         let lines = k.printk_ring(&records, caller_id);
         let info = VmcoreInfo::parse(format!("{}{lines}", k.vmcoreinfo()).as_bytes());
-        let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-        let mut km = KernelMemory::new(Box::new(RamPages(k.mem.clone())), arch);
+        let mut km = kernel_memory(k.mem.clone(), &info);
         let log = read_log(&mut km, &info, false).expect("log");
         let want = if caller_id {
             "[    0.000000] [      T0] Linux version 7.2.13\n\
@@ -295,8 +288,7 @@ fn printk_log_records_with_the_caller_id() {
         PAGE_OFFSET + vars + 16,
     );
     let info = VmcoreInfo::parse(text.as_bytes());
-    let arch = X86_64::from_vmcoreinfo(&info).expect("arch");
-    let mut km = KernelMemory::new(Box::new(RamPages(mem)), arch);
+    let mut km = kernel_memory(mem, &info);
     assert_eq!(
         String::from_utf8_lossy(&read_log(&mut km, &info, false).expect("log")),
         "[    0.000000] [      T0] Linux version 5.4\n\

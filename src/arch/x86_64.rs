@@ -1,18 +1,27 @@
-//! x86_64 virtual → physical translation by walking the crashed kernel's page tables from
-//! `init_top_pgt`, with 4- or 5-level paging, 1 GiB and 2 MiB pages and the AMD SME mask.
+//! x86_64: virtual → physical translation by walking the crashed kernel's page tables from
+//! `init_top_pgt`, with 4- or 5-level paging, 1 GiB and 2 MiB pages and the AMD SME mask;
+//! the fixed kernel-text mapping; the sparsemem geometry of kernels that do not export it.
 //! Everything comes from VMCOREINFO (KASLR needs nothing more: SYMBOL values are runtime
 //! addresses). A walk has a fixed depth, so a corrupt table can give a wrong answer or none,
 //! but never a loop.
 
-use super::vmcoreinfo::VmcoreInfo;
+use super::Mapping;
 use crate::input::PhysPages;
+use crate::input::bytes::Endian;
+use crate::kernel::vmcoreinfo::VmcoreInfo;
 
+/// ELF `e_machine` of x86_64 (EM_X86_64).
+pub const EM_X86_64: u16 = 62;
+
+/// `__START_KERNEL_map`: kernel text, data and bss are mapped at
+/// `vaddr - START_KERNEL_MAP + phys_base`.
 const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 const PRESENT: u64 = 0x1;
 const PSE: u64 = 0x80;
 /// Physical address bits 12–51 of an entry.
 const ENTRY_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
+/// The x86_64 page-table walker of one crashed kernel.
 #[derive(Debug, Clone)]
 pub struct X86_64 {
     /// Physical address of the top-level table.
@@ -21,18 +30,10 @@ pub struct X86_64 {
     entry_mask: u64,
 }
 
-/// One translated mapping: `len` bytes from `va` (aligned to the mapping size) are at `pa`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mapping {
-    pub va: u64,
-    pub pa: u64,
-    pub len: u64,
-}
-
-/// x86_64's `SECTION_SIZE_BITS`, for kernels whose VMCOREINFO lacks it.
+/// `SECTION_SIZE_BITS`, for kernels whose VMCOREINFO lacks it.
 pub const SECTION_SIZE_BITS: i64 = 27;
 
-/// x86_64's `MAX_PHYSMEM_BITS`, for kernels whose VMCOREINFO lacks it: 52 with 5-level
+/// `MAX_PHYSMEM_BITS`, for kernels whose VMCOREINFO lacks it: 52 with 5-level
 /// paging, 46 with 4-level.
 pub fn max_physmem_bits(info: &VmcoreInfo) -> i64 {
     if info.number("pgtable_l5_enabled") == Some(1) {
@@ -42,7 +43,24 @@ pub fn max_physmem_bits(info: &VmcoreInfo) -> i64 {
     }
 }
 
+/// The kernel-text mapping, which needs no page table: `None` below it.
+pub fn kernel_text_to_phys(info: &VmcoreInfo, vaddr: u64) -> Option<u64> {
+    if vaddr < START_KERNEL_MAP {
+        return None;
+    }
+    let phys_base = info.number("phys_base").unwrap_or(0) as u64;
+    Some((vaddr - START_KERNEL_MAP).wrapping_add(phys_base))
+}
+
+/// Whether `vaddr` is in the kernel-text mapping (a /proc/kcore segment there repeats part
+/// of the direct map).
+pub fn is_kernel_text(vaddr: u64) -> bool {
+    vaddr >= START_KERNEL_MAP
+}
+
 impl X86_64 {
+    /// The walker from `SYMBOL(init_top_pgt)` (or 4.12's `init_level4_pgt`),
+    /// `NUMBER(phys_base)`, `NUMBER(pgtable_l5_enabled)` and `NUMBER(sme_mask)`.
     pub fn from_vmcoreinfo(info: &VmcoreInfo) -> Option<X86_64> {
         let top = info
             .symbol("init_top_pgt")
@@ -61,7 +79,7 @@ impl X86_64 {
         let pa = table.checked_add(index * 8)?;
         let mut e = [0u8; 8];
         mem.read_small(pa, &mut e)?;
-        Some(u64::from_le_bytes(e))
+        Endian::Little.u64(&e, 0)
     }
 
     /// Translates `va`, returning the whole page (4 KiB, 2 MiB or 1 GiB) that holds it.
@@ -100,69 +118,6 @@ impl X86_64 {
             table = e & self.entry_mask;
         }
         None
-    }
-}
-
-/// Reads the crashed kernel's virtual memory, remembering the last mapping so that reading
-/// a large contiguous area (mem_map) walks the tables once per mapped page, not per read.
-pub struct KernelMemory {
-    pub mem: Box<dyn PhysPages>,
-    arch: X86_64,
-    last: Option<Mapping>,
-}
-
-impl KernelMemory {
-    pub fn new(mem: Box<dyn PhysPages>, arch: X86_64) -> KernelMemory {
-        KernelMemory {
-            mem,
-            arch,
-            last: None,
-        }
-    }
-
-    pub fn translate(&mut self, va: u64) -> Option<u64> {
-        if let Some(m) = self.last
-            && va >= m.va
-            && va - m.va < m.len
-        {
-            return Some(m.pa + (va - m.va));
-        }
-        let m = self.arch.translate(self.mem.as_mut(), va)?;
-        self.last = Some(m);
-        Some(m.pa + (va - m.va))
-    }
-
-    /// Fills `buf` from virtual address `va`; `None` if any byte is unmapped or not in the
-    /// dump.
-    pub fn read(&mut self, va: u64, buf: &mut [u8]) -> Option<()> {
-        let ps = self.mem.page_size() as u64;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pa = self.translate(va.checked_add(done as u64)?)?;
-            let at = (pa % ps) as usize;
-            let n = (ps as usize - at).min(buf.len() - done);
-            let page = self.mem.read_page(pa / ps).ok()?;
-            buf[done..done + n].copy_from_slice(page.get(at..at + n)?);
-            done += n;
-        }
-        Some(())
-    }
-
-    /// `len` bytes at `va` without copying, when they are physically contiguous and in one
-    /// window of the input; `None` means "use `read`".
-    pub fn slice(&mut self, va: u64, len: usize) -> Option<&[u8]> {
-        let pa = self.translate(va)?;
-        let m = self.last?;
-        if va.checked_add(len as u64)? > m.va + m.len {
-            return None;
-        }
-        self.mem.span(pa, len)
-    }
-
-    pub fn read_u64(&mut self, va: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read(va, &mut b)?;
-        Some(u64::from_le_bytes(b))
     }
 }
 
