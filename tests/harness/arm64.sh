@@ -30,7 +30,7 @@ arm64_userland() {
         need_cmd dpkg-deb dpkg
         mkdir -p "$ARM64_DIR"
         apt_suite_opts "" arm64
-        local pkgs pkg deb tmp
+        local pkgs deb tmp
         # kexec-tools and every library package below it (the rest, dpkg or debconf, is
         # not needed to run kexec).
         pkgs=$(apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests \
@@ -38,10 +38,18 @@ arm64_userland() {
             | grep -E '^(kexec-tools|zlib1g|lib[a-z0-9.+-]*)$' | sort -u)
         [ -n "$pkgs" ] || die "no arm64 package list for kexec-tools"
         tmp=$(mktemp -d "$ARM64_DIR/.root.XXXXXX")
-        for pkg in busybox-static $pkgs; do
-            deb=$(apt_download "$pkg" "$ARM64_DIR/debs" "" arm64)
+        # One apt-get download for all of them (apt reads its lists once, not 30 times).
+        log "downloading busybox-static and kexec-tools with its libraries (arm64)"
+        mkdir -p "$tmp/.debs"
+        # shellcheck disable=SC2086  # pkgs is a list of package names
+        (cd "$tmp/.debs" && apt-get download -q "${APT_OPTS[@]}" busybox-static $pkgs \
+            >/dev/null 2>.stderr) || { cat "$tmp/.debs/.stderr" >&2; die "apt-get download (arm64) failed"; }
+        mkdir -p "$ARM64_DIR/debs"
+        for deb in "$tmp"/.debs/*.deb; do
             dpkg-deb -x "$deb" "$tmp"
+            mv "$deb" "$ARM64_DIR/debs/"
         done
+        rm -rf "$tmp/.debs"
         touch "$tmp/.complete"
         rm -rf "$ARM64_ROOT"
         mv "$tmp" "$ARM64_ROOT"
