@@ -193,7 +193,7 @@ make_cpio() {
 
 # build_images KDIR: build $CRASH_WORK/capture.img and $CRASH_WORK/first.img.
 build_images() {
-    local kdir=$1 bb root workload arch console=ttyS0 kexec
+    local kdir=$1 bb root workload arch console=ttyS0 kexec m
     need_cmd cpio cpio
     need_cmd xz xz-utils
     need_cmd gzip gzip
