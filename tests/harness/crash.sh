@@ -25,7 +25,7 @@
 #   $CRASH_WORK/monitor.sock QEMU's human monitor while it runs (qemu_monitor CMD)
 #   marker VALUE functions below read results from the console log.
 
-# shellcheck source=tests/harness/arm64.sh
+# shellcheck source=arm64.sh
 source "$HARNESS_DIR/arm64.sh"
 
 QEMU_TIMEOUT=${HARNESS_QEMU_TIMEOUT:-540}   # seconds; the whole crash+capture, <= 9 min
