@@ -25,11 +25,15 @@
 #   $CRASH_WORK/monitor.sock QEMU's human monitor while it runs (qemu_monitor CMD)
 #   marker VALUE functions below read results from the console log.
 
+# shellcheck source=arm64.sh
+source "$HARNESS_DIR/arm64.sh"
+
 QEMU_TIMEOUT=${HARNESS_QEMU_TIMEOUT:-540}   # seconds; the whole crash+capture, <= 9 min
 PAGE_CACHE_RANDOM_MB=16
 PAGE_CACHE_TEXT_MB=16
 
-# Modules the capture kernel needs to see a virtio-blk disk (plus their dependencies).
+# Modules the capture kernel needs to see a virtio-blk disk (plus their dependencies);
+# on arm64 the disks sit on virtio-mmio, and virtio_pci is replaced by virtio_mmio.
 CAPTURE_MODULES=(virtio_pci virtio_blk)
 CRASH_TARGET=flat
 CRASH_CAPTURE_CONF=() CRASH_QEMU_ARGS=() CRASH_CAPTURE_HOOK="" CRASH_TICK_HOOK=""
@@ -48,7 +52,7 @@ crash_option() {
     --mem) CRASH_MEM_MB=${2:?--mem wants MiB} ;;
     --crashkernel) CRASH_CRASHKERNEL=${2:?--crashkernel wants a size} ;;
     --workload) CRASH_WORKLOAD_MB=${2:?--workload wants MiB} ;;
-    --cpu) CRASH_CPU=${2:?--cpu wants max or qemu64} ;;
+    --cpu) CRASH_CPU=${2:?--cpu wants max, qemu64 or (arm64) max-nolpa2} ;;
     --thp) CRASH_THP=1 CRASH_SHIFT=1 ;;
     --compressible) CRASH_COMPRESSIBLE=1 CRASH_SHIFT=1 ;;
     --rich) CRASH_RICH=1 CRASH_SHIFT=1 ;;
@@ -60,7 +64,12 @@ crash_check_options() {
     [[ $CRASH_MEM_MB =~ ^[0-9]+$ ]] || die "--mem wants MiB"
     [[ $CRASH_WORKLOAD_MB =~ ^[0-9]+$ ]] || die "--workload wants MiB"
     [[ $CRASH_CRASHKERNEL =~ ^[0-9]+[MG]$ ]] || die "--crashkernel wants e.g. 192M"
-    case $CRASH_CPU in max | qemu64) ;; *) die "--cpu must be max or qemu64" ;; esac
+    if [ "$(kver_arch "$KVER")" = arm64 ]; then
+        arm64_qemu_cpu "$CRASH_CPU" >/dev/null
+        [ "$CRASH_RICH" = 0 ] || die "--rich is not available for arm64 kernels"
+    else
+        case $CRASH_CPU in max | qemu64) ;; *) die "--cpu must be max or qemu64" ;; esac
+    fi
     if [ "$CRASH_RICH" = 1 ]; then
         [ $((CRASH_MEM_MB % 2)) = 0 ] || die "--rich splits --mem over two NUMA nodes: use an even size"
         [ "$CRASH_MEM_MB" -ge 1024 ] || die "--rich wants --mem 1024 or more"
@@ -101,19 +110,30 @@ build_static() {
     mv "$out.tmp.$$" "$out"
 }
 
+# workload_bin [ARCH]: the static workload for ARCH (amd64 by default).
 workload_bin() {
+    if [ "${1:-amd64}" = arm64 ]; then
+        arm64_build_static "$HARNESS_DIR/workload.c" "$ARM64_DIR/workload"
+        echo "$ARM64_DIR/workload"
+        return
+    fi
     build_static "$HARNESS_DIR/workload.c" "$CACHE_DIR/workload"
     echo "$CACHE_DIR/workload"
 }
 
 # install_binary BIN ROOT DEST: copy BIN to ROOT/DEST; if it is dynamically linked, also
-# copy its loader and libraries to the same absolute paths under ROOT.
+# copy its loader and libraries to the same absolute paths under ROOT (an AArch64 binary's
+# from the arm64 userland, arm64.sh).
 install_binary() {
     local bin=$1 root=$2 dest=$3 lib
     mkdir -p "$root/$(dirname "$dest")"
     cp -L "$bin" "$root/$dest"
     chmod 755 "$root/$dest"
     file_is_static "$bin" && return 0
+    if elf_is_aarch64 "$bin"; then
+        arm64_install_libs "$bin" "$root"
+        return 0
+    fi
     log "note: ${bin##*/} is dynamically linked; copying its libraries into the initramfs"
     for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
         mkdir -p "$root/$(dirname "$lib")"
@@ -173,12 +193,26 @@ make_cpio() {
 
 # build_images KDIR: build $CRASH_WORK/capture.img and $CRASH_WORK/first.img.
 build_images() {
-    local kdir=$1 bb root workload
+    local kdir=$1 bb root workload arch console=ttyS0 kexec m
     need_cmd cpio cpio
     need_cmd xz xz-utils
     need_cmd gzip gzip
-    bb=$(busybox_static)
-    workload=$(workload_bin)
+    arch=$(kver_arch "$KVER")
+    if [ "$arch" = arm64 ]; then
+        bb=$(arm64_userland)/bin/busybox
+        kexec=$ARM64_ROOT/sbin/kexec
+        console=ttyAMA0
+        local -a mods=()
+        for m in "${CAPTURE_MODULES[@]}"; do
+            [ "$m" = virtio_pci ] && m=virtio_mmio
+            mods+=("$m")
+        done
+        CAPTURE_MODULES=("${mods[@]}")
+    else
+        bb=$(busybox_static)
+        kexec=$(command -v kexec)
+    fi
+    workload=$(workload_bin "$arch")
 
     # Capture kernel's initramfs.
     root=$CRASH_WORK/capture-root
@@ -211,7 +245,7 @@ build_images() {
     cp "$bb" "$root/bin/busybox"
     cp "$HARNESS_DIR/guest/init-first" "$root/init"
     chmod 755 "$root/init"
-    install_binary "$(command -v kexec)" "$root" /sbin/kexec
+    install_binary "$kexec" "$root" /sbin/kexec
     cp "$workload" "$root/bin/workload"
     if [ "$CRASH_RICH" = 1 ]; then
         cp "$(rich_bin)" "$root/bin/rich"
@@ -245,7 +279,14 @@ build_images() {
         "CACHE_TEXT_MB=$PAGE_CACHE_TEXT_MB" \
         "RICH=$CRASH_RICH" "RICH_HUGE_MAPPED=$RICH_HUGE_MAPPED" "RICH_POISON=$RICH_POISON" \
         "RICH_BALLOON_MB=$RICH_BALLOON_MB" \
-        "CAPTURE_CMDLINE=console=ttyS0 nr_cpus=1 irqpoll reset_devices panic=-1 loglevel=4"
+        "CAPTURE_CMDLINE=console=$console nr_cpus=1 irqpoll reset_devices panic=-1 loglevel=4"
+    if [ "$arch" = arm64 ]; then
+        local below
+        below=$(arm64_text_below_stext "$kdir")
+        # -i: no SHA-256 check of the loaded segments in kexec's purgatory, which runs with
+        # the MMU off and takes about two minutes under TCG.
+        printf '%s\n' "TEXT_BELOW_STEXT=$below" "KEXEC_OPTS=-i" >> "$root/etc/harness.conf"
+    fi
     make_cpio "$root" "$CRASH_WORK/first.img"
     log "initramfs: first.img $(du -h "$CRASH_WORK/first.img" | cut -f1), capture.img $(du -h "$CRASH_WORK/capture.img" | cut -f1)"
 }
@@ -281,10 +322,20 @@ report_progress() {
 
 # run_crash: boot, crash, capture. Dies with the console tail if no capture happened.
 run_crash() {
-    local kdir qemu_rc=0 disk_mb
-    need_cmd qemu-system-x86_64 qemu-system-x86
-    need_cmd kexec kexec-tools
+    local kdir qemu_rc=0 disk_mb qemu blk console
+    local -a machine
     need_cmd timeout coreutils
+    if [ "$(kver_arch "$KVER")" = arm64 ]; then
+        need_cmd qemu-system-aarch64 qemu-system-arm
+        # QEMU's device tree, no firmware: Debian's arm64 vmlinuz is a plain Image.
+        qemu=qemu-system-aarch64 blk=virtio-blk-device console=ttyAMA0
+        machine=(-machine virt -cpu "$(arm64_qemu_cpu "$CRASH_CPU")")
+    else
+        need_cmd qemu-system-x86_64 qemu-system-x86
+        need_cmd kexec kexec-tools
+        qemu=qemu-system-x86_64 blk=virtio-blk-pci console=ttyS0
+        machine=(-machine pc -cpu "$CRASH_CPU")
+    fi
     kdir=$("$HARNESS_DIR/fetch-kernel" "$KVER")
     build_images "$kdir"
 
@@ -293,17 +344,17 @@ run_crash() {
     truncate -s "${disk_mb}M" "$CRASH_WORK/vmcore.raw"
     local -a disks=(
         -drive "file=$CRASH_WORK/vmcore.raw,if=none,id=vmcore,format=raw,cache=unsafe"
-        -device "virtio-blk-pci,drive=vmcore,serial=vmcore"
+        -device "$blk,drive=vmcore,serial=vmcore"
     )
     if [ -n "${CRASH_COLLECTOR:-}" ] && [ "$CRASH_TARGET" = flat ]; then
         # A flattened stream is at most the input plus 16 bytes per record and a header.
         truncate -s "$((disk_mb + 64))M" "$CRASH_WORK/flat.raw"
         disks+=(
             -drive "file=$CRASH_WORK/flat.raw,if=none,id=flat,format=raw,cache=unsafe"
-            -device "virtio-blk-pci,drive=flat,serial=flat"
+            -device "$blk,drive=flat,serial=flat"
         )
     fi
-    local append="console=ttyS0 crashkernel=$CRASH_CRASHKERNEL panic=-1 loglevel=4"
+    local append="console=$console crashkernel=$CRASH_CRASHKERNEL panic=-1 loglevel=4"
     [ "$CRASH_THP" = 1 ] && append+=" transparent_hugepage=always"
     local -a numa=()
     if [ "$CRASH_RICH" = 1 ]; then
@@ -332,9 +383,9 @@ run_crash() {
         _qemu_start=$SECONDS
         _progress_seen=0 _rich_ballooned=0
         qemu_rc=0
-        timeout --kill-after=10 "$QEMU_TIMEOUT" qemu-system-x86_64 \
+        timeout --kill-after=10 "$QEMU_TIMEOUT" "$qemu" \
             -nodefaults -no-user-config -display none -no-reboot \
-            -accel tcg,thread=multi -machine pc -cpu "$CRASH_CPU" -smp 2 -m "$CRASH_MEM_MB" \
+            -accel tcg,thread=multi "${machine[@]}" -smp 2 -m "$CRASH_MEM_MB" \
             -kernel "$kdir/boot/vmlinuz-$KVER" -initrd "$CRASH_WORK/first.img" -append "$append" \
             -serial "file:$CRASH_WORK/serial.log" \
             -monitor "unix:$CRASH_WORK/monitor.sock,server=on,wait=off" \

@@ -73,6 +73,14 @@ check_kver() {
     [[ $1 =~ ^[0-9]+\.[0-9]+[.0-9]*[-+][A-Za-z0-9.+~-]+$ ]] || die "bad kernel version '$1'"
 }
 
+# kver_arch KVER: the Debian architecture of kernel KVER (its flavour suffix): amd64 or arm64.
+kver_arch() {
+    case $1 in
+    *-arm64) echo arm64 ;;
+    *) echo amd64 ;;
+    esac
+}
+
 # suite_of KVER: the Debian suite that serves kernel KVER, other than this machine's own
 # (empty for bookworm and its backports, which this machine's sources already have).
 suite_of() {
@@ -83,36 +91,56 @@ suite_of() {
     esac
 }
 
-# apt_suite_opts SUITE: sets APT_OPTS to apt options that read SUITE's package lists, kept
-# in target/cache/apt/SUITE/ (fetched once a day at most; sid's Release may look expired).
+# apt_suite_opts SUITE [ARCH]: sets APT_OPTS to apt options that read SUITE's package lists
+# for ARCH (default amd64), kept in target/cache/apt/SUITE/ (another architecture than
+# amd64: target/cache/apt/SUITE-ARCH/, bookworm for an empty SUITE); fetched once a day at
+# most; sid's Release may look expired. The machine's own dpkg and apt state are not touched.
 apt_suite_opts() {
-    local suite=$1 dir=$CACHE_DIR/apt/$1
+    local suite=$1 arch=${2:-amd64} dir
     APT_OPTS=()
-    [ -n "$suite" ] || return 0
-    mkdir -p "$dir/lists/partial"
+    if [ "$arch" = amd64 ]; then
+        [ -n "$suite" ] || return 0
+        dir=$CACHE_DIR/apt/$suite
+    else
+        suite=${suite:-bookworm}
+        dir=$CACHE_DIR/apt/$suite-$arch
+    fi
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
     local key=/usr/share/keyrings/debian-archive-keyring.gpg
     {
         echo "deb [signed-by=$key] http://deb.debian.org/debian $suite main"
+        [ "$suite" != bookworm ] || echo "deb [signed-by=$key] http://deb.debian.org/debian $suite-updates main"
         [ "$suite" = sid ] || echo "deb [signed-by=$key] http://deb.debian.org/debian-security $suite-security main"
     } > "$dir/sources.list"
     APT_OPTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o "Dir::Etc::sourceparts=-"
         -o "Dir::State::Lists=$dir/lists" -o "Acquire::Check-Valid-Until=false")
+    if [ "$arch" != amd64 ]; then
+        # Its own package cache too, so the machine's pkgcache.bin is never rebuilt for it.
+        APT_OPTS+=(-o "APT::Architecture=$arch" -o "APT::Architectures=$arch"
+            -o "Dir::Cache=$dir/cache" -o "Dir::State::status=$dir/status")
+        [ -f "$dir/status" ] || : > "$dir/status"
+    fi
     if [ -z "$(find "$dir" -maxdepth 1 -name .updated -mmin -1440)" ]; then
-        log "reading the package lists of Debian $suite"
+        log "reading the package lists of Debian $suite${2:+ ($arch)}"
         apt-get -qq "${APT_OPTS[@]}" update >&2 || die "apt-get update for $suite failed"
         touch "$dir/.updated"
     fi
 }
 
-# apt_download PKG DIR [SUITE]: fetch PKG's .deb into DIR (idempotent), print its path.
+# apt_download PKG DIR [SUITE [ARCH]]: fetch PKG's .deb for ARCH (default: the machine's)
+# into DIR (idempotent), print its path.
 apt_download() {
-    local pkg=$1 dir=$2 suite=${3:-} deb
+    local pkg=$1 dir=$2 suite=${3:-} arch=${4:-} deb
     mkdir -p "$dir"
-    deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    if [ -n "$arch" ]; then
+        deb=$(find "$dir" -maxdepth 1 \( -name "${pkg}_*_$arch.deb" -o -name "${pkg}_*_all.deb" \) | head -n1)
+    else
+        deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    fi
     if [ -z "$deb" ]; then
         need_cmd apt-get apt
-        apt_suite_opts "$suite"
-        log "downloading $pkg${suite:+ (Debian $suite)}"
+        apt_suite_opts "$suite" ${arch:+"$arch"}
+        log "downloading $pkg${suite:+ (Debian $suite)}${arch:+ ($arch)}"
         # apt-get download works in the current directory; run in a temp dir so an
         # interrupted download never leaves a partial .deb under the final name.
         local tmp

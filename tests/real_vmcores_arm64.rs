@@ -1,0 +1,254 @@
+//! vmsift on real vmcores of crashed Debian arm64 kernels (made under qemu-system-aarch64 by
+//! `tests/harness/make-vmcore`, debug vmlinux files from `tests/harness/fetch-vmlinux`):
+//! drgn and libkdumpfile read the `-d 31` dump as the ELF, and the exclusion at every level
+//! matches the page classes that `tests/oracle/classify` computes from the debug info.
+//!
+//! The four kernels cover what arm64 translation has to get right: 48-bit VA (6.1), 52-bit VA
+//! with LPA2 (6.12 on QEMU's `-cpu max`, and sid's 7.2), and a 52-bit kernel on a CPU without
+//! LPA2, which uses 48 bits and has a negative PHYS_OFFSET (6.12, `--cpu max-nolpa2`).
+//!
+//! The oracle comparisons are named `real_arm64_oracle_*`: `tests/run-all` skips them
+//! (`ARM64_ORACLE=0`) until vmsift reads arm64 page classes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Kernel {
+    /// Name of the vmcore under target/vmcores/.
+    name: &'static str,
+    kver: &'static str,
+    /// make-vmcore's options for it (as in tests/run-all).
+    options: &'static str,
+}
+
+/// `NUMBER(VA_BITS)=48`, `TCR_EL1_T1SZ=0x10`, 4 levels.
+const DEB61: Kernel = Kernel {
+    name: "deb61-arm64",
+    kver: "6.1.0-56-arm64",
+    options: "--mem 1024 --crashkernel 256M",
+};
+/// `VA_BITS=52`, `TCR_EL1_T1SZ=0xc`: 5 levels with LPA2 descriptors.
+const DEB612: Kernel = Kernel {
+    name: "deb612-arm64",
+    kver: "6.12.117+deb12-arm64",
+    options: "--mem 1024 --crashkernel 256M",
+};
+/// `VA_BITS=52` but `TCR_EL1_T1SZ=0x10` (48 bits in use), `PHYS_OFFSET=0xfff1000040000000`.
+const NOLPA2_612: Kernel = Kernel {
+    name: "deb612-arm64-nolpa2",
+    kver: "6.12.117+deb12-arm64",
+    options: "--mem 1024 --crashkernel 256M --cpu max-nolpa2",
+};
+/// Debian sid's kernel: `VA_BITS=52` with LPA2, `page.compound_info`.
+const DEB72: Kernel = Kernel {
+    name: "deb72-arm64",
+    kver: "7.2.13+deb14-arm64",
+    options: "--mem 1024 --crashkernel 256M",
+};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(path: PathBuf, how: &str) -> PathBuf {
+    assert!(path.exists(), "{} is missing: {how}", path.display());
+    path
+}
+
+impl Kernel {
+    fn vmcore(&self) -> PathBuf {
+        require(
+            root()
+                .join("target/vmcores")
+                .join(format!("{}.elf", self.name)),
+            &format!(
+                "run tests/harness/make-vmcore {} {} {} (or tests/run-all)",
+                self.name, self.kver, self.options
+            ),
+        )
+    }
+
+    fn vmlinux(&self) -> PathBuf {
+        require(
+            root()
+                .join("target/cache/vmlinux")
+                .join(format!("vmlinux-{}", self.kver)),
+            &format!(
+                "run tests/harness/fetch-vmlinux {} (or tests/run-all)",
+                self.kver
+            ),
+        )
+    }
+}
+
+/// A directory for this test's dumps, emptied first.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs vmsift with `args` and the input, writing `out`; asserts success.
+fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run vmsift");
+    assert!(
+        o.status.success(),
+        "vmsift {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Runs a checker (a path under tests/, through `program` if given) and asserts it reports a
+/// match (exit 0, and "OK:" in its output when `program` is given).
+fn check(program: Option<&Path>, script: &str, options: &[&str], args: &[&Path]) {
+    let path = root().join("tests").join(script);
+    let mut c = match program {
+        Some(p) => {
+            let mut c = Command::new(p);
+            if p.ends_with("sid-run") {
+                c.arg("python3");
+            }
+            c.arg(&path);
+            c
+        }
+        None => Command::new(&path),
+    };
+    let o = c.args(options).args(args).output().expect("run checker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("{script}: {}", text.trim_end());
+    assert!(
+        o.status.success() && (program.is_none() || text.contains("OK:")),
+        "{script} {args:?} found a difference:\n{text}"
+    );
+}
+
+/// drgn on the `-d 31` dump: release, dmesg, tasks, every thread's stack, vm_zone_stat;
+/// libkdumpfile 0.5.1 (Debian 12) and 0.5.5 (sid) read every kept page identical.
+fn level31_reads_the_same(k: &Kernel) {
+    let vmcore = k.vmcore();
+    let dir = scratch(&format!("{}-31-drgn", k.name));
+    let dump = dir.join("dump-z31");
+    vmsift(&["-z", "-d", "31"], &vmcore, &dump);
+    check(
+        None,
+        "readers/drgn-same",
+        &[],
+        &[&k.vmlinux(), &vmcore, &dump],
+    );
+    check(
+        Some(Path::new("/usr/bin/python3")),
+        "readers/pages-identical",
+        &["--allow-excluded"],
+        &[&vmcore, &dump],
+    );
+    require(
+        root().join("target/cache/sid/.complete"),
+        "run tests/harness/sid-peers (or tests/run-all)",
+    );
+    check(
+        Some(&root().join("tests/harness/sid-run")),
+        "readers/pages-identical",
+        &["--allow-excluded"],
+        &[&vmcore, &dump],
+    );
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_level31_drgn_sees_the_same_kernel_61() {
+    level31_reads_the_same(&DEB61);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_level31_drgn_sees_the_same_kernel_612() {
+    level31_reads_the_same(&DEB612);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_level31_drgn_sees_the_same_kernel_612_nolpa2() {
+    level31_reads_the_same(&NOLPA2_612);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_level31_drgn_sees_the_same_kernel_72() {
+    level31_reads_the_same(&DEB72);
+}
+
+/// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
+/// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
+fn oracle(k: &Kernel) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oracle-{}.json", k.name));
+    let vmcore = k.vmcore();
+    let fresh = |p: &Path| {
+        let (o, v) = (std::fs::metadata(p), std::fs::metadata(&vmcore));
+        matches!((o.and_then(|m| m.modified()), v.and_then(|m| m.modified())), (Ok(o), Ok(v)) if o > v)
+    };
+    if !fresh(&out) {
+        let o = Command::new(root().join("tests/oracle/classify"))
+            .arg("--quiet")
+            .arg(k.vmlinux())
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("run tests/oracle/classify");
+        assert!(
+            o.status.success(),
+            "classify {}: {}{}",
+            k.name,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    out
+}
+
+/// Our exclusion at each level against the oracle: no page wrongly excluded, at most 0.1%
+/// of the excludable pages kept.
+fn filter_matches_oracle(k: &Kernel) {
+    let vmcore = k.vmcore();
+    let oracle = oracle(k);
+    let dir = scratch(&format!("{}-oracle", k.name));
+    for level in [31, 2, 4, 8, 16] {
+        let dump = dir.join(format!("dump-d{level}"));
+        vmsift(&["-l", "-d", &level.to_string()], &vmcore, &dump);
+        check(None, "oracle/check-dump", &[], &[&oracle, &dump]);
+        std::fs::remove_file(&dump).expect("clean up");
+    }
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_oracle_61_filter_matches_the_debug_info() {
+    filter_matches_oracle(&DEB61);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_oracle_612_filter_matches_the_debug_info() {
+    filter_matches_oracle(&DEB612);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_oracle_612_nolpa2_filter_matches_the_debug_info() {
+    filter_matches_oracle(&NOLPA2_612);
+}
+
+#[test]
+#[ignore = "needs real arm64 vmcores: run tests/run-all"]
+fn real_arm64_oracle_72_filter_matches_the_debug_info() {
+    filter_matches_oracle(&DEB72);
+}
