@@ -27,7 +27,9 @@ use libfuzzer_sys::fuzz_target;
 use vmsift::Error;
 use vmsift::codec::{Codec, Compressor};
 use vmsift::format::flat;
-use vmsift::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc, Utsname};
+use vmsift::format::kdump::{
+    DISK_DUMP_HEADER, Header, KDUMP_SUB_HEADER, Layout, Model, PAGE_DESC_SIZE, PageDesc, Utsname,
+};
 use vmsift::input::bytes::Endian;
 use vmsift::input::elf::ReadAt;
 use vmsift::input::flat::FlatFile;
@@ -340,6 +342,7 @@ fn build(s: &Spec) -> Built {
         dumpable.len() as u64,
     );
     let global = codec_of(s.codec);
+    let sub_size = Model::Lp64.sub_header_size() as u64;
     let mut header = Header {
         model: Model::Lp64,
         endian: e,
@@ -366,9 +369,9 @@ fn build(s: &Spec) -> Built {
         offset_vmcoreinfo: s
             .header
             .offset_vmcoreinfo
-            .get(bs + 104 + info_desc_at as u64, &mut dirty),
+            .get(bs + sub_size + info_desc_at as u64, &mut dirty),
         size_vmcoreinfo: s.header.size_vmcoreinfo.get(info.len() as u64, &mut dirty),
-        offset_note: s.header.offset_note.get(bs + 104, &mut dirty),
+        offset_note: s.header.offset_note.get(bs + sub_size, &mut dirty),
         size_note: s.header.size_note.get(notes.len() as u64, &mut dirty),
         offset_eraseinfo: s.header.offset_eraseinfo.get(0, &mut dirty),
         size_eraseinfo: s.header.size_eraseinfo.get(0, &mut dirty),
@@ -382,17 +385,17 @@ fn build(s: &Spec) -> Built {
         dirty |= x != 0;
     }
     let version = s.header.version.get32(6, &mut dirty);
-    e.put_u32(&mut main, 8, version);
+    DISK_DUMP_HEADER.header_version.put(Model::Lp64, e, &mut main, version as u64);
     let max32 = s.header.max_mapnr32.get32(mapnr as u32, &mut dirty);
-    e.put_u32(&mut main, 440, max32);
+    DISK_DUMP_HEADER.max_mapnr.put(Model::Lp64, e, &mut main, max32 as u64);
     let mut sub = header.sub_bytes();
     let flag = s
         .header
         .split_flag
         .get32(header.split.is_some() as u32, &mut dirty);
-    e.put_u32(&mut sub, 12, flag);
+    KDUMP_SUB_HEADER.split.put(Model::Lp64, e, &mut sub, flag as u64);
     let max64 = s.header.max_mapnr64.get(mapnr, &mut dirty);
-    e.put_u64(&mut sub, 96, max64);
+    KDUMP_SUB_HEADER.max_mapnr_64.put(Model::Lp64, e, &mut sub, max64);
 
     // Pages: the shared zero page first if asked, then each dumpable page in pfn order.
     let mut data = Vec::new();
@@ -519,9 +522,10 @@ fn flatten(b: &Built, f: &FlatSpec) -> (Vec<u8>, bool) {
         dirty |= x != 0;
     }
     let kind = f.kind.get(1, &mut dirty);
-    head[16..24].copy_from_slice(&kind.to_be_bytes());
+    let be = vmsift::input::bytes::Endian::Big;
+    flat::FLAT_HEADER.kind.put(Model::Lp64, be, &mut head, kind);
     let version = f.version.get(1, &mut dirty);
-    head[24..32].copy_from_slice(&version.to_be_bytes());
+    flat::FLAT_HEADER.version.put(Model::Lp64, be, &mut head, version);
 
     // Records: (offset field, size field, payload).
     let mut records: Vec<(u64, u64, Vec<u8>)> = Vec::new();

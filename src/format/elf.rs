@@ -8,6 +8,7 @@
 //! contents. A PT_LOAD with no kept page stays as a segment without data (p_offset 0).
 //! An incomplete file has bit 0 of e_flags set.
 
+use crate::format::record::Model;
 use crate::input::bytes::Endian;
 use crate::input::elf::{Load, PT_LOAD, PT_NOTE};
 
@@ -20,6 +21,39 @@ const PN_XNUM: u64 = 0xffff;
 const ET_CORE: u16 = 4;
 /// e_flags bit makedumpfile sets on an incomplete ELF dump.
 pub const FLAG_INCOMPLETE: u32 = 1;
+
+/// Bytes of an ELF note header.
+pub const NOTE_HEADER_SIZE: usize = 12;
+
+crate::record! {
+    /// An ELF note's header (`Elf32_Nhdr` and `Elf64_Nhdr` are the same); the name and the
+    /// descriptor follow, each padded to 4 bytes.
+    NoteHeader, NoteHeaderFields, NOTE_HEADER {
+        /// Bytes of the name, its NUL included.
+        namesz: u32 = U32(0, 0),
+        /// Bytes of the descriptor.
+        descsz: u32 = U32(4, 4),
+        /// The note's type.
+        n_type: u32 = U32(8, 8),
+    }
+}
+
+/// One whole note: header, NUL-terminated `name` and `desc`, each padded to 4 bytes.
+pub fn note(endian: Endian, name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
+    let pad4 = |n: usize| n.next_multiple_of(4);
+    let mut out = vec![0u8; NOTE_HEADER_SIZE];
+    let h = NoteHeader {
+        namesz: (name.len() + 1) as u32,
+        descsz: desc.len() as u32,
+        n_type,
+    };
+    h.put(Model::Lp64, endian, &mut out);
+    out.extend_from_slice(name.as_bytes());
+    out.resize(pad4(NOTE_HEADER_SIZE + name.len() + 1), 0);
+    out.extend_from_slice(desc);
+    out.resize(pad4(out.len()), 0);
+    out
+}
 
 /// One output PT_LOAD, in physical bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 
 use super::bytes::Endian;
 use crate::error::{Error, Result};
+use crate::format::elf::{NOTE_HEADER_SIZE, NoteHeader};
+use crate::format::record::Model;
 
 pub const PT_LOAD: u32 = 1;
 pub const PT_NOTE: u32 = 4;
@@ -346,79 +348,86 @@ impl ElfCore {
 /// notes blob (the kdump sub-header points at the VMCOREINFO descriptor).
 #[derive(Debug, Clone, Copy)]
 pub struct Note<'a> {
+    /// The owner's name ("CORE", "VMCOREINFO"), without its NULs.
     pub name: &'a [u8],
+    /// The note's type.
     pub n_type: u32,
+    /// The descriptor's bytes.
     pub desc: &'a [u8],
+    /// Where `desc` starts in the notes blob.
     pub desc_offset: usize,
 }
 
+/// Note type of a CPU's registers (`NT_PRSTATUS`), one note per CPU.
 pub const NT_PRSTATUS: u32 = 1;
 
-/// Iterator over the notes of a PT_NOTE blob: 4-byte aligned names and descriptors. It stops
-/// at the first malformed note (as readers do) and records that it did.
+/// The notes of a PT_NOTE blob, one at a time: 4-byte aligned names and descriptors. Not an
+/// [`Iterator`]: each step says whether the blob ended cleanly or a note is malformed, and
+/// after an error there is nothing more.
 pub struct Notes<'a> {
     data: &'a [u8],
     endian: Endian,
     pos: usize,
-    pub malformed: bool,
 }
 
 impl<'a> Notes<'a> {
+    /// The notes of `data`, whose headers are in `endian` order.
     pub fn new(data: &'a [u8], endian: Endian) -> Self {
         Notes {
             data,
             endian,
             pos: 0,
-            malformed: false,
         }
+    }
+
+    /// The next note; `Ok(None)` at the end of the blob or at the zero padding the kernel
+    /// leaves after the last note; an error for a note that does not fit.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Note<'a>>> {
+        let d = self.data;
+        let p = self.pos;
+        let rest = d.get(p..).unwrap_or(&[]);
+        let Some(h) = NoteHeader::parse(Model::Lp64, self.endian, rest) else {
+            // Trailing padding (fewer than a header's bytes, all zero) is not an error.
+            self.pos = d.len();
+            return match rest.iter().all(|&b| b == 0) {
+                true => Ok(None),
+                false => Err(Error::bad_input(
+                    "bytes after the last ELF note are not a note",
+                )),
+            };
+        };
+        if h == NoteHeader::default() {
+            // Zero padding at the end of the segment (the kernel leaves room for more notes).
+            self.pos = d.len();
+            return Ok(None);
+        }
+        self.pos = d.len();
+        let name_start = p + NOTE_HEADER_SIZE;
+        let desc_start = name_start.checked_add(h.namesz as usize).and_then(align4);
+        let desc_end = desc_start.and_then(|s| s.checked_add(h.descsz as usize));
+        let (Some(desc_start), Some(desc_end)) = (desc_start, desc_end.filter(|&e| e <= d.len()))
+        else {
+            return Err(Error::bad_input(
+                "an ELF note runs past the end of its segment",
+            ));
+        };
+        let mut name = &d[name_start..name_start + h.namesz as usize];
+        while let [rest @ .., 0] = name {
+            name = rest;
+        }
+        self.pos = align4(desc_end).map_or(d.len(), |next| next.min(d.len()));
+        Ok(Some(Note {
+            name,
+            n_type: h.n_type,
+            desc: &d[desc_start..desc_end],
+            desc_offset: desc_start,
+        }))
     }
 }
 
 fn align4(n: usize) -> Option<usize> {
     n.checked_add(3).map(|v| v & !3)
-}
-
-impl<'a> Iterator for Notes<'a> {
-    type Item = Note<'a>;
-
-    fn next(&mut self) -> Option<Note<'a>> {
-        let d = self.data;
-        let p = self.pos;
-        if p.checked_add(12)? > d.len() {
-            // Trailing padding (fewer than 12 bytes, all zero) is not an error.
-            if d.get(p..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
-                self.malformed = true;
-            }
-            return None;
-        }
-        let namesz = self.endian.u32(d, p)? as usize;
-        let descsz = self.endian.u32(d, p + 4)? as usize;
-        let n_type = self.endian.u32(d, p + 8)?;
-        if namesz == 0 && descsz == 0 && n_type == 0 {
-            // Zero padding at the end of the segment (the kernel leaves room for more notes).
-            return None;
-        }
-        let name_start = p + 12;
-        let desc_start = align4(name_start.checked_add(namesz)?)?;
-        let desc_end = desc_start.checked_add(descsz)?;
-        let next = align4(desc_end)?;
-        if desc_end > d.len() {
-            self.malformed = true;
-            self.pos = d.len();
-            return None;
-        }
-        let mut name = &d[name_start..name_start + namesz];
-        while let [rest @ .., 0] = name {
-            name = rest;
-        }
-        self.pos = next.min(d.len());
-        Some(Note {
-            name,
-            n_type,
-            desc: &d[desc_start..desc_end],
-            desc_offset: desc_start,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -452,7 +461,11 @@ mod tests {
         assert_eq!(core.loads.len(), 2);
         assert_eq!(core.loads[1].file_size, 0x800);
         assert_eq!(core.loads[1].mem_size, 0x1000);
-        let all: Vec<_> = core.notes().collect();
+        let mut it = core.notes();
+        let mut all = Vec::new();
+        while let Some(n) = it.next().expect("well-formed notes") {
+            all.push(n);
+        }
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].name, b"VMCOREINFO");
         assert_eq!(all[2].desc, b"PAGESIZE=4096\n");
@@ -527,7 +540,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            core.notes().next().map(|n| n.desc),
+            core.notes().next().ok().flatten().map(|n| n.desc),
             Some(&b"PAGESIZE=4096\n"[..])
         );
         assert!(ElfCore::parse(&f[..f.len() - 1]).is_err());
@@ -540,8 +553,19 @@ mod tests {
         blob.extend_from_slice(&4u32.to_le_bytes());
         blob.extend_from_slice(&0u32.to_le_bytes());
         let mut it = Notes::new(&blob, Endian::Little);
-        assert!(it.next().is_some());
-        assert!(it.next().is_none());
-        assert!(it.malformed);
+        assert!(matches!(it.next(), Ok(Some(n)) if n.name == b"CORE"));
+        assert!(it.next().is_err());
+        assert!(matches!(it.next(), Ok(None)), "nothing after an error");
+        // Zero padding after the last note ends the notes; other short garbage is an error.
+        let mut padded = note("CORE", 1, &[0u8; 8]);
+        padded.extend_from_slice(&[0u8; 20]);
+        let mut it = Notes::new(&padded, Endian::Little);
+        assert!(matches!(it.next(), Ok(Some(_))));
+        assert!(matches!(it.next(), Ok(None)));
+        let mut tail = note("CORE", 1, &[0u8; 8]);
+        tail.extend_from_slice(&[0, 0, 1]);
+        let mut it = Notes::new(&tail, Endian::Little);
+        assert!(matches!(it.next(), Ok(Some(_))));
+        assert!(it.next().is_err());
     }
 }

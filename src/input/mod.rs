@@ -393,14 +393,23 @@ fn read_notes(elf: &ElfCore, path: &Path) -> Result<(VmcoreInfo, (usize, usize),
     let mut nr_cpus = 0u32;
     let mut vmcoreinfo = None;
     let mut notes = elf.notes();
-    for note in &mut notes {
+    // A malformed note ends the notes; what came before it is used.
+    let mut malformed = false;
+    loop {
+        let note = match notes.next() {
+            Ok(Some(note)) => note,
+            Ok(None) => break,
+            Err(_) => {
+                malformed = true;
+                break;
+            }
+        };
         match (note.name, note.n_type) {
             (b"CORE", NT_PRSTATUS) => nr_cpus += 1,
             (b"VMCOREINFO", _) => vmcoreinfo = Some((note.desc_offset, note.desc.len())),
             _ => {}
         }
     }
-    let malformed = notes.malformed;
     let Some((at, len)) = vmcoreinfo else {
         let why = if malformed {
             " (the notes are malformed)"

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 
 use super::{Stats, WRITE_BUFFER};
 use crate::error::{Context, Error, Result};
-use crate::format::kdump::{PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
+use crate::format::kdump::{KDUMP_SUB_HEADER, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::kdump::KdumpFile;
 use crate::target::{SeqWriter, Sink};
 
+/// Writes the split dump `parts` (in any order) to `sink` as the one dump a run without
+/// `--split` writes.
 pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
     let mut files = Vec::new();
     for p in parts {
@@ -67,28 +69,34 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
         .iter()
         .find(|(_, d, _)| d.header.status & STATUS_INCOMPLETE != 0)
         .unwrap_or(&files[files.len() - 1]);
-    let main = main_from.1.raw(0, 464)?;
+    let (model, endian) = (first.model, first.endian);
+    let main = main_from.1.raw(0, model.header_size())?;
     sink.write_at(0, &main)?;
     // The sub-header block, then the rest of its blocks (the notes) and the bitmaps, copied
     // a piece at a time: their sizes come from the input.
     let mut sub = base.raw(bs, bs as usize)?;
-    // split, start_pfn, end_pfn, and their 64-bit twins.
-    sub[12..32].fill(0);
-    sub[80..96].fill(0);
+    let f = &KDUMP_SUB_HEADER;
+    for field in [
+        f.split,
+        f.start_pfn,
+        f.end_pfn,
+        f.start_pfn_64,
+        f.end_pfn_64,
+    ] {
+        field.put(model, endian, &mut sub, 0);
+    }
     sink.write_at(bs, &sub)?;
-    let bitmaps_at = (1 + first.sub_hdr_size) * bs;
+    // Descriptors in pfn order; data behind one shared zero page.
+    let num_dumpable = base.dumpable();
+    let layout = first.layout(num_dumpable);
+    let (desc_at, data_at) = (layout.desc_offset(), layout.data_offset());
     let mut at = 2 * bs;
-    let end = bitmaps_at + first.bitmap_blocks * bs;
-    while at < end {
-        let n = (end - at).min(WRITE_BUFFER as u64);
+    while at < desc_at {
+        let n = (desc_at - at).min(WRITE_BUFFER as u64);
         sink.write_at(at, &base.raw(at, n as usize)?)?;
         at += n;
     }
 
-    // Descriptors in pfn order; data behind one shared zero page.
-    let num_dumpable = base.dumpable();
-    let desc_at = bitmaps_at + first.bitmap_blocks * bs;
-    let data_at = desc_at + num_dumpable * PAGE_DESC_SIZE;
     let zero_blob = first.dump_level & 1 != 0;
     let mut descs = SeqWriter::new(desc_at, WRITE_BUFFER);
     let mut data = SeqWriter::new(data_at, WRITE_BUFFER);
