@@ -5,7 +5,8 @@
 
 use crate::input::bytes::Endian;
 
-/// Which C data model a record follows.
+/// Which C data model a record follows (for ELF headers: `Lp64` is ELFCLASS64, `Ilp32Packed`
+/// ELFCLASS32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Model {
     /// x86_64, arm64, ppc64, s390x, riscv64: 8-byte `long`, timeval of two i64.
@@ -19,7 +20,7 @@ impl Model {
     pub const ALL: [Model; 2] = [Model::Lp64, Model::Ilp32Packed];
 
     /// Bytes of a C `long` (and of a pointer).
-    pub fn long(self) -> usize {
+    pub const fn long(self) -> usize {
         match self {
             Model::Lp64 => 8,
             Model::Ilp32Packed => 4,
@@ -30,6 +31,8 @@ impl Model {
 /// How a field is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Width {
+    /// 2 bytes in every model (`Elf64_Half`).
+    U16,
     /// 4 bytes in every model (`int`, `unsigned int`, `uint32_t`).
     U32,
     /// 8 bytes in every model (`off_t`, `uint64_t`, `int64_t`).
@@ -54,7 +57,7 @@ impl Field {
     }
 
     /// Where the field starts in `model`'s layout.
-    pub fn offset(self, model: Model) -> usize {
+    pub const fn offset(self, model: Model) -> usize {
         match model {
             Model::Lp64 => self.lp64,
             Model::Ilp32Packed => self.ilp32,
@@ -62,8 +65,9 @@ impl Field {
     }
 
     /// Bytes the field takes in `model`'s layout.
-    pub fn size(self, model: Model) -> usize {
+    pub const fn size(self, model: Model) -> usize {
         match self.width {
+            Width::U16 => 2,
             Width::U32 => 4,
             Width::U64 => 8,
             Width::Long => model.long(),
@@ -71,7 +75,7 @@ impl Field {
     }
 
     /// Where the field ends (the record's size, for its last field).
-    pub fn end(self, model: Model) -> usize {
+    pub const fn end(self, model: Model) -> usize {
         self.offset(model) + self.size(model)
     }
 
@@ -79,6 +83,7 @@ impl Field {
     pub fn get(self, model: Model, endian: Endian, b: &[u8]) -> Option<u64> {
         let at = self.offset(model);
         match self.size(model) {
+            2 => endian.u16(b, at).map(u64::from),
             4 => endian.u32(b, at).map(u64::from),
             _ => endian.u64(b, at),
         }
@@ -88,6 +93,7 @@ impl Field {
     pub fn put(self, model: Model, endian: Endian, b: &mut [u8], v: u64) {
         let at = self.offset(model);
         match self.size(model) {
+            2 => endian.put_u16(b, at, v as u16),
             4 => endian.put_u32(b, at, v as u32),
             _ => endian.put_u64(b, at, v),
         }

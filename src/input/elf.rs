@@ -7,13 +7,13 @@
 
 use super::bytes::Endian;
 use crate::error::{Error, Result};
-use crate::format::elf::{NOTE_HEADER_SIZE, NoteHeader};
+use crate::format::elf::{
+    EHDR_SIZE, EI_CLASS, EI_DATA, EI_NIDENT, ELFMAG, ET_CORE, FileHeader, NOTE_HEADER_SIZE,
+    NoteHeader, PN_XNUM, PROGRAM_HEADER, ProgramHeader, SECTION_HEADER,
+};
 use crate::format::record::Model;
 
-pub const PT_LOAD: u32 = 1;
-pub const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-const PN_XNUM: u16 = 0xffff;
+pub use crate::format::elf::{PT_LOAD, PT_NOTE};
 /// More program headers than any real vmcore has (one per memory range, a few hundred on
 /// large machines); a bound so a corrupt count cannot make us allocate without limit.
 pub const MAX_PHDRS: usize = 1 << 16;
@@ -30,8 +30,17 @@ pub enum Class {
 }
 
 impl Class {
+    /// Whether this is ELFCLASS64.
     pub fn is_64(self) -> bool {
         self == Class::Elf64
+    }
+
+    /// The record layout of the class's headers.
+    pub fn model(self) -> Model {
+        match self {
+            Class::Elf64 => Model::Lp64,
+            Class::Elf32 => Model::Ilp32Packed,
+        }
     }
 }
 
@@ -142,39 +151,47 @@ impl ReadAt for [u8] {
     }
 }
 
-/// Field offsets of the ELF file header and program header for one class.
-struct Layout {
-    ehdr_size: usize,
-    phoff: usize,
-    shoff: usize,
-    phentsize: usize,
-    phnum: usize,
-    shentsize: usize,
-    phdr_size: usize,
-}
-
-const LAYOUT64: Layout = Layout {
-    ehdr_size: 64,
-    phoff: 32,
-    shoff: 40,
-    phentsize: 54,
-    phnum: 56,
-    shentsize: 58,
-    phdr_size: 56,
-};
-
-const LAYOUT32: Layout = Layout {
-    ehdr_size: 52,
-    phoff: 28,
-    shoff: 32,
-    phentsize: 42,
-    phnum: 44,
-    shentsize: 46,
-    phdr_size: 32,
-};
-
 fn short(what: &str) -> Error {
     Error::bad_input(format!("{what} is cut short"))
+}
+
+/// Class and byte order from `e_ident`.
+fn ident(head: &[u8]) -> Result<(Class, Endian)> {
+    if head.len() < EI_NIDENT || !head.starts_with(ELFMAG) {
+        return Err(Error::bad_input("not an ELF file (no \\x7fELF magic)"));
+    }
+    let class = match head[EI_CLASS] {
+        1 => Class::Elf32,
+        2 => Class::Elf64,
+        c => return Err(Error::bad_input(format!("unknown ELF class {c}"))),
+    };
+    let endian = match head[EI_DATA] {
+        1 => Endian::Little,
+        2 => Endian::Big,
+        d => return Err(Error::bad_input(format!("unknown ELF data encoding {d}"))),
+    };
+    Ok((class, endian))
+}
+
+/// The number of program headers: `e_phnum`, or section header 0's `sh_info` when
+/// `e_phnum` is `PN_XNUM`.
+fn phnum<R: ReadAt + ?Sized>(input: &R, model: Model, e: Endian, fh: &FileHeader) -> Result<usize> {
+    if fh.e_phnum != PN_XNUM {
+        return Ok(fh.e_phnum as usize);
+    }
+    let sh_info = SECTION_HEADER.sh_info;
+    if fh.e_shoff == 0 || (fh.e_shentsize as usize) < sh_info.end(model) {
+        return Err(Error::bad_input(
+            "e_phnum is PN_XNUM but there is no section header 0",
+        ));
+    }
+    let mut sh0 = [0u8; 64];
+    let sh0 = &mut sh0[..sh_info.end(model)];
+    let at = fh.e_shoff.saturating_add(sh_info.offset(model) as u64);
+    input
+        .read_exact_at(&mut sh0[sh_info.offset(model)..], at)
+        .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
+    Ok(sh_info.get(model, e, sh0).unwrap_or(0) as usize)
 }
 
 impl ElfCore {
@@ -184,70 +201,29 @@ impl ElfCore {
         let file_len = input
             .size()
             .map_err(|e| Error::io(e, "cannot get the input's size"))?;
-        let mut ident = [0u8; 64];
-        let head_len = ident.len().min(usize::try_from(file_len).unwrap_or(64));
+        let mut head = [0u8; EHDR_SIZE as usize];
+        let head_len = head
+            .len()
+            .min(usize::try_from(file_len).unwrap_or(head.len()));
         input
-            .read_exact_at(&mut ident[..head_len], 0)
+            .read_exact_at(&mut head[..head_len], 0)
             .map_err(|e| Error::io(e, "cannot read the ELF header"))?;
-        if head_len < 16 || &ident[..4] != b"\x7fELF" {
-            return Err(Error::bad_input("not an ELF file (no \\x7fELF magic)"));
-        }
-        let class = match ident[4] {
-            1 => Class::Elf32,
-            2 => Class::Elf64,
-            c => return Err(Error::bad_input(format!("unknown ELF class {c}"))),
-        };
-        let endian = match ident[5] {
-            1 => Endian::Little,
-            2 => Endian::Big,
-            d => return Err(Error::bad_input(format!("unknown ELF data encoding {d}"))),
-        };
-        let lay = if class.is_64() { &LAYOUT64 } else { &LAYOUT32 };
-        let eh = &ident[..head_len];
-        if head_len < lay.ehdr_size {
-            return Err(short("the ELF header"));
-        }
-        let wide = class.is_64();
-        let e_type = endian.u16(eh, 16).ok_or_else(|| short("the ELF header"))?;
-        if e_type != ET_CORE {
+        let (class, endian) = ident(&head[..head_len])?;
+        let model = class.model();
+        let fh = FileHeader::parse(model, endian, &head[..head_len])
+            .ok_or_else(|| short("the ELF header"))?;
+        if fh.e_type != ET_CORE {
             return Err(Error::bad_input(format!(
-                "ELF type {e_type} is not a core file (ET_CORE = 4)"
+                "ELF type {} is not a core file (ET_CORE = 4)",
+                fh.e_type
             )));
         }
-        let machine = endian.u16(eh, 18).ok_or_else(|| short("the ELF header"))?;
-        let phoff = endian
-            .word(eh, lay.phoff, wide)
-            .ok_or_else(|| short("the ELF header"))?;
-        let shoff = endian
-            .word(eh, lay.shoff, wide)
-            .ok_or_else(|| short("the ELF header"))?;
-        let phentsize = endian
-            .u16(eh, lay.phentsize)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        let shentsize = endian
-            .u16(eh, lay.shentsize)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        let mut phnum = endian
-            .u16(eh, lay.phnum)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        if phnum == PN_XNUM as usize {
-            // The real count is in section header 0's sh_info.
-            let sh_info_off = if wide { 44 } else { 28 };
-            if shoff == 0 || shentsize < sh_info_off + 4 {
-                return Err(Error::bad_input(
-                    "e_phnum is PN_XNUM but there is no section header 0",
-                ));
-            }
-            let mut sh0 = [0u8; 4];
-            input
-                .read_exact_at(&mut sh0, shoff.saturating_add(sh_info_off as u64))
-                .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
-            phnum = endian.u32(&sh0, 0).unwrap_or(0) as usize;
-        }
-        if !(lay.phdr_size..=MAX_PHENTSIZE).contains(&phentsize) {
+        let phnum = phnum(input, model, endian, &fh)?;
+        let (phoff, phentsize) = (fh.e_phoff, fh.e_phentsize as usize);
+        let phdr_size = PROGRAM_HEADER.p_align.end(model);
+        if !(phdr_size..=MAX_PHENTSIZE).contains(&phentsize) {
             return Err(Error::bad_input(format!(
-                "program header size {phentsize} is not between {} and {MAX_PHENTSIZE}",
-                lay.phdr_size
+                "program header size {phentsize} is not between {phdr_size} and {MAX_PHENTSIZE}"
             )));
         }
         if phnum == 0 || phnum > MAX_PHDRS {
@@ -268,74 +244,70 @@ impl ElfCore {
         input
             .read_exact_at(&mut table, phoff)
             .map_err(|e| Error::io(e, "cannot read the program headers"))?;
-
-        let mut loads = Vec::new();
-        let mut notes = Vec::new();
-        for i in 0..phnum {
-            let ph = &table[i * phentsize..(i + 1) * phentsize];
-            let p_type = endian.u32(ph, 0).ok_or_else(|| short("a program header"))?;
-            // ELF64: type, flags, offset, vaddr, paddr, filesz, memsz, align.
-            // ELF32: type, offset, vaddr, paddr, filesz, memsz, flags, align.
-            let (off, vaddr, paddr, filesz, memsz) = if wide {
-                (8, 16, 24, 32, 40)
-            } else {
-                (4, 8, 12, 16, 20)
-            };
-            let field = |o: usize| {
-                endian
-                    .word(ph, o, wide)
-                    .ok_or_else(|| short("a program header"))
-            };
-            let p_offset = field(off)?;
-            let p_filesz = field(filesz)?;
-            let end = p_offset.checked_add(p_filesz);
-            if matches!(p_type, PT_LOAD | PT_NOTE) && end.is_none_or(|end| end > file_len) {
-                return Err(Error::bad_input(format!(
-                    "program header {i} needs bytes up to offset {} but the file has only {file_len}: the vmcore is truncated",
-                    end.map_or_else(|| "beyond 2^64".to_string(), |e| format!("{e:#x}"))
-                )));
-            }
-            match p_type {
-                PT_LOAD => {
-                    let p_memsz = field(memsz)?;
-                    loads.push(Load {
-                        phys_start: field(paddr)?,
-                        virt_start: field(vaddr)?,
-                        file_offset: p_offset,
-                        file_size: p_filesz,
-                        mem_size: p_memsz.max(p_filesz),
-                    });
-                }
-                PT_NOTE => {
-                    if notes.len() as u64 + p_filesz > MAX_NOTES_SIZE {
-                        return Err(Error::bad_input(format!(
-                            "PT_NOTE segments larger than {MAX_NOTES_SIZE} bytes"
-                        )));
-                    }
-                    let start = notes.len();
-                    notes.try_reserve_exact(p_filesz as usize).map_err(|_| {
-                        Error::bad_input(format!(
-                            "no memory for a PT_NOTE segment of {p_filesz} bytes"
-                        ))
-                    })?;
-                    notes.resize(start + p_filesz as usize, 0);
-                    input
-                        .read_exact_at(&mut notes[start..], p_offset)
-                        .map_err(|e| Error::io(e, "cannot read the PT_NOTE segment"))?;
-                }
-                _ => {}
-            }
-        }
-        if loads.is_empty() {
-            return Err(Error::bad_input("the ELF file has no PT_LOAD segment"));
-        }
-        Ok(ElfCore {
+        let mut core = ElfCore {
             class,
             endian,
-            machine,
-            loads,
-            notes,
-        })
+            machine: fh.e_machine,
+            loads: Vec::new(),
+            notes: Vec::new(),
+        };
+        for (i, raw) in table.chunks_exact(phentsize).enumerate() {
+            let ph = ProgramHeader::parse(model, endian, raw)
+                .ok_or_else(|| short("a program header"))?;
+            core.add_segment(input, file_len, i, &ph)?;
+        }
+        if core.loads.is_empty() {
+            return Err(Error::bad_input("the ELF file has no PT_LOAD segment"));
+        }
+        Ok(core)
+    }
+
+    /// Takes in program header `i`: a PT_LOAD as a [`Load`], a PT_NOTE's bytes into the
+    /// notes; other types are ignored.
+    fn add_segment<R: ReadAt + ?Sized>(
+        &mut self,
+        input: &R,
+        file_len: u64,
+        i: usize,
+        ph: &ProgramHeader,
+    ) -> Result<()> {
+        let (p_offset, p_filesz) = (ph.p_offset, ph.p_filesz);
+        let end = p_offset.checked_add(p_filesz);
+        if matches!(ph.p_type, PT_LOAD | PT_NOTE) && end.is_none_or(|end| end > file_len) {
+            return Err(Error::bad_input(format!(
+                "program header {i} needs bytes up to offset {} but the file has only {file_len}: the vmcore is truncated",
+                end.map_or_else(|| "beyond 2^64".to_string(), |e| format!("{e:#x}"))
+            )));
+        }
+        match ph.p_type {
+            PT_LOAD => self.loads.push(Load {
+                phys_start: ph.p_paddr,
+                virt_start: ph.p_vaddr,
+                file_offset: p_offset,
+                file_size: p_filesz,
+                mem_size: ph.p_memsz.max(p_filesz),
+            }),
+            PT_NOTE => {
+                let notes = &mut self.notes;
+                if notes.len() as u64 + p_filesz > MAX_NOTES_SIZE {
+                    return Err(Error::bad_input(format!(
+                        "PT_NOTE segments larger than {MAX_NOTES_SIZE} bytes"
+                    )));
+                }
+                let start = notes.len();
+                notes.try_reserve_exact(p_filesz as usize).map_err(|_| {
+                    Error::bad_input(format!(
+                        "no memory for a PT_NOTE segment of {p_filesz} bytes"
+                    ))
+                })?;
+                notes.resize(start + p_filesz as usize, 0);
+                input
+                    .read_exact_at(&mut notes[start..], p_offset)
+                    .map_err(|e| Error::io(e, "cannot read the PT_NOTE segment"))?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Iterates over the notes in the PT_NOTE bytes.
