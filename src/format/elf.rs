@@ -161,7 +161,9 @@ pub fn note(endian: Endian, name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
 /// One output PT_LOAD, in physical bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
+    /// Physical address of its first byte (p_paddr).
     pub phys_start: u64,
+    /// Kernel virtual address of its first byte (p_vaddr).
     pub virt_start: u64,
     /// Bytes with data (p_filesz).
     pub file_size: u64,
@@ -182,10 +184,12 @@ pub struct SegmentBuilder {
     data_end: u64,
     /// Excluded pages since the last kept one.
     run: u64,
+    /// The segments closed so far.
     pub segments: Vec<Segment>,
 }
 
 impl SegmentBuilder {
+    /// A builder for the segments of `load`, whose pages are `page_size` bytes.
     pub fn new(load: Load, page_size: u64) -> SegmentBuilder {
         let first = load.phys_start / page_size;
         SegmentBuilder {
@@ -206,6 +210,7 @@ impl SegmentBuilder {
         )
     }
 
+    /// The next page of the PT_LOAD, kept in the dump or excluded.
     pub fn page(&mut self, pfn: u64, kept: bool) {
         if !kept {
             self.run += 1;
@@ -243,7 +248,9 @@ impl SegmentBuilder {
 /// Where everything goes in the output file.
 #[derive(Debug, Clone)]
 pub struct ElfLayout {
+    /// The output PT_LOADs, in file order.
     pub segments: Vec<Segment>,
+    /// Bytes of the notes.
     pub notes_size: u64,
 }
 
@@ -254,12 +261,15 @@ impl ElfLayout {
     fn xnum(&self) -> bool {
         self.phnum() >= PN_XNUM as u64
     }
+    /// Where the program headers start.
     pub fn phdr_offset(&self) -> u64 {
         EHDR_SIZE + if self.xnum() { SHDR_SIZE } else { 0 }
     }
+    /// Where the notes start.
     pub fn notes_offset(&self) -> u64 {
         self.phdr_offset() + self.phnum() * PHDR_SIZE
     }
+    /// Where the first segment's data starts.
     pub fn data_offset(&self) -> u64 {
         self.notes_offset() + self.notes_size
     }

@@ -23,9 +23,12 @@ const MAX_PHENTSIZE: usize = 256;
 /// The notes of a real vmcore are a few KiB per CPU; 64 MiB covers 8192 CPUs with room.
 const MAX_NOTES_SIZE: u64 = 64 << 20;
 
+/// ELFCLASS32 or ELFCLASS64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
+    /// 32-bit headers (i386 vmcores).
     Elf32,
+    /// 64-bit headers.
     Elf64,
 }
 
@@ -47,8 +50,11 @@ impl Class {
 /// One PT_LOAD: a range of physical memory and where its bytes are in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Load {
+    /// Physical address of the first byte (p_paddr).
     pub phys_start: u64,
+    /// Virtual address of the first byte (p_vaddr).
     pub virt_start: u64,
+    /// Where its bytes start in the file (p_offset).
     pub file_offset: u64,
     /// Bytes present in the file (p_filesz).
     pub file_size: u64,
@@ -57,6 +63,7 @@ pub struct Load {
 }
 
 impl Load {
+    /// End of the physical range the segment describes.
     pub fn phys_end(&self) -> u64 {
         self.phys_start.saturating_add(self.mem_size)
     }
@@ -70,8 +77,11 @@ impl Load {
 /// The parsed layout of an ELF core file.
 #[derive(Debug, Clone)]
 pub struct ElfCore {
+    /// ELF32 or ELF64.
     pub class: Class,
+    /// Byte order of every header and note.
     pub endian: Endian,
+    /// `e_machine`.
     pub machine: u16,
     /// PT_LOADs in file order.
     pub loads: Vec<Load>,
@@ -83,6 +93,7 @@ pub struct ElfCore {
 pub trait ReadAt {
     /// Reads exactly `buf.len()` bytes at `offset`, or fails.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// The input's apparent size.
     fn size(&self) -> std::io::Result<u64>;
     /// Whether the `len` bytes at `offset` are stored in the input (not only below its
     /// apparent size: a flattened stream's holes hold nothing).

@@ -107,6 +107,7 @@ const MAX_HEADER_VERSION: i32 = 0xffff;
 /// at a time through its own [`Cursor`] (the `&self` methods share one behind a lock).
 pub struct KdumpFile<R = File> {
     file: R,
+    /// The decoded headers.
     pub header: KdumpHeader,
     file_len: u64,
     /// Offsets of the two bitmaps and of the descriptor table.
@@ -513,6 +514,7 @@ impl<R: ReadAt> KdumpFile<R> {
         })
     }
 
+    /// The descriptor of `pfn` (`None`: not in the dump), through the shared window.
     pub fn descriptor(&self, pfn: u64) -> Result<Option<PageDesc>> {
         self.descriptor_with(&mut self.shared(), pfn)
     }
@@ -545,6 +547,7 @@ impl<R: ReadAt> KdumpFile<R> {
             .ok_or_else(|| Error::bad_input("a page descriptor is cut short"))
     }
 
+    /// What the dump holds for `pfn`, through the shared window.
     pub fn read_page(&self, pfn: u64) -> Result<Page> {
         self.read_page_with(&mut self.shared(), pfn)
     }

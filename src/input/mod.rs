@@ -23,10 +23,13 @@ pub type DumpInput = Arc<KdumpFile<Box<dyn ReadAt + Send + Sync>>>;
 
 /// Where the pages come from.
 pub enum Memory {
+    /// An ELF vmcore's PT_LOADs.
     Elf(ElfMemory),
     /// A kdump-compressed dump (re-filtering): each reader decompresses into its buffer.
     Dump {
+        /// The input, shared by every reader.
         file: DumpInput,
+        /// This reader's page buffer.
         buf: Vec<u8>,
         /// This reader's window on the input's bitmaps.
         cursor: kdump::Cursor,
@@ -103,10 +106,12 @@ impl PhysPages for Memory {
 
 /// What kind of file the input is, and what that changes.
 pub enum Source {
+    /// An ELF vmcore: every page of its PT_LOADs can be read.
     Elf,
     /// A kdump-compressed file (or flattened stream) and its dump level; only the pages
     /// it holds (its 2nd bitmap, read a cycle at a time) can be written again.
     Dump {
+        /// The dump level the input was written with.
         level: u32,
     },
 }
@@ -114,6 +119,7 @@ pub enum Source {
 /// Physical memory read a page at a time, from whatever holds it (an ELF vmcore, a
 /// kdump-compressed file).
 pub trait PhysPages {
+    /// Bytes of a page.
     fn page_size(&self) -> usize;
     /// The page's bytes; an error when the input does not have them.
     fn read_page(&mut self, pfn: u64) -> Result<&[u8]>;
@@ -155,15 +161,21 @@ impl PhysPages for ElfMemory {
 /// An opened input: its layout (PT_LOADs, or the runs of a dump's 1st bitmap), its notes
 /// and its memory.
 pub struct Vmcore {
+    /// The input's path, for messages.
     pub path: PathBuf,
+    /// The ELF layout (for a dump: one PT_LOAD per run of its 1st bitmap) and the notes.
     pub elf: ElfCore,
+    /// The parsed VMCOREINFO.
     pub info: VmcoreInfo,
     /// Offset and size of the VMCOREINFO note's descriptor inside `elf.notes`.
     pub vmcoreinfo_at: (usize, usize),
     /// Number of CORE/NT_PRSTATUS notes: one per CPU that was online.
     pub nr_cpus: u32,
+    /// Bytes of a page (VMCOREINFO's PAGESIZE).
     pub page_size: usize,
+    /// Where the pages come from.
     pub memory: Memory,
+    /// What kind of file the input is.
     pub source: Source,
 }
 

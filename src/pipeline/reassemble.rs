@@ -10,13 +10,15 @@ use std::path::PathBuf;
 
 use super::{Stats, WRITE_BUFFER};
 use crate::error::{Context, Error, Result};
-use crate::format::kdump::{KDUMP_SUB_HEADER, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
+use crate::format::kdump::{KDUMP_SUB_HEADER, Layout, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::kdump::KdumpFile;
 use crate::target::{SeqWriter, Sink};
 
-/// Writes the split dump `parts` (in any order) to `sink` as the one dump a run without
-/// `--split` writes.
-pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
+/// One file of the set: its pfn range, the file, and its name for messages.
+type Part = ((u64, u64), KdumpFile, String);
+
+/// Opens the parts, in pfn order, checking that they are one whole set.
+fn open_parts(parts: &[PathBuf]) -> Result<Vec<Part>> {
     let mut files = Vec::new();
     for p in parts {
         let shown = p.display();
@@ -30,13 +32,13 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
         files.push((range, d, shown.to_string()));
     }
     files.sort_by_key(|(r, _, _)| *r);
-    let first = &files[0].1.header;
+    let Some((_, first, name)) = files.first() else {
+        return Err(Error::usage("--reassemble needs the files of a split dump"));
+    };
+    let first = &first.header;
     let (bs, max_mapnr) = (first.block_size, first.max_mapnr);
     if first.sub_hdr_size == 0 {
-        return Err(Error::bad_input(format!(
-            "{} has no sub-header",
-            files[0].2
-        )));
+        return Err(Error::bad_input(format!("{name} has no sub-header")));
     }
     let mut expect = 0;
     for ((start, end), d, shown) in &files {
@@ -50,6 +52,7 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
             || h.max_mapnr != max_mapnr
             || h.bitmap_blocks != first.bitmap_blocks
             || h.sub_hdr_size != first.sub_hdr_size
+            || (h.model, h.endian) != (first.model, first.endian)
         {
             return Err(Error::bad_input(format!(
                 "{shown} is not from the same dump as the other parts"
@@ -62,9 +65,15 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
             "the parts end at pfn {expect:#x}, not at the dump's end {max_mapnr:#x}: a part is missing"
         )));
     }
+    Ok(files)
+}
 
-    // Headers, notes and bitmaps.
+/// Writes the headers, the notes and the bitmaps of the set (`files`, at least one) and
+/// returns the layout of the whole dump.
+fn copy_headers(files: &[Part], sink: &mut dyn Sink) -> Result<Layout> {
     let base = &files[0].1;
+    let first = &base.header;
+    let bs = first.block_size;
     let main_from = files
         .iter()
         .find(|(_, d, _)| d.header.status & STATUS_INCOMPLETE != 0)
@@ -86,17 +95,25 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
         field.put(model, endian, &mut sub, 0);
     }
     sink.write_at(bs, &sub)?;
-    // Descriptors in pfn order; data behind one shared zero page.
-    let num_dumpable = base.dumpable();
-    let layout = first.layout(num_dumpable);
-    let (desc_at, data_at) = (layout.desc_offset(), layout.data_offset());
+    let layout = first.layout(base.dumpable());
     let mut at = 2 * bs;
-    while at < desc_at {
-        let n = (desc_at - at).min(WRITE_BUFFER as u64);
+    while at < layout.desc_offset() {
+        let n = (layout.desc_offset() - at).min(WRITE_BUFFER as u64);
         sink.write_at(at, &base.raw(at, n as usize)?)?;
         at += n;
     }
+    Ok(layout)
+}
 
+/// Writes the split dump `parts` (in any order) to `sink` as the one dump a run without
+/// `--split` writes.
+pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
+    let files = open_parts(parts)?;
+    let layout = copy_headers(&files, sink)?;
+    let first = &files[0].1.header;
+    let (bs, max_mapnr, num_dumpable) = (layout.block_size, layout.max_mapnr, layout.num_dumpable);
+    let (desc_at, data_at) = (layout.desc_offset(), layout.data_offset());
+    // Descriptors in pfn order; data behind one shared zero page.
     let zero_blob = first.dump_level & 1 != 0;
     let mut descs = SeqWriter::new(desc_at, WRITE_BUFFER);
     let mut data = SeqWriter::new(data_at, WRITE_BUFFER);
