@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::filter::{PfnRanges, Present};
+use crate::format::record::Model;
 use crate::kernel::vmcoreinfo::VmcoreInfo;
 use elf::{Class, ElfCore, Load, NT_PRSTATUS, ReadAt};
 use kdump::KdumpFile;
@@ -346,8 +347,13 @@ impl Vmcore {
         } else {
             0
         };
+        // The output follows the input's model (an i386 dump stays i386).
+        let class = match dump.header.model {
+            Model::Lp64 => Class::Elf64,
+            Model::Ilp32Packed => Class::Elf32,
+        };
         let elf = ElfCore {
-            class: Class::Elf64,
+            class,
             endian: dump.header.endian,
             machine,
             loads,
