@@ -38,6 +38,23 @@ impl Endian {
         })
     }
 
+    /// The `n`-byte (1 to 8) unsigned integer at `off`, as C reads a field of that size;
+    /// `None` if `b` is too short or `n` is not a size.
+    pub fn uint(self, b: &[u8], off: usize, n: usize) -> Option<u64> {
+        let bytes = b.get(off..off.checked_add(n)?).filter(|_| (1..=8).contains(&n))?;
+        let mut a = [0u8; 8];
+        Some(match self {
+            Endian::Little => {
+                a[..n].copy_from_slice(bytes);
+                u64::from_le_bytes(a)
+            }
+            Endian::Big => {
+                a[8 - n..].copy_from_slice(bytes);
+                u64::from_be_bytes(a)
+            }
+        })
+    }
+
     /// Stores `v` at `off` (`out` must hold it).
     pub fn put_u16(self, out: &mut [u8], off: usize, v: u16) {
         let bytes = match self {
@@ -93,5 +110,10 @@ mod tests {
         assert_eq!(Endian::Little.u64(&b, 1), None);
         assert_eq!(Endian::Little.u16(&b, usize::MAX), None);
         assert_eq!(Endian::Big.u32(&b, 4), Some(0x0506_0708));
+        assert_eq!(Endian::Little.uint(&b, 1, 3), Some(0x04_0302));
+        assert_eq!(Endian::Big.uint(&b, 1, 3), Some(0x02_0304));
+        assert_eq!(Endian::Big.uint(&b, 0, 8), Endian::Big.u64(&b, 0));
+        assert_eq!(Endian::Little.uint(&b, 6, 3), None);
+        assert_eq!(Endian::Little.uint(&b, 0, 0), None);
     }
 }
