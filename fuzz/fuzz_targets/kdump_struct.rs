@@ -4,6 +4,7 @@
 //! short inputs give consistent files) or a perturbed one: off by a little, scaled, a power
 //! of two, near a type's limit, or anything. Byte-level fuzzing rarely gets a header whose
 //! fields agree with each other far enough to reach the bitmaps, descriptors and pages.
+//! The file is in any layout the writer emits (LP64 or i386, either byte order).
 //!
 //! Each input goes through
 //! - `KdumpFile::open` on the bytes in memory, the notes, then `descriptor` and `read_page`
@@ -214,6 +215,9 @@ struct Spec {
     /// zlib).
     run_level: u8,
     run_codec: u8,
+    /// The layout written: LP64 or i386, little- or big-endian (LP64 little-endian by
+    /// default, the one vmsift writes for the machines it filters).
+    layout: u8,
 }
 
 fn codec_of(n: u8) -> Codec {
@@ -277,7 +281,12 @@ struct Built {
 
 fn build(s: &Spec) -> Built {
     let mut dirty = false;
-    let e = Endian::Little;
+    let (model, e) = [
+        (Model::Lp64, Endian::Little),
+        (Model::Lp64, Endian::Big),
+        (Model::Ilp32Packed, Endian::Little),
+        (Model::Ilp32Packed, Endian::Big),
+    ][s.layout as usize % 4];
     let kernel = match s.info {
         Info::Minimal => None,
         Info::Kernel6_1 => Some(kernel(Flavor::Linux6_1)),
@@ -316,10 +325,17 @@ fn build(s: &Spec) -> Built {
         Some((_, text)) => text.clone(),
         None => MINIMAL_VMCOREINFO.replace("PAGESIZE=4096", &format!("PAGESIZE={bs}")),
     } + &s.info_extra;
-    let mut notes = synth::note("VMCOREINFO", 0, info.as_bytes());
+    let mut notes = vmsift::format::elf::note(e, "VMCOREINFO", 0, info.as_bytes());
     let info_desc_at = 12 + "VMCOREINFO\0".len().next_multiple_of(4);
     let cpus = s.cpus % 4;
-    notes.extend(synth::SynthVmcore::new().prstatus(cpus as usize).notes);
+    match e {
+        Endian::Little => notes.extend(synth::SynthVmcore::new().prstatus(cpus as usize).notes),
+        Endian::Big => {
+            for _ in 0..cpus {
+                notes.extend(vmsift::format::elf::note(e, "CORE", 1, &[0u8; 336]));
+            }
+        }
+    }
 
     // Bitmaps: every pfn but the holes is memory; every memory pfn but the excluded ones
     // has a descriptor.
@@ -335,16 +351,16 @@ fn build(s: &Spec) -> Built {
     let dumpable: Vec<u64> = (0..mapnr).filter(|&p| bit(&bitmap2, p)).collect();
 
     let layout = Layout::new(
-        Model::Lp64,
+        model,
         bs,
         mapnr,
         notes.len() as u64,
         dumpable.len() as u64,
     );
     let global = codec_of(s.codec);
-    let sub_size = Model::Lp64.sub_header_size() as u64;
+    let sub_size = model.sub_header_size() as u64;
     let mut header = Header {
-        model: Model::Lp64,
+        model,
         endian: e,
         utsname: Utsname::default(),
         crashtime: 1_700_000_000,
@@ -385,17 +401,17 @@ fn build(s: &Spec) -> Built {
         dirty |= x != 0;
     }
     let version = s.header.version.get32(6, &mut dirty);
-    DISK_DUMP_HEADER.header_version.put(Model::Lp64, e, &mut main, version as u64);
+    DISK_DUMP_HEADER.header_version.put(model, e, &mut main, version as u64);
     let max32 = s.header.max_mapnr32.get32(mapnr as u32, &mut dirty);
-    DISK_DUMP_HEADER.max_mapnr.put(Model::Lp64, e, &mut main, max32 as u64);
+    DISK_DUMP_HEADER.max_mapnr.put(model, e, &mut main, max32 as u64);
     let mut sub = header.sub_bytes();
     let flag = s
         .header
         .split_flag
         .get32(header.split.is_some() as u32, &mut dirty);
-    KDUMP_SUB_HEADER.split.put(Model::Lp64, e, &mut sub, flag as u64);
+    KDUMP_SUB_HEADER.split.put(model, e, &mut sub, flag as u64);
     let max64 = s.header.max_mapnr64.get(mapnr, &mut dirty);
-    KDUMP_SUB_HEADER.max_mapnr_64.put(Model::Lp64, e, &mut sub, max64);
+    KDUMP_SUB_HEADER.max_mapnr_64.put(model, e, &mut sub, max64);
 
     // Pages: the shared zero page first if asked, then each dumpable page in pfn order.
     let mut data = Vec::new();
