@@ -41,7 +41,9 @@ impl Endian {
     /// The `n`-byte (1 to 8) unsigned integer at `off`, as C reads a field of that size;
     /// `None` if `b` is too short or `n` is not a size.
     pub fn uint(self, b: &[u8], off: usize, n: usize) -> Option<u64> {
-        let bytes = b.get(off..off.checked_add(n)?).filter(|_| (1..=8).contains(&n))?;
+        let bytes = b
+            .get(off..off.checked_add(n)?)
+            .filter(|_| (1..=8).contains(&n))?;
         let mut a = [0u8; 8];
         Some(match self {
             Endian::Little => {

@@ -99,7 +99,7 @@ pub const MAX_MEMORY_RUNS: usize = super::elf::MAX_PHDRS;
 pub const MAX_PHYS_ADDR: u64 = 1 << 52;
 /// The notes of a real vmcore are a few KiB per CPU.
 const MAX_NOTES_SIZE: u64 = 64 << 20;
-/// Header versions a reader accepts: 1 to 6 exist; a byte-swapped version is beyond this.
+/// Header versions a reader accepts: 1 to 6 exist; a byte-swapped one is beyond this.
 const MAX_HEADER_VERSION: i32 = 0xffff;
 
 /// A kdump-compressed file read through `R`: a `File`, a flattened stream read in place, or
@@ -176,15 +176,15 @@ fn count_below(bytes: &[u8], first_pfn: u64, max: u64) -> u64 {
     n
 }
 
-/// The (model, byte order) whose main header is plausible, tried LP64 then ILP32, little
-/// then big endian: a known header version (a byte-swapped one is huge), a page size, and
-/// bitmap blocks that cover `max_mapnr`. In the other model's reading of a makedumpfile
-/// header these land on the timeval and on the unused block counts (zero), so at most one
-/// reading passes.
+/// The (model, byte order) whose main header is plausible, tried LP64 then i386, little
+/// then big endian: a header version from 1 to 0xffff, a page size, and bitmap blocks that
+/// cover `max_mapnr`. Read in the wrong byte order such a version is at least 0x10000; an
+/// i386 header read as LP64 has its bitmap blocks on the unused `device_blocks` (zero as
+/// makedumpfile and vmsift write it). So one reading passes.
 fn detect(head: &[u8]) -> Option<(Model, Endian, MainHeader)> {
     let plausible = |m: &MainHeader| {
         let bs = m.block_size as u64;
-        (0..=MAX_HEADER_VERSION).contains(&m.header_version)
+        (1..=MAX_HEADER_VERSION).contains(&m.header_version)
             && bs.is_power_of_two()
             && (1024..=1 << 20).contains(&bs)
             && m.bitmap_blocks > 0
