@@ -14,11 +14,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(l.file_offset + l.file_size <= data.len() as u64);
     }
     let mut notes = core.notes();
-    for n in &mut notes {
+    let mut steps = 0;
+    while let Ok(Some(n)) = notes.next() {
         // The descriptor is where the note says it is (the kdump sub-header relies on it).
         let at = n.desc_offset;
         assert_eq!(&core.notes[at..at + n.desc.len()], n.desc);
         std::hint::black_box((n.name, n.n_type));
+        steps += 1;
+        // Every note takes at least its 12-byte header: the walk ends.
+        assert!(steps <= core.notes.len() / 12);
     }
-    std::hint::black_box(notes.malformed);
+    // After the end or an error, there is nothing more.
+    assert!(matches!(notes.next(), Ok(None)));
 });

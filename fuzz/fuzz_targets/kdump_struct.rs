@@ -4,6 +4,7 @@
 //! short inputs give consistent files) or a perturbed one: off by a little, scaled, a power
 //! of two, near a type's limit, or anything. Byte-level fuzzing rarely gets a header whose
 //! fields agree with each other far enough to reach the bitmaps, descriptors and pages.
+//! The file is in any layout the writer emits (LP64 or i386, either byte order).
 //!
 //! Each input goes through
 //! - `KdumpFile::open` on the bytes in memory, the notes, then `descriptor` and `read_page`
@@ -27,7 +28,9 @@ use libfuzzer_sys::fuzz_target;
 use vmsift::Error;
 use vmsift::codec::{Codec, Compressor};
 use vmsift::format::flat;
-use vmsift::format::kdump::{Header, Layout, Model, PAGE_DESC_SIZE, PageDesc, Utsname};
+use vmsift::format::kdump::{
+    DISK_DUMP_HEADER, Header, KDUMP_SUB_HEADER, Layout, Model, PAGE_DESC_SIZE, PageDesc, Utsname,
+};
 use vmsift::input::bytes::Endian;
 use vmsift::input::elf::ReadAt;
 use vmsift::input::flat::FlatFile;
@@ -212,6 +215,9 @@ struct Spec {
     /// zlib).
     run_level: u8,
     run_codec: u8,
+    /// The layout written: LP64 or i386, little- or big-endian (LP64 little-endian by
+    /// default, the one vmsift writes for the machines it filters).
+    layout: u8,
 }
 
 fn codec_of(n: u8) -> Codec {
@@ -275,7 +281,12 @@ struct Built {
 
 fn build(s: &Spec) -> Built {
     let mut dirty = false;
-    let e = Endian::Little;
+    let (model, e) = [
+        (Model::Lp64, Endian::Little),
+        (Model::Lp64, Endian::Big),
+        (Model::Ilp32Packed, Endian::Little),
+        (Model::Ilp32Packed, Endian::Big),
+    ][s.layout as usize % 4];
     let kernel = match s.info {
         Info::Minimal => None,
         Info::Kernel6_1 => Some(kernel(Flavor::Linux6_1)),
@@ -314,10 +325,17 @@ fn build(s: &Spec) -> Built {
         Some((_, text)) => text.clone(),
         None => MINIMAL_VMCOREINFO.replace("PAGESIZE=4096", &format!("PAGESIZE={bs}")),
     } + &s.info_extra;
-    let mut notes = synth::note("VMCOREINFO", 0, info.as_bytes());
+    let mut notes = vmsift::format::elf::note(e, "VMCOREINFO", 0, info.as_bytes());
     let info_desc_at = 12 + "VMCOREINFO\0".len().next_multiple_of(4);
     let cpus = s.cpus % 4;
-    notes.extend(synth::SynthVmcore::new().prstatus(cpus as usize).notes);
+    match e {
+        Endian::Little => notes.extend(synth::SynthVmcore::new().prstatus(cpus as usize).notes),
+        Endian::Big => {
+            for _ in 0..cpus {
+                notes.extend(vmsift::format::elf::note(e, "CORE", 1, &[0u8; 336]));
+            }
+        }
+    }
 
     // Bitmaps: every pfn but the holes is memory; every memory pfn but the excluded ones
     // has a descriptor.
@@ -333,15 +351,16 @@ fn build(s: &Spec) -> Built {
     let dumpable: Vec<u64> = (0..mapnr).filter(|&p| bit(&bitmap2, p)).collect();
 
     let layout = Layout::new(
-        Model::Lp64,
+        model,
         bs,
         mapnr,
         notes.len() as u64,
         dumpable.len() as u64,
     );
     let global = codec_of(s.codec);
+    let sub_size = model.sub_header_size() as u64;
     let mut header = Header {
-        model: Model::Lp64,
+        model,
         endian: e,
         utsname: Utsname::default(),
         crashtime: 1_700_000_000,
@@ -366,9 +385,9 @@ fn build(s: &Spec) -> Built {
         offset_vmcoreinfo: s
             .header
             .offset_vmcoreinfo
-            .get(bs + 104 + info_desc_at as u64, &mut dirty),
+            .get(bs + sub_size + info_desc_at as u64, &mut dirty),
         size_vmcoreinfo: s.header.size_vmcoreinfo.get(info.len() as u64, &mut dirty),
-        offset_note: s.header.offset_note.get(bs + 104, &mut dirty),
+        offset_note: s.header.offset_note.get(bs + sub_size, &mut dirty),
         size_note: s.header.size_note.get(notes.len() as u64, &mut dirty),
         offset_eraseinfo: s.header.offset_eraseinfo.get(0, &mut dirty),
         size_eraseinfo: s.header.size_eraseinfo.get(0, &mut dirty),
@@ -382,17 +401,17 @@ fn build(s: &Spec) -> Built {
         dirty |= x != 0;
     }
     let version = s.header.version.get32(6, &mut dirty);
-    e.put_u32(&mut main, 8, version);
+    DISK_DUMP_HEADER.header_version.put(model, e, &mut main, version as u64);
     let max32 = s.header.max_mapnr32.get32(mapnr as u32, &mut dirty);
-    e.put_u32(&mut main, 440, max32);
+    DISK_DUMP_HEADER.max_mapnr.put(model, e, &mut main, max32 as u64);
     let mut sub = header.sub_bytes();
     let flag = s
         .header
         .split_flag
         .get32(header.split.is_some() as u32, &mut dirty);
-    e.put_u32(&mut sub, 12, flag);
+    KDUMP_SUB_HEADER.split.put(model, e, &mut sub, flag as u64);
     let max64 = s.header.max_mapnr64.get(mapnr, &mut dirty);
-    e.put_u64(&mut sub, 96, max64);
+    KDUMP_SUB_HEADER.max_mapnr_64.put(model, e, &mut sub, max64);
 
     // Pages: the shared zero page first if asked, then each dumpable page in pfn order.
     let mut data = Vec::new();
@@ -519,9 +538,10 @@ fn flatten(b: &Built, f: &FlatSpec) -> (Vec<u8>, bool) {
         dirty |= x != 0;
     }
     let kind = f.kind.get(1, &mut dirty);
-    head[16..24].copy_from_slice(&kind.to_be_bytes());
+    let be = vmsift::input::bytes::Endian::Big;
+    flat::FLAT_HEADER.kind.put(Model::Lp64, be, &mut head, kind);
     let version = f.version.get(1, &mut dirty);
-    head[24..32].copy_from_slice(&version.to_be_bytes());
+    flat::FLAT_HEADER.version.put(Model::Lp64, be, &mut head, version);
 
     // Records: (offset field, size field, payload).
     let mut records: Vec<(u64, u64, Vec<u8>)> = Vec::new();

@@ -6,50 +6,128 @@
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
+use crate::format::record::Model;
+use crate::input::bytes::Endian;
 
+/// Bytes of the stream header (the rest after its fields is zero).
 pub const HEADER_SIZE: usize = 4096;
+/// The stream header's signature, NUL-padded to 16 bytes.
 pub const SIGNATURE: &[u8] = b"makedumpfile";
+/// Bytes of the NUL-padded signature field.
+const SIGNATURE_LEN: usize = 16;
+/// Bytes of a record header.
+pub const RECORD_HEADER_SIZE: usize = 16;
 const TYPE: i64 = 1;
 const VERSION: i64 = 1;
 const END: i64 = -1;
+/// Both records are big-endian 64-bit fields, the same in every model.
+const BE: (Model, Endian) = (Model::Lp64, Endian::Big);
 
+crate::record! {
+    /// `makedumpfile_header` after its 16-byte signature.
+    FlatHeader, FlatHeaderFields, FLAT_HEADER {
+        /// Stream type (1).
+        kind: i64 = U64(16, 16),
+        /// Stream version (1).
+        version: i64 = U64(24, 24),
+    }
+}
+
+crate::record! {
+    /// `makedumpfile_data_header`: where the record's bytes go and how many follow.
+    RecordHeader, RecordHeaderFields, RECORD_HEADER {
+        /// Offset in the dump (-1 in the end marker).
+        offset: i64 = U64(0, 0),
+        /// Bytes of data after this header (-1 in the end marker).
+        size: i64 = U64(8, 8),
+    }
+}
+
+/// What one record header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// `size` bytes follow, to be written at `offset` of the dump.
+    Data {
+        /// Offset in the dump.
+        offset: u64,
+        /// Bytes of data.
+        size: u64,
+    },
+    /// The end marker: the stream is complete.
+    End,
+}
+
+impl RecordHeader {
+    /// Decodes record header number `index` of a stream: a negative offset or size (other
+    /// than the end marker), or a range past 2^64, is an error.
+    pub fn decode(raw: &[u8; RECORD_HEADER_SIZE], index: u64) -> Result<Record> {
+        let (model, endian) = BE;
+        let r = RecordHeader::parse(model, endian, raw).unwrap_or_default();
+        if r.offset == END && r.size == END {
+            return Ok(Record::End);
+        }
+        match (u64::try_from(r.offset), u64::try_from(r.size)) {
+            (Ok(offset), Ok(size)) if offset.checked_add(size).is_some() => {
+                Ok(Record::Data { offset, size })
+            }
+            _ => Err(Error::bad_input(format!(
+                "flattened record {index} has offset {} and size {}",
+                r.offset, r.size
+            ))),
+        }
+    }
+
+    fn bytes(self) -> [u8; RECORD_HEADER_SIZE] {
+        let mut r = [0u8; RECORD_HEADER_SIZE];
+        self.put(BE.0, BE.1, &mut r);
+        r
+    }
+}
+
+/// The 4096-byte stream header.
 pub fn header() -> Vec<u8> {
     let mut h = vec![0u8; HEADER_SIZE];
     h[..SIGNATURE.len()].copy_from_slice(SIGNATURE);
-    h[16..24].copy_from_slice(&TYPE.to_be_bytes());
-    h[24..32].copy_from_slice(&VERSION.to_be_bytes());
+    let fields = FlatHeader {
+        kind: TYPE,
+        version: VERSION,
+    };
+    fields.put(BE.0, BE.1, &mut h);
     h
 }
 
-pub fn record_header(offset: u64, size: u64) -> [u8; 16] {
-    let mut r = [0u8; 16];
-    r[..8].copy_from_slice(&offset.to_be_bytes());
-    r[8..].copy_from_slice(&size.to_be_bytes());
-    r
+/// The header of a record of `size` bytes at `offset`.
+pub fn record_header(offset: u64, size: u64) -> [u8; RECORD_HEADER_SIZE] {
+    RecordHeader {
+        offset: offset as i64,
+        size: size as i64,
+    }
+    .bytes()
 }
 
-pub fn end_marker() -> [u8; 16] {
-    let mut r = [0u8; 16];
-    r[..8].copy_from_slice(&END.to_be_bytes());
-    r[8..].copy_from_slice(&END.to_be_bytes());
-    r
+/// The record header that ends a stream.
+pub fn end_marker() -> [u8; RECORD_HEADER_SIZE] {
+    RecordHeader {
+        offset: END,
+        size: END,
+    }
+    .bytes()
 }
 
 /// Checks the 4096-byte stream header.
 pub fn check_header(h: &[u8]) -> Result<()> {
-    let sig_ok = h.len() >= 32
+    let sig_ok = h.len() >= SIGNATURE_LEN
         && &h[..SIGNATURE.len()] == SIGNATURE
-        && h[SIGNATURE.len()..16].iter().all(|&b| b == 0);
-    if !sig_ok {
+        && h[SIGNATURE.len()..SIGNATURE_LEN].iter().all(|&b| b == 0);
+    let Some(f) = FlatHeader::parse(BE.0, BE.1, h).filter(|_| sig_ok) else {
         return Err(Error::bad_input(
             "not a flattened dump (no \"makedumpfile\" signature)",
         ));
-    }
-    let ty = i64::from_be_bytes(h[16..24].try_into().unwrap_or([0; 8]));
-    let ver = i64::from_be_bytes(h[24..32].try_into().unwrap_or([0; 8]));
-    if ty != TYPE || ver != VERSION {
+    };
+    if f.kind != TYPE || f.version != VERSION {
         return Err(Error::unsupported(format!(
-            "flattened dump of type {ty} version {ver} (only type 1 version 1 exists)"
+            "flattened dump of type {} version {} (only type 1 version 1 exists)",
+            f.kind, f.version
         )));
     }
     Ok(())
@@ -89,7 +167,7 @@ pub fn replay(
     let mut total = 0u64;
     let mut records = 0u64;
     loop {
-        let mut rh = [0u8; 16];
+        let mut rh = [0u8; RECORD_HEADER_SIZE];
         let n = read_full(input, &mut rh)
             .map_err(|e| Error::io(e, "cannot read the flattened stream"))?;
         if n < rh.len() {
@@ -97,18 +175,12 @@ pub fn replay(
                 "the flattened stream ends after {records} records without its end marker: the dump is incomplete"
             )));
         }
-        let offset = i64::from_be_bytes(rh[..8].try_into().unwrap_or([0; 8]));
-        let size = i64::from_be_bytes(rh[8..].try_into().unwrap_or([0; 8]));
-        if offset == END && size == END {
-            return Ok(total);
-        }
-        if offset < 0 || size < 0 {
-            return Err(Error::bad_input(format!(
-                "flattened record {records} has offset {offset} and size {size}"
-            )));
-        }
-        let mut at = offset as u64;
-        let mut left = size as u64;
+        let (offset, size) = match RecordHeader::decode(&rh, records)? {
+            Record::End => return Ok(total),
+            Record::Data { offset, size } => (offset, size),
+        };
+        let mut at = offset;
+        let mut left = size;
         while left > 0 {
             let chunk = left.min(buf.len() as u64) as usize;
             let got = read_full(input, &mut buf[..chunk])
@@ -122,7 +194,7 @@ pub fn replay(
             at += chunk as u64;
             left -= chunk as u64;
         }
-        total += size as u64;
+        total += size;
         records += 1;
     }
 }
@@ -134,6 +206,7 @@ pub struct FlatWriter<W: Write> {
 }
 
 impl<W: Write> FlatWriter<W> {
+    /// A writer whose stream header goes out with the first record.
     pub fn new(out: W) -> Self {
         FlatWriter {
             out,
@@ -149,6 +222,7 @@ impl<W: Write> FlatWriter<W> {
         Ok(())
     }
 
+    /// One record: `data` to be written at `offset`.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.start()?;
         self.out
@@ -156,6 +230,7 @@ impl<W: Write> FlatWriter<W> {
         self.out.write_all(data)
     }
 
+    /// The end marker, then a flush.
     pub fn finish(&mut self) -> io::Result<()> {
         self.start()?;
         self.out.write_all(&end_marker())?;

@@ -10,52 +10,148 @@
 //! ```
 //! Everything is in the crashed machine's byte order and C struct layout.
 
+pub use crate::format::record::Model;
 use crate::input::bytes::Endian;
 
+/// The main header's signature, at its start.
 pub const SIGNATURE: &[u8; 8] = b"KDUMP   ";
+/// The header version vmsift writes (64-bit pfn fields in the sub-header).
 pub const HEADER_VERSION: i32 = 6;
+/// Bytes of one `page_desc`; its last 8 (`page_flags`) are always written as zero.
 pub const PAGE_DESC_SIZE: u64 = 24;
+/// Bytes of each of the six `new_utsname` strings.
 pub const UTS_LEN: usize = 65;
+/// Where `new_utsname` starts in the main header (after the signature and the version).
+const UTSNAME_AT: usize = 12;
 
 /// Header status bits besides the codec flag.
 pub const STATUS_INCOMPLETE: u32 = 0x8;
+/// Header status bit: the vmemmap of excluded pages is excluded too.
 pub const STATUS_EXCLUDED_VMEMMAP: u32 = 0x10;
 
-/// Which C data model the header structs follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// x86_64, arm64, ppc64, s390x, riscv64: 8-byte `long`, timeval of two i64.
-    Lp64,
-    /// i386: 4-byte `long`, timeval of two i32, 64-bit fields packed on 4 bytes.
-    Ilp32Packed,
+crate::record! {
+    /// `disk_dump_header` after its signature and `utsname` (which are at the same place
+    /// in every model): the i386 layout aligns the timeval to 4 bytes, LP64 to 8.
+    MainHeader, MainHeaderFields, DISK_DUMP_HEADER {
+        /// Dump header version.
+        header_version: i32 = U32(8, 8),
+        /// Crash time, seconds.
+        tv_sec: i64 = Long(408, 404),
+        /// Crash time, microseconds.
+        tv_usec: i64 = Long(416, 408),
+        /// Codec and incomplete bits.
+        status: u32 = U32(424, 412),
+        /// Page size.
+        block_size: u32 = U32(428, 416),
+        /// Blocks of the sub-header and the notes.
+        sub_hdr_size: u32 = U32(432, 420),
+        /// Blocks of both bitmaps.
+        bitmap_blocks: u32 = U32(436, 424),
+        /// Page frames, truncated to 32 bits (see `max_mapnr_64`).
+        max_mapnr: u32 = U32(440, 428),
+        /// Unused by kdump (zero).
+        total_ram_blocks: u32 = U32(444, 432),
+        /// Unused by kdump (zero).
+        device_blocks: u32 = U32(448, 436),
+        /// Unused by kdump (zero).
+        written_blocks: u32 = U32(452, 440),
+        /// Unused by kdump (zero).
+        current_cpu: u32 = U32(456, 444),
+        /// CPUs of the crashed machine.
+        nr_cpus: u32 = U32(460, 448),
+    }
+}
+
+crate::record! {
+    /// `kdump_sub_header`: `long` fields follow the model, 64-bit ones are packed on 4
+    /// bytes in the i386 layout.
+    SubHeader, SubHeaderFields, KDUMP_SUB_HEADER {
+        /// `phys_base` from VMCOREINFO.
+        phys_base: u64 = Long(0, 0),
+        /// The dump level (`-d`).
+        dump_level: i32 = U32(8, 4),
+        /// Non-zero in a file of a `--split` set.
+        split: i32 = U32(12, 8),
+        /// First pfn of a split file, as a `long` (see `start_pfn_64`).
+        start_pfn: u64 = Long(16, 12),
+        /// End pfn of a split file, as a `long` (see `end_pfn_64`).
+        end_pfn: u64 = Long(24, 16),
+        /// File offset of the VMCOREINFO note's descriptor.
+        offset_vmcoreinfo: u64 = U64(32, 20),
+        /// Bytes of VMCOREINFO.
+        size_vmcoreinfo: u64 = Long(40, 28),
+        /// File offset of the notes.
+        offset_note: u64 = U64(48, 32),
+        /// Bytes of the notes.
+        size_note: u64 = Long(56, 40),
+        /// File offset of the erase information (none: zero).
+        offset_eraseinfo: u64 = U64(64, 44),
+        /// Bytes of the erase information.
+        size_eraseinfo: u64 = Long(72, 52),
+        /// First pfn of a split file.
+        start_pfn_64: u64 = U64(80, 56),
+        /// End pfn of a split file.
+        end_pfn_64: u64 = U64(88, 64),
+        /// Page frames the bitmaps cover.
+        max_mapnr_64: u64 = U64(96, 72),
+    }
+}
+
+crate::record! {
+    /// One `page_desc`, the same in every model.
+    PageDesc, PageDescFields, PAGE_DESC {
+        /// Absolute file offset of the page's data; 0 means "lost" in an incomplete dump.
+        offset: u64 = U64(0, 0),
+        /// Bytes of the page's data in the file.
+        size: u32 = U32(8, 8),
+        /// Codec flag of the data (0: stored as is).
+        flags: u32 = U32(12, 12),
+    }
 }
 
 impl Model {
-    fn long(self) -> usize {
-        match self {
-            Model::Lp64 => 8,
-            Model::Ilp32Packed => 4,
-        }
-    }
-
+    /// Bytes of `disk_dump_header` (the rest of block 0 is a hole).
     pub fn header_size(self) -> usize {
-        match self {
-            Model::Lp64 => 464,
-            Model::Ilp32Packed => 452,
-        }
+        DISK_DUMP_HEADER.nr_cpus.end(self)
     }
 
+    /// Bytes of `kdump_sub_header`.
     pub fn sub_header_size(self) -> usize {
-        match self {
-            Model::Lp64 => 104,
-            Model::Ilp32Packed => 80,
+        KDUMP_SUB_HEADER.max_mapnr_64.end(self)
+    }
+}
+
+impl MainHeader {
+    /// The main header's bytes: signature, these fields and `utsname`.
+    pub fn to_bytes(&self, model: Model, endian: Endian, utsname: &Utsname) -> Vec<u8> {
+        let mut b = vec![0u8; model.header_size()];
+        b[..SIGNATURE.len()].copy_from_slice(SIGNATURE);
+        for (i, f) in utsname.fields.iter().enumerate() {
+            b[UTSNAME_AT + i * UTS_LEN..UTSNAME_AT + (i + 1) * UTS_LEN].copy_from_slice(f);
         }
+        self.put(model, endian, &mut b);
+        b
+    }
+
+    /// The `utsname` of main header bytes `b`; `None` if `b` is too short.
+    pub fn utsname(b: &[u8]) -> Option<Utsname> {
+        Utsname::from_raw(b.get(UTSNAME_AT..)?)
+    }
+}
+
+impl SubHeader {
+    /// The sub-header's bytes.
+    pub fn to_bytes(&self, model: Model, endian: Endian) -> Vec<u8> {
+        let mut b = vec![0u8; model.sub_header_size()];
+        self.put(model, endian, &mut b);
+        b
     }
 }
 
 /// `new_utsname`: six NUL-padded 65-byte strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Utsname {
+    /// sysname, nodename, release, version, machine, domainname.
     pub fields: [[u8; UTS_LEN]; 6],
 }
 
@@ -68,11 +164,17 @@ impl Default for Utsname {
 }
 
 impl Utsname {
+    /// Index of `sysname` ("Linux").
     pub const SYSNAME: usize = 0;
+    /// Index of `nodename`.
     pub const NODENAME: usize = 1;
+    /// Index of `release` ("6.1.0-13-amd64").
     pub const RELEASE: usize = 2;
+    /// Index of `version`.
     pub const VERSION: usize = 3;
+    /// Index of `machine` ("x86_64").
     pub const MACHINE: usize = 4;
+    /// Index of `domainname`.
     pub const DOMAINNAME: usize = 5;
 
     /// Takes 6×65 bytes as the kernel stores them.
@@ -84,6 +186,7 @@ impl Utsname {
         Some(u)
     }
 
+    /// Sets one field, cut to 64 bytes and NUL-padded.
     pub fn set(&mut self, field: usize, value: &str) {
         let f = &mut self.fields[field];
         *f = [0; UTS_LEN];
@@ -91,6 +194,7 @@ impl Utsname {
         f[..n].copy_from_slice(&value.as_bytes()[..n]);
     }
 
+    /// One field up to its NUL, lossily as UTF-8.
     pub fn get(&self, field: usize) -> String {
         let f = &self.fields[field];
         let end = f.iter().position(|&b| b == 0).unwrap_or(UTS_LEN);
@@ -111,118 +215,96 @@ impl Utsname {
 /// Everything that goes into the main header and the sub-header.
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// The crashed machine's C data model.
     pub model: Model,
+    /// The crashed machine's byte order.
     pub endian: Endian,
+    /// The crashed kernel's `utsname`.
     pub utsname: Utsname,
+    /// Crash time, seconds since the epoch.
     pub crashtime: i64,
+    /// Codec and incomplete bits.
     pub status: u32,
+    /// Page size.
     pub block_size: u32,
+    /// Blocks of the sub-header and the notes.
     pub sub_hdr_size: u32,
+    /// Blocks of both bitmaps.
     pub bitmap_blocks: u32,
+    /// Page frames the bitmaps cover.
     pub max_mapnr: u64,
+    /// CPUs of the crashed machine.
     pub nr_cpus: u32,
+    /// `phys_base` from VMCOREINFO.
     pub phys_base: u64,
+    /// The dump level (`-d`).
     pub dump_level: i32,
     /// `Some((start_pfn, end_pfn))` in the files of a split set.
     pub split: Option<(u64, u64)>,
+    /// File offset of the VMCOREINFO note's descriptor.
     pub offset_vmcoreinfo: u64,
+    /// Bytes of VMCOREINFO.
     pub size_vmcoreinfo: u64,
+    /// File offset of the notes.
     pub offset_note: u64,
+    /// Bytes of the notes.
     pub size_note: u64,
+    /// File offset of the erase information (none: zero).
     pub offset_eraseinfo: u64,
+    /// Bytes of the erase information.
     pub size_eraseinfo: u64,
 }
 
-/// Appends fields one after another with the model's sizes (both models are packed:
-/// LP64 fields fall on natural alignment in this order, i386 aligns 8-byte values to 4).
-struct Packer {
-    buf: Vec<u8>,
-    endian: Endian,
-}
-
-impl Packer {
-    fn u32(&mut self, v: u32) {
-        let at = self.buf.len();
-        self.buf.resize(at + 4, 0);
-        self.endian.put_u32(&mut self.buf, at, v);
-    }
-
-    fn u64(&mut self, v: u64) {
-        let at = self.buf.len();
-        self.buf.resize(at + 8, 0);
-        self.endian.put_u64(&mut self.buf, at, v);
-    }
-
-    fn long(&mut self, v: u64, model: Model) {
-        if model.long() == 8 {
-            self.u64(v)
-        } else {
-            self.u32(v as u32)
-        }
-    }
-}
-
 impl Header {
-    /// `disk_dump_header` bytes.
-    pub fn main_bytes(&self) -> Vec<u8> {
-        let mut p = Packer {
-            buf: Vec::with_capacity(self.model.header_size()),
-            endian: self.endian,
-        };
-        p.buf.extend_from_slice(SIGNATURE);
-        p.u32(HEADER_VERSION as u32);
-        for f in &self.utsname.fields {
-            p.buf.extend_from_slice(f);
+    /// The `disk_dump_header` fields.
+    pub fn main_record(&self) -> MainHeader {
+        MainHeader {
+            header_version: HEADER_VERSION,
+            tv_sec: self.crashtime,
+            tv_usec: 0,
+            status: self.status,
+            block_size: self.block_size,
+            sub_hdr_size: self.sub_hdr_size,
+            bitmap_blocks: self.bitmap_blocks,
+            max_mapnr: self.max_mapnr.min(u32::MAX as u64) as u32,
+            nr_cpus: self.nr_cpus,
+            ..MainHeader::default()
         }
-        // struct timeval is aligned to its `long` members.
-        let align = self.model.long();
-        while !p.buf.len().is_multiple_of(align) {
-            p.buf.push(0);
-        }
-        p.long(self.crashtime as u64, self.model);
-        p.long(0, self.model); // tv_usec
-        p.u32(self.status);
-        p.u32(self.block_size);
-        p.u32(self.sub_hdr_size);
-        p.u32(self.bitmap_blocks);
-        p.u32(self.max_mapnr.min(u32::MAX as u64) as u32);
-        for _ in 0..4 {
-            p.u32(0); // total_ram_blocks, device_blocks, written_blocks, current_cpu
-        }
-        p.u32(self.nr_cpus);
-        debug_assert_eq!(p.buf.len(), self.model.header_size());
-        p.buf
     }
 
-    /// `kdump_sub_header` bytes.
-    pub fn sub_bytes(&self) -> Vec<u8> {
-        let m = self.model;
-        let mut p = Packer {
-            buf: Vec::with_capacity(m.sub_header_size()),
-            endian: self.endian,
-        };
+    /// The `kdump_sub_header` fields.
+    pub fn sub_record(&self) -> SubHeader {
         let (split, start, end) = match self.split {
             Some((s, e)) => (1, s, e),
             None => (0, 0, 0),
         };
-        p.long(self.phys_base, m);
-        p.u32(self.dump_level as u32);
-        p.u32(split);
-        // The legacy pfn fields are `unsigned long`: truncated as the C assignment does.
-        let trunc = |v: u64| if m.long() == 8 { v } else { v & 0xffff_ffff };
-        p.long(trunc(start), m);
-        p.long(trunc(end), m);
-        p.u64(self.offset_vmcoreinfo);
-        p.long(self.size_vmcoreinfo, m);
-        p.u64(self.offset_note);
-        p.long(self.size_note, m);
-        p.u64(self.offset_eraseinfo);
-        p.long(self.size_eraseinfo, m);
-        p.u64(start);
-        p.u64(end);
-        p.u64(self.max_mapnr);
-        debug_assert_eq!(p.buf.len(), m.sub_header_size());
-        p.buf
+        SubHeader {
+            phys_base: self.phys_base,
+            dump_level: self.dump_level,
+            split,
+            start_pfn: start,
+            end_pfn: end,
+            offset_vmcoreinfo: self.offset_vmcoreinfo,
+            size_vmcoreinfo: self.size_vmcoreinfo,
+            offset_note: self.offset_note,
+            size_note: self.size_note,
+            offset_eraseinfo: self.offset_eraseinfo,
+            size_eraseinfo: self.size_eraseinfo,
+            start_pfn_64: start,
+            end_pfn_64: end,
+            max_mapnr_64: self.max_mapnr,
+        }
+    }
+
+    /// `disk_dump_header` bytes.
+    pub fn main_bytes(&self) -> Vec<u8> {
+        self.main_record()
+            .to_bytes(self.model, self.endian, &self.utsname)
+    }
+
+    /// `kdump_sub_header` bytes.
+    pub fn sub_bytes(&self) -> Vec<u8> {
+        self.sub_record().to_bytes(self.model, self.endian)
     }
 }
 
@@ -230,16 +312,21 @@ impl Header {
 /// notes and the number of pages with a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// Page size.
     pub block_size: u64,
+    /// Page frames the bitmaps cover.
     pub max_mapnr: u64,
     /// Blocks holding the sub-header and the notes.
     pub sub_hdr_blocks: u64,
     /// Bytes of one bitmap (a whole number of blocks).
     pub bitmap_len: u64,
+    /// Pages with a descriptor.
     pub num_dumpable: u64,
 }
 
 impl Layout {
+    /// The layout of a dump of `max_mapnr` pfns with `notes_len` bytes of notes and
+    /// `num_dumpable` descriptors.
     pub fn new(
         model: Model,
         block_size: u64,
@@ -257,54 +344,66 @@ impl Layout {
         }
     }
 
+    /// The layout a header read back describes: `sub_hdr_blocks` and `bitmap_blocks` as
+    /// stored (the two bitmaps share the bitmap blocks equally).
+    pub fn of_header(
+        block_size: u64,
+        max_mapnr: u64,
+        sub_hdr_blocks: u64,
+        bitmap_blocks: u64,
+        num_dumpable: u64,
+    ) -> Layout {
+        Layout {
+            block_size,
+            max_mapnr,
+            sub_hdr_blocks,
+            bitmap_len: bitmap_blocks * block_size / 2,
+            num_dumpable,
+        }
+    }
+
+    /// Where the sub-header starts (block 1).
     pub fn sub_header_offset(&self) -> u64 {
         self.block_size
     }
 
+    /// Blocks of both bitmaps.
     pub fn bitmap_blocks(&self) -> u64 {
         2 * self.bitmap_len / self.block_size
     }
 
+    /// Where the 1st bitmap (memory) starts.
     pub fn bitmap1_offset(&self) -> u64 {
         (1 + self.sub_hdr_blocks) * self.block_size
     }
 
+    /// Where the 2nd bitmap (pages with a descriptor) starts.
     pub fn bitmap2_offset(&self) -> u64 {
         self.bitmap1_offset() + self.bitmap_len
     }
 
+    /// Where the descriptors start.
     pub fn desc_offset(&self) -> u64 {
         (1 + self.sub_hdr_blocks + self.bitmap_blocks()) * self.block_size
     }
 
+    /// Where the page data starts.
     pub fn data_offset(&self) -> u64 {
         self.desc_offset() + PAGE_DESC_SIZE * self.num_dumpable
     }
 }
 
-/// One `page_desc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PageDesc {
-    /// Absolute file offset of the page's data; 0 means "lost" in an incomplete dump.
-    pub offset: u64,
-    pub size: u32,
-    pub flags: u32,
-}
-
 impl PageDesc {
+    /// Writes the descriptor into `out` (at least [`PAGE_DESC_SIZE`] bytes), `page_flags`
+    /// zero.
     pub fn write(&self, endian: Endian, out: &mut [u8]) {
-        endian.put_u64(out, 0, self.offset);
-        endian.put_u32(out, 8, self.size);
-        endian.put_u32(out, 12, self.flags);
-        endian.put_u64(out, 16, 0);
+        out[..PAGE_DESC_SIZE as usize].fill(0);
+        self.put(Model::Lp64, endian, out);
     }
 
+    /// Reads a descriptor from `b`; `None` if `b` is too short.
     pub fn read(endian: Endian, b: &[u8]) -> Option<PageDesc> {
-        Some(PageDesc {
-            offset: endian.u64(b, 0)?,
-            size: endian.u32(b, 8)?,
-            flags: endian.u32(b, 12)?,
-        })
+        PageDesc::parse(Model::Lp64, endian, b)
     }
 }
 

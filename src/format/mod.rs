@@ -3,3 +3,4 @@
 pub mod elf;
 pub mod flat;
 pub mod kdump;
+pub mod record;

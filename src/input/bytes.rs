@@ -4,11 +4,14 @@
 /// Byte order of the input (and of the dump we write: the crashed machine's own order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endian {
+    /// Least significant byte first (x86, arm64 as run by Linux, riscv).
     Little,
+    /// Most significant byte first (s390x, ppc64).
     Big,
 }
 
 impl Endian {
+    /// The u16 at `off`; `None` if `b` is too short.
     pub fn u16(self, b: &[u8], off: usize) -> Option<u16> {
         let a: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
         Some(match self {
@@ -17,6 +20,7 @@ impl Endian {
         })
     }
 
+    /// The u32 at `off`; `None` if `b` is too short.
     pub fn u32(self, b: &[u8], off: usize) -> Option<u32> {
         let a: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
         Some(match self {
@@ -25,6 +29,7 @@ impl Endian {
         })
     }
 
+    /// The u64 at `off`; `None` if `b` is too short.
     pub fn u64(self, b: &[u8], off: usize) -> Option<u64> {
         let a: [u8; 8] = b.get(off..off.checked_add(8)?)?.try_into().ok()?;
         Some(match self {
@@ -33,15 +38,26 @@ impl Endian {
         })
     }
 
-    /// Reads a pointer-sized word: 4 bytes for 32-bit layouts, 8 for 64-bit ones.
-    pub fn word(self, b: &[u8], off: usize, wide: bool) -> Option<u64> {
-        if wide {
-            self.u64(b, off)
-        } else {
-            self.u32(b, off).map(u64::from)
-        }
+    /// The `n`-byte (1 to 8) unsigned integer at `off`, as C reads a field of that size;
+    /// `None` if `b` is too short or `n` is not a size.
+    pub fn uint(self, b: &[u8], off: usize, n: usize) -> Option<u64> {
+        let bytes = b
+            .get(off..off.checked_add(n)?)
+            .filter(|_| (1..=8).contains(&n))?;
+        let mut a = [0u8; 8];
+        Some(match self {
+            Endian::Little => {
+                a[..n].copy_from_slice(bytes);
+                u64::from_le_bytes(a)
+            }
+            Endian::Big => {
+                a[8 - n..].copy_from_slice(bytes);
+                u64::from_be_bytes(a)
+            }
+        })
     }
 
+    /// Stores `v` at `off` (`out` must hold it).
     pub fn put_u16(self, out: &mut [u8], off: usize, v: u16) {
         let bytes = match self {
             Endian::Little => v.to_le_bytes(),
@@ -50,6 +66,7 @@ impl Endian {
         out[off..off + 2].copy_from_slice(&bytes);
     }
 
+    /// Stores `v` at `off` (`out` must hold it).
     pub fn put_u32(self, out: &mut [u8], off: usize, v: u32) {
         let bytes = match self {
             Endian::Little => v.to_le_bytes(),
@@ -58,21 +75,13 @@ impl Endian {
         out[off..off + 4].copy_from_slice(&bytes);
     }
 
+    /// Stores `v` at `off` (`out` must hold it).
     pub fn put_u64(self, out: &mut [u8], off: usize, v: u64) {
         let bytes = match self {
             Endian::Little => v.to_le_bytes(),
             Endian::Big => v.to_be_bytes(),
         };
         out[off..off + 8].copy_from_slice(&bytes);
-    }
-
-    /// Writes a pointer-sized word (see [`Endian::word`]); the caller guarantees the value fits.
-    pub fn put_word(self, out: &mut [u8], off: usize, v: u64, wide: bool) {
-        if wide {
-            self.put_u64(out, off, v)
-        } else {
-            self.put_u32(out, off, v as u32)
-        }
     }
 }
 
@@ -102,6 +111,11 @@ mod tests {
         assert_eq!(Endian::Little.u64(&b, 0), Some(0x0807_0605_0403_0201));
         assert_eq!(Endian::Little.u64(&b, 1), None);
         assert_eq!(Endian::Little.u16(&b, usize::MAX), None);
-        assert_eq!(Endian::Big.word(&b, 4, false), Some(0x0506_0708));
+        assert_eq!(Endian::Big.u32(&b, 4), Some(0x0506_0708));
+        assert_eq!(Endian::Little.uint(&b, 1, 3), Some(0x04_0302));
+        assert_eq!(Endian::Big.uint(&b, 1, 3), Some(0x02_0304));
+        assert_eq!(Endian::Big.uint(&b, 0, 8), Endian::Big.u64(&b, 0));
+        assert_eq!(Endian::Little.uint(&b, 6, 3), None);
+        assert_eq!(Endian::Little.uint(&b, 0, 0), None);
     }
 }

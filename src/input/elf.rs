@@ -7,11 +7,13 @@
 
 use super::bytes::Endian;
 use crate::error::{Error, Result};
+use crate::format::elf::{
+    EHDR_SIZE, EI_CLASS, EI_DATA, EI_NIDENT, ELFMAG, ET_CORE, FileHeader, NOTE_HEADER_SIZE,
+    NoteHeader, PN_XNUM, PROGRAM_HEADER, ProgramHeader, SECTION_HEADER,
+};
+use crate::format::record::Model;
 
-pub const PT_LOAD: u32 = 1;
-pub const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-const PN_XNUM: u16 = 0xffff;
+pub use crate::format::elf::{PT_LOAD, PT_NOTE};
 /// More program headers than any real vmcore has (one per memory range, a few hundred on
 /// large machines); a bound so a corrupt count cannot make us allocate without limit.
 pub const MAX_PHDRS: usize = 1 << 16;
@@ -21,23 +23,38 @@ const MAX_PHENTSIZE: usize = 256;
 /// The notes of a real vmcore are a few KiB per CPU; 64 MiB covers 8192 CPUs with room.
 const MAX_NOTES_SIZE: u64 = 64 << 20;
 
+/// ELFCLASS32 or ELFCLASS64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
+    /// 32-bit headers (i386 vmcores).
     Elf32,
+    /// 64-bit headers.
     Elf64,
 }
 
 impl Class {
+    /// Whether this is ELFCLASS64.
     pub fn is_64(self) -> bool {
         self == Class::Elf64
+    }
+
+    /// The record layout of the class's headers.
+    pub fn model(self) -> Model {
+        match self {
+            Class::Elf64 => Model::Lp64,
+            Class::Elf32 => Model::Ilp32Packed,
+        }
     }
 }
 
 /// One PT_LOAD: a range of physical memory and where its bytes are in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Load {
+    /// Physical address of the first byte (p_paddr).
     pub phys_start: u64,
+    /// Virtual address of the first byte (p_vaddr).
     pub virt_start: u64,
+    /// Where its bytes start in the file (p_offset).
     pub file_offset: u64,
     /// Bytes present in the file (p_filesz).
     pub file_size: u64,
@@ -46,6 +63,7 @@ pub struct Load {
 }
 
 impl Load {
+    /// End of the physical range the segment describes.
     pub fn phys_end(&self) -> u64 {
         self.phys_start.saturating_add(self.mem_size)
     }
@@ -59,8 +77,11 @@ impl Load {
 /// The parsed layout of an ELF core file.
 #[derive(Debug, Clone)]
 pub struct ElfCore {
+    /// ELF32 or ELF64.
     pub class: Class,
+    /// Byte order of every header and note.
     pub endian: Endian,
+    /// `e_machine`.
     pub machine: u16,
     /// PT_LOADs in file order.
     pub loads: Vec<Load>,
@@ -72,6 +93,7 @@ pub struct ElfCore {
 pub trait ReadAt {
     /// Reads exactly `buf.len()` bytes at `offset`, or fails.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// The input's apparent size.
     fn size(&self) -> std::io::Result<u64>;
     /// Whether the `len` bytes at `offset` are stored in the input (not only below its
     /// apparent size: a flattened stream's holes hold nothing).
@@ -140,39 +162,47 @@ impl ReadAt for [u8] {
     }
 }
 
-/// Field offsets of the ELF file header and program header for one class.
-struct Layout {
-    ehdr_size: usize,
-    phoff: usize,
-    shoff: usize,
-    phentsize: usize,
-    phnum: usize,
-    shentsize: usize,
-    phdr_size: usize,
-}
-
-const LAYOUT64: Layout = Layout {
-    ehdr_size: 64,
-    phoff: 32,
-    shoff: 40,
-    phentsize: 54,
-    phnum: 56,
-    shentsize: 58,
-    phdr_size: 56,
-};
-
-const LAYOUT32: Layout = Layout {
-    ehdr_size: 52,
-    phoff: 28,
-    shoff: 32,
-    phentsize: 42,
-    phnum: 44,
-    shentsize: 46,
-    phdr_size: 32,
-};
-
 fn short(what: &str) -> Error {
     Error::bad_input(format!("{what} is cut short"))
+}
+
+/// Class and byte order from `e_ident`.
+fn ident(head: &[u8]) -> Result<(Class, Endian)> {
+    if head.len() < EI_NIDENT || !head.starts_with(ELFMAG) {
+        return Err(Error::bad_input("not an ELF file (no \\x7fELF magic)"));
+    }
+    let class = match head[EI_CLASS] {
+        1 => Class::Elf32,
+        2 => Class::Elf64,
+        c => return Err(Error::bad_input(format!("unknown ELF class {c}"))),
+    };
+    let endian = match head[EI_DATA] {
+        1 => Endian::Little,
+        2 => Endian::Big,
+        d => return Err(Error::bad_input(format!("unknown ELF data encoding {d}"))),
+    };
+    Ok((class, endian))
+}
+
+/// The number of program headers: `e_phnum`, or section header 0's `sh_info` when
+/// `e_phnum` is `PN_XNUM`.
+fn phnum<R: ReadAt + ?Sized>(input: &R, model: Model, e: Endian, fh: &FileHeader) -> Result<usize> {
+    if fh.e_phnum != PN_XNUM {
+        return Ok(fh.e_phnum as usize);
+    }
+    let sh_info = SECTION_HEADER.sh_info;
+    if fh.e_shoff == 0 || (fh.e_shentsize as usize) < sh_info.end(model) {
+        return Err(Error::bad_input(
+            "e_phnum is PN_XNUM but there is no section header 0",
+        ));
+    }
+    let mut sh0 = [0u8; 64];
+    let sh0 = &mut sh0[..sh_info.end(model)];
+    let at = fh.e_shoff.saturating_add(sh_info.offset(model) as u64);
+    input
+        .read_exact_at(&mut sh0[sh_info.offset(model)..], at)
+        .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
+    Ok(sh_info.get(model, e, sh0).unwrap_or(0) as usize)
 }
 
 impl ElfCore {
@@ -182,70 +212,29 @@ impl ElfCore {
         let file_len = input
             .size()
             .map_err(|e| Error::io(e, "cannot get the input's size"))?;
-        let mut ident = [0u8; 64];
-        let head_len = ident.len().min(usize::try_from(file_len).unwrap_or(64));
+        let mut head = [0u8; EHDR_SIZE as usize];
+        let head_len = head
+            .len()
+            .min(usize::try_from(file_len).unwrap_or(head.len()));
         input
-            .read_exact_at(&mut ident[..head_len], 0)
+            .read_exact_at(&mut head[..head_len], 0)
             .map_err(|e| Error::io(e, "cannot read the ELF header"))?;
-        if head_len < 16 || &ident[..4] != b"\x7fELF" {
-            return Err(Error::bad_input("not an ELF file (no \\x7fELF magic)"));
-        }
-        let class = match ident[4] {
-            1 => Class::Elf32,
-            2 => Class::Elf64,
-            c => return Err(Error::bad_input(format!("unknown ELF class {c}"))),
-        };
-        let endian = match ident[5] {
-            1 => Endian::Little,
-            2 => Endian::Big,
-            d => return Err(Error::bad_input(format!("unknown ELF data encoding {d}"))),
-        };
-        let lay = if class.is_64() { &LAYOUT64 } else { &LAYOUT32 };
-        let eh = &ident[..head_len];
-        if head_len < lay.ehdr_size {
-            return Err(short("the ELF header"));
-        }
-        let wide = class.is_64();
-        let e_type = endian.u16(eh, 16).ok_or_else(|| short("the ELF header"))?;
-        if e_type != ET_CORE {
+        let (class, endian) = ident(&head[..head_len])?;
+        let model = class.model();
+        let fh = FileHeader::parse(model, endian, &head[..head_len])
+            .ok_or_else(|| short("the ELF header"))?;
+        if fh.e_type != ET_CORE {
             return Err(Error::bad_input(format!(
-                "ELF type {e_type} is not a core file (ET_CORE = 4)"
+                "ELF type {} is not a core file (ET_CORE = 4)",
+                fh.e_type
             )));
         }
-        let machine = endian.u16(eh, 18).ok_or_else(|| short("the ELF header"))?;
-        let phoff = endian
-            .word(eh, lay.phoff, wide)
-            .ok_or_else(|| short("the ELF header"))?;
-        let shoff = endian
-            .word(eh, lay.shoff, wide)
-            .ok_or_else(|| short("the ELF header"))?;
-        let phentsize = endian
-            .u16(eh, lay.phentsize)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        let shentsize = endian
-            .u16(eh, lay.shentsize)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        let mut phnum = endian
-            .u16(eh, lay.phnum)
-            .ok_or_else(|| short("the ELF header"))? as usize;
-        if phnum == PN_XNUM as usize {
-            // The real count is in section header 0's sh_info.
-            let sh_info_off = if wide { 44 } else { 28 };
-            if shoff == 0 || shentsize < sh_info_off + 4 {
-                return Err(Error::bad_input(
-                    "e_phnum is PN_XNUM but there is no section header 0",
-                ));
-            }
-            let mut sh0 = [0u8; 4];
-            input
-                .read_exact_at(&mut sh0, shoff.saturating_add(sh_info_off as u64))
-                .map_err(|e| Error::io(e, "cannot read section header 0 (PN_XNUM)"))?;
-            phnum = endian.u32(&sh0, 0).unwrap_or(0) as usize;
-        }
-        if !(lay.phdr_size..=MAX_PHENTSIZE).contains(&phentsize) {
+        let phnum = phnum(input, model, endian, &fh)?;
+        let (phoff, phentsize) = (fh.e_phoff, fh.e_phentsize as usize);
+        let phdr_size = PROGRAM_HEADER.p_align.end(model);
+        if !(phdr_size..=MAX_PHENTSIZE).contains(&phentsize) {
             return Err(Error::bad_input(format!(
-                "program header size {phentsize} is not between {} and {MAX_PHENTSIZE}",
-                lay.phdr_size
+                "program header size {phentsize} is not between {phdr_size} and {MAX_PHENTSIZE}"
             )));
         }
         if phnum == 0 || phnum > MAX_PHDRS {
@@ -266,74 +255,70 @@ impl ElfCore {
         input
             .read_exact_at(&mut table, phoff)
             .map_err(|e| Error::io(e, "cannot read the program headers"))?;
-
-        let mut loads = Vec::new();
-        let mut notes = Vec::new();
-        for i in 0..phnum {
-            let ph = &table[i * phentsize..(i + 1) * phentsize];
-            let p_type = endian.u32(ph, 0).ok_or_else(|| short("a program header"))?;
-            // ELF64: type, flags, offset, vaddr, paddr, filesz, memsz, align.
-            // ELF32: type, offset, vaddr, paddr, filesz, memsz, flags, align.
-            let (off, vaddr, paddr, filesz, memsz) = if wide {
-                (8, 16, 24, 32, 40)
-            } else {
-                (4, 8, 12, 16, 20)
-            };
-            let field = |o: usize| {
-                endian
-                    .word(ph, o, wide)
-                    .ok_or_else(|| short("a program header"))
-            };
-            let p_offset = field(off)?;
-            let p_filesz = field(filesz)?;
-            let end = p_offset.checked_add(p_filesz);
-            if matches!(p_type, PT_LOAD | PT_NOTE) && end.is_none_or(|end| end > file_len) {
-                return Err(Error::bad_input(format!(
-                    "program header {i} needs bytes up to offset {} but the file has only {file_len}: the vmcore is truncated",
-                    end.map_or_else(|| "beyond 2^64".to_string(), |e| format!("{e:#x}"))
-                )));
-            }
-            match p_type {
-                PT_LOAD => {
-                    let p_memsz = field(memsz)?;
-                    loads.push(Load {
-                        phys_start: field(paddr)?,
-                        virt_start: field(vaddr)?,
-                        file_offset: p_offset,
-                        file_size: p_filesz,
-                        mem_size: p_memsz.max(p_filesz),
-                    });
-                }
-                PT_NOTE => {
-                    if notes.len() as u64 + p_filesz > MAX_NOTES_SIZE {
-                        return Err(Error::bad_input(format!(
-                            "PT_NOTE segments larger than {MAX_NOTES_SIZE} bytes"
-                        )));
-                    }
-                    let start = notes.len();
-                    notes.try_reserve_exact(p_filesz as usize).map_err(|_| {
-                        Error::bad_input(format!(
-                            "no memory for a PT_NOTE segment of {p_filesz} bytes"
-                        ))
-                    })?;
-                    notes.resize(start + p_filesz as usize, 0);
-                    input
-                        .read_exact_at(&mut notes[start..], p_offset)
-                        .map_err(|e| Error::io(e, "cannot read the PT_NOTE segment"))?;
-                }
-                _ => {}
-            }
-        }
-        if loads.is_empty() {
-            return Err(Error::bad_input("the ELF file has no PT_LOAD segment"));
-        }
-        Ok(ElfCore {
+        let mut core = ElfCore {
             class,
             endian,
-            machine,
-            loads,
-            notes,
-        })
+            machine: fh.e_machine,
+            loads: Vec::new(),
+            notes: Vec::new(),
+        };
+        for (i, raw) in table.chunks_exact(phentsize).enumerate() {
+            let ph = ProgramHeader::parse(model, endian, raw)
+                .ok_or_else(|| short("a program header"))?;
+            core.add_segment(input, file_len, i, &ph)?;
+        }
+        if core.loads.is_empty() {
+            return Err(Error::bad_input("the ELF file has no PT_LOAD segment"));
+        }
+        Ok(core)
+    }
+
+    /// Takes in program header `i`: a PT_LOAD as a [`Load`], a PT_NOTE's bytes into the
+    /// notes; other types are ignored.
+    fn add_segment<R: ReadAt + ?Sized>(
+        &mut self,
+        input: &R,
+        file_len: u64,
+        i: usize,
+        ph: &ProgramHeader,
+    ) -> Result<()> {
+        let (p_offset, p_filesz) = (ph.p_offset, ph.p_filesz);
+        let end = p_offset.checked_add(p_filesz);
+        if matches!(ph.p_type, PT_LOAD | PT_NOTE) && end.is_none_or(|end| end > file_len) {
+            return Err(Error::bad_input(format!(
+                "program header {i} needs bytes up to offset {} but the file has only {file_len}: the vmcore is truncated",
+                end.map_or_else(|| "beyond 2^64".to_string(), |e| format!("{e:#x}"))
+            )));
+        }
+        match ph.p_type {
+            PT_LOAD => self.loads.push(Load {
+                phys_start: ph.p_paddr,
+                virt_start: ph.p_vaddr,
+                file_offset: p_offset,
+                file_size: p_filesz,
+                mem_size: ph.p_memsz.max(p_filesz),
+            }),
+            PT_NOTE => {
+                let notes = &mut self.notes;
+                if notes.len() as u64 + p_filesz > MAX_NOTES_SIZE {
+                    return Err(Error::bad_input(format!(
+                        "PT_NOTE segments larger than {MAX_NOTES_SIZE} bytes"
+                    )));
+                }
+                let start = notes.len();
+                notes.try_reserve_exact(p_filesz as usize).map_err(|_| {
+                    Error::bad_input(format!(
+                        "no memory for a PT_NOTE segment of {p_filesz} bytes"
+                    ))
+                })?;
+                notes.resize(start + p_filesz as usize, 0);
+                input
+                    .read_exact_at(&mut notes[start..], p_offset)
+                    .map_err(|e| Error::io(e, "cannot read the PT_NOTE segment"))?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Iterates over the notes in the PT_NOTE bytes.
@@ -346,79 +331,86 @@ impl ElfCore {
 /// notes blob (the kdump sub-header points at the VMCOREINFO descriptor).
 #[derive(Debug, Clone, Copy)]
 pub struct Note<'a> {
+    /// The owner's name ("CORE", "VMCOREINFO"), without its NULs.
     pub name: &'a [u8],
+    /// The note's type.
     pub n_type: u32,
+    /// The descriptor's bytes.
     pub desc: &'a [u8],
+    /// Where `desc` starts in the notes blob.
     pub desc_offset: usize,
 }
 
+/// Note type of a CPU's registers (`NT_PRSTATUS`), one note per CPU.
 pub const NT_PRSTATUS: u32 = 1;
 
-/// Iterator over the notes of a PT_NOTE blob: 4-byte aligned names and descriptors. It stops
-/// at the first malformed note (as readers do) and records that it did.
+/// The notes of a PT_NOTE blob, one at a time: 4-byte aligned names and descriptors. Not an
+/// [`Iterator`]: each step says whether the blob ended cleanly or a note is malformed, and
+/// after an error there is nothing more.
 pub struct Notes<'a> {
     data: &'a [u8],
     endian: Endian,
     pos: usize,
-    pub malformed: bool,
 }
 
 impl<'a> Notes<'a> {
+    /// The notes of `data`, whose headers are in `endian` order.
     pub fn new(data: &'a [u8], endian: Endian) -> Self {
         Notes {
             data,
             endian,
             pos: 0,
-            malformed: false,
         }
+    }
+
+    /// The next note; `Ok(None)` at the end of the blob or at the zero padding the kernel
+    /// leaves after the last note; an error for a note that does not fit.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Note<'a>>> {
+        let d = self.data;
+        let p = self.pos;
+        let rest = d.get(p..).unwrap_or(&[]);
+        let Some(h) = NoteHeader::parse(Model::Lp64, self.endian, rest) else {
+            // Trailing padding (fewer than a header's bytes, all zero) is not an error.
+            self.pos = d.len();
+            return match rest.iter().all(|&b| b == 0) {
+                true => Ok(None),
+                false => Err(Error::bad_input(
+                    "bytes after the last ELF note are not a note",
+                )),
+            };
+        };
+        if h == NoteHeader::default() {
+            // Zero padding at the end of the segment (the kernel leaves room for more notes).
+            self.pos = d.len();
+            return Ok(None);
+        }
+        self.pos = d.len();
+        let name_start = p + NOTE_HEADER_SIZE;
+        let desc_start = name_start.checked_add(h.namesz as usize).and_then(align4);
+        let desc_end = desc_start.and_then(|s| s.checked_add(h.descsz as usize));
+        let (Some(desc_start), Some(desc_end)) = (desc_start, desc_end.filter(|&e| e <= d.len()))
+        else {
+            return Err(Error::bad_input(
+                "an ELF note runs past the end of its segment",
+            ));
+        };
+        let mut name = &d[name_start..name_start + h.namesz as usize];
+        while let [rest @ .., 0] = name {
+            name = rest;
+        }
+        self.pos = align4(desc_end).map_or(d.len(), |next| next.min(d.len()));
+        Ok(Some(Note {
+            name,
+            n_type: h.n_type,
+            desc: &d[desc_start..desc_end],
+            desc_offset: desc_start,
+        }))
     }
 }
 
 fn align4(n: usize) -> Option<usize> {
     n.checked_add(3).map(|v| v & !3)
-}
-
-impl<'a> Iterator for Notes<'a> {
-    type Item = Note<'a>;
-
-    fn next(&mut self) -> Option<Note<'a>> {
-        let d = self.data;
-        let p = self.pos;
-        if p.checked_add(12)? > d.len() {
-            // Trailing padding (fewer than 12 bytes, all zero) is not an error.
-            if d.get(p..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
-                self.malformed = true;
-            }
-            return None;
-        }
-        let namesz = self.endian.u32(d, p)? as usize;
-        let descsz = self.endian.u32(d, p + 4)? as usize;
-        let n_type = self.endian.u32(d, p + 8)?;
-        if namesz == 0 && descsz == 0 && n_type == 0 {
-            // Zero padding at the end of the segment (the kernel leaves room for more notes).
-            return None;
-        }
-        let name_start = p + 12;
-        let desc_start = align4(name_start.checked_add(namesz)?)?;
-        let desc_end = desc_start.checked_add(descsz)?;
-        let next = align4(desc_end)?;
-        if desc_end > d.len() {
-            self.malformed = true;
-            self.pos = d.len();
-            return None;
-        }
-        let mut name = &d[name_start..name_start + namesz];
-        while let [rest @ .., 0] = name {
-            name = rest;
-        }
-        self.pos = next.min(d.len());
-        Some(Note {
-            name,
-            n_type,
-            desc: &d[desc_start..desc_end],
-            desc_offset: desc_start,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -452,7 +444,11 @@ mod tests {
         assert_eq!(core.loads.len(), 2);
         assert_eq!(core.loads[1].file_size, 0x800);
         assert_eq!(core.loads[1].mem_size, 0x1000);
-        let all: Vec<_> = core.notes().collect();
+        let mut it = core.notes();
+        let mut all = Vec::new();
+        while let Some(n) = it.next().expect("well-formed notes") {
+            all.push(n);
+        }
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].name, b"VMCOREINFO");
         assert_eq!(all[2].desc, b"PAGESIZE=4096\n");
@@ -527,7 +523,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            core.notes().next().map(|n| n.desc),
+            core.notes().next().ok().flatten().map(|n| n.desc),
             Some(&b"PAGESIZE=4096\n"[..])
         );
         assert!(ElfCore::parse(&f[..f.len() - 1]).is_err());
@@ -540,8 +536,19 @@ mod tests {
         blob.extend_from_slice(&4u32.to_le_bytes());
         blob.extend_from_slice(&0u32.to_le_bytes());
         let mut it = Notes::new(&blob, Endian::Little);
-        assert!(it.next().is_some());
-        assert!(it.next().is_none());
-        assert!(it.malformed);
+        assert!(matches!(it.next(), Ok(Some(n)) if n.name == b"CORE"));
+        assert!(it.next().is_err());
+        assert!(matches!(it.next(), Ok(None)), "nothing after an error");
+        // Zero padding after the last note ends the notes; other short garbage is an error.
+        let mut padded = note("CORE", 1, &[0u8; 8]);
+        padded.extend_from_slice(&[0u8; 20]);
+        let mut it = Notes::new(&padded, Endian::Little);
+        assert!(matches!(it.next(), Ok(Some(_))));
+        assert!(matches!(it.next(), Ok(None)));
+        let mut tail = note("CORE", 1, &[0u8; 8]);
+        tail.extend_from_slice(&[0, 0, 1]);
+        let mut it = Notes::new(&tail, Endian::Little);
+        assert!(matches!(it.next(), Ok(Some(_))));
+        assert!(it.next().is_err());
     }
 }

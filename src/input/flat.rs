@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use super::elf::ReadAt;
 use crate::error::{Error, Result};
-use crate::format::flat::{HEADER_SIZE, check_header};
+use crate::format::flat::{HEADER_SIZE, RECORD_HEADER_SIZE, Record, RecordHeader, check_header};
 
 /// Pieces of the dump: dump offset → (end, position of the bytes in the stream file).
 pub struct FlatFile {
@@ -28,6 +28,8 @@ const MAX_RECORDS: u64 = 1 << 24;
 const INDEX_BYTES_PER_RECORD: u64 = 64;
 
 impl FlatFile {
+    /// Indexes the records of the flattened stream in `file`: an incomplete stream (no end
+    /// marker, a record cut short) is refused.
     pub fn open(file: File) -> Result<FlatFile> {
         let mut head = vec![0u8; HEADER_SIZE];
         FileExt::read_exact_at(&file, &mut head, 0)
@@ -54,24 +56,18 @@ impl FlatFile {
                     "the flattened dump has more than {max_records} records, more than this process has memory to index: rebuild it with -R first"
                 )));
             }
-            let mut rh = [0u8; 16];
+            let mut rh = [0u8; RECORD_HEADER_SIZE];
             FileExt::read_exact_at(&flat.file, &mut rh, pos).map_err(|_| {
                 Error::bad_input(format!(
                     "the flattened dump ends after {record} records without its end marker: it is incomplete"
                 ))
             })?;
-            let offset = i64::from_be_bytes(rh[..8].try_into().unwrap_or([0; 8]));
-            let size = i64::from_be_bytes(rh[8..].try_into().unwrap_or([0; 8]));
-            if offset == -1 && size == -1 {
-                return Ok(flat);
-            }
-            let (Ok(offset), Ok(size)) = (u64::try_from(offset), u64::try_from(size)) else {
-                return Err(Error::bad_input(format!(
-                    "flattened record {record} has offset {offset} and size {size}"
-                )));
+            let (offset, size) = match RecordHeader::decode(&rh, record)? {
+                Record::End => return Ok(flat),
+                Record::Data { offset, size } => (offset, size),
             };
-            let data = pos + 16;
-            if data.saturating_add(size) > len || offset.checked_add(size).is_none() {
+            let data = pos + RECORD_HEADER_SIZE as u64;
+            if data.saturating_add(size) > len {
                 return Err(Error::bad_input(format!(
                     "flattened record {record} runs past the end of the file: it is incomplete"
                 )));

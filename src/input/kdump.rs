@@ -11,7 +11,9 @@ use super::elf::ReadAt;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::filter::{BitIter, Bitmap};
-use crate::format::kdump::{Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, Utsname};
+use crate::format::kdump::{
+    Layout, MainHeader, Model, PAGE_DESC_SIZE, PageDesc, SIGNATURE, SubHeader, Utsname,
+};
 
 /// What a reader finds for one page frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,27 +28,62 @@ pub enum Page {
     Lost,
 }
 
+/// The headers of a kdump-compressed file, decoded: what the reader uses, and both records
+/// as they are stored.
 #[derive(Debug, Clone)]
 pub struct KdumpHeader {
+    /// The C data model the headers follow.
     pub model: Model,
+    /// The byte order of every field.
     pub endian: Endian,
+    /// `header_version`.
     pub version: i32,
+    /// The crashed kernel's `utsname`.
     pub utsname: Utsname,
+    /// Codec and incomplete bits.
     pub status: u32,
+    /// Page size.
     pub block_size: u64,
+    /// Blocks of the sub-header and the notes.
     pub sub_hdr_size: u64,
+    /// Blocks of both bitmaps.
     pub bitmap_blocks: u64,
+    /// Page frames the bitmaps cover (the 64-bit field from version 6 on).
     pub max_mapnr: u64,
+    /// CPUs of the crashed machine.
     pub nr_cpus: u32,
+    /// `phys_base` of the crashed kernel.
     pub phys_base: u64,
+    /// The dump level the file was written with.
     pub dump_level: i32,
+    /// File offset of the notes.
     pub offset_note: u64,
+    /// Bytes of the notes.
     pub size_note: u64,
+    /// File offset of VMCOREINFO.
     pub offset_vmcoreinfo: u64,
+    /// Bytes of VMCOREINFO.
     pub size_vmcoreinfo: u64,
     /// `Some((start_pfn, end_pfn))` for one file of a `--split` set: its descriptors
     /// cover only those pfns, counted from `start_pfn`.
     pub split: Option<(u64, u64)>,
+    /// The main header as stored.
+    pub main: MainHeader,
+    /// The sub-header as stored.
+    pub sub: SubHeader,
+}
+
+impl KdumpHeader {
+    /// Where the bitmaps, the descriptors (`num_dumpable` of them) and the data are.
+    pub fn layout(&self, num_dumpable: u64) -> Layout {
+        Layout::of_header(
+            self.block_size,
+            self.max_mapnr,
+            self.sub_hdr_size,
+            self.bitmap_blocks,
+            num_dumpable,
+        )
+    }
 }
 
 /// Bytes of a bitmap read at a time (a [`Cursor`]'s window), and the granularity of the
@@ -62,12 +99,15 @@ pub const MAX_MEMORY_RUNS: usize = super::elf::MAX_PHDRS;
 pub const MAX_PHYS_ADDR: u64 = 1 << 52;
 /// The notes of a real vmcore are a few KiB per CPU.
 const MAX_NOTES_SIZE: u64 = 64 << 20;
+/// Header versions a reader accepts: 1 to 6 exist; a byte-swapped one is beyond this.
+const MAX_HEADER_VERSION: i32 = 0xffff;
 
 /// A kdump-compressed file read through `R`: a `File`, a flattened stream read in place, or
 /// bytes in memory (`&[u8]`). The bitmaps are not loaded: each reader reads them a window
 /// at a time through its own [`Cursor`] (the `&self` methods share one behind a lock).
 pub struct KdumpFile<R = File> {
     file: R,
+    /// The decoded headers.
     pub header: KdumpHeader,
     file_len: u64,
     /// Offsets of the two bitmaps and of the descriptor table.
@@ -136,60 +176,95 @@ fn count_below(bytes: &[u8], first_pfn: u64, max: u64) -> u64 {
     n
 }
 
+/// The (model, byte order) whose main header is plausible, tried LP64 then i386, little
+/// then big endian: a header version from 1 to 0xffff, a page size, and bitmap blocks that
+/// cover `max_mapnr`. Read in the wrong byte order such a version is at least 0x10000; an
+/// i386 header read as LP64 has its bitmap blocks on the unused `device_blocks` (zero as
+/// makedumpfile and vmsift write it). So one reading passes.
+fn detect(head: &[u8]) -> Option<(Model, Endian, MainHeader)> {
+    let plausible = |m: &MainHeader| {
+        let bs = m.block_size as u64;
+        (1..=MAX_HEADER_VERSION).contains(&m.header_version)
+            && bs.is_power_of_two()
+            && (1024..=1 << 20).contains(&bs)
+            && m.bitmap_blocks > 0
+            && m.bitmap_blocks as u64 * bs / 2 * 8 >= m.max_mapnr as u64
+    };
+    Model::ALL.into_iter().find_map(|model| {
+        [Endian::Little, Endian::Big]
+            .into_iter()
+            .find_map(|endian| {
+                MainHeader::parse(model, endian, head)
+                    .filter(plausible)
+                    .map(|m| (model, endian, m))
+            })
+    })
+}
+
+/// Reads and decodes the main header and the sub-header of either model and byte order.
+fn read_header<R: ReadAt>(file: &R, file_len: u64) -> Result<KdumpHeader> {
+    let len = Model::Lp64.header_size().min(file_len as usize);
+    let head = read_at(file, len, 0, "the kdump header")?;
+    if head.len() < Model::Ilp32Packed.header_size() || !head.starts_with(SIGNATURE) {
+        return Err(Error::bad_input(
+            "not a kdump-compressed file (no \"KDUMP   \" signature)",
+        ));
+    }
+    let Some((model, e, main)) = detect(&head) else {
+        return Err(Error::bad_input(
+            "the kdump header has no plausible version, block size and bitmap size in any layout (64- or 32-bit, either byte order)",
+        ));
+    };
+    let short = || Error::bad_input("the kdump header is cut short");
+    let block_size = main.block_size as u64;
+    let raw = read_at(
+        file,
+        model.sub_header_size(),
+        block_size,
+        "the kdump sub-header",
+    )?;
+    let sub = SubHeader::parse(model, e, &raw).ok_or_else(short)?;
+    let version = main.header_version;
+    Ok(KdumpHeader {
+        model,
+        endian: e,
+        version,
+        utsname: MainHeader::utsname(&head).ok_or_else(short)?,
+        status: main.status,
+        block_size,
+        sub_hdr_size: main.sub_hdr_size as u64,
+        bitmap_blocks: main.bitmap_blocks as u64,
+        max_mapnr: match version >= 6 {
+            true => sub.max_mapnr_64,
+            false => main.max_mapnr as u64,
+        },
+        nr_cpus: main.nr_cpus,
+        phys_base: sub.phys_base,
+        dump_level: sub.dump_level,
+        offset_vmcoreinfo: sub.offset_vmcoreinfo,
+        size_vmcoreinfo: sub.size_vmcoreinfo,
+        offset_note: sub.offset_note,
+        size_note: sub.size_note,
+        split: match (sub.split, version >= 6) {
+            (0, _) => None,
+            (_, true) => Some((sub.start_pfn_64, sub.end_pfn_64)),
+            (_, false) => Some((sub.start_pfn, sub.end_pfn)),
+        },
+        main,
+        sub,
+    })
+}
+
 impl<R: ReadAt> KdumpFile<R> {
-    /// Opens a kdump-compressed file written for a 64-bit little-endian machine. Every
+    /// Opens a kdump-compressed file of either model (LP64, i386) and byte order. Every
     /// header field that places or sizes something is checked against the others and the
     /// file: a header that claims more than the file holds is refused here.
     pub fn open(file: R) -> Result<KdumpFile<R>> {
         let file_len = file
             .size()
             .map_err(|e| Error::io(e, "cannot stat the dump"))?;
-        let head = read_at(&file, 464.min(file_len) as usize, 0, "the kdump header")?;
-        if head.len() < 464 || &head[..8] != SIGNATURE {
-            return Err(Error::bad_input(
-                "not a kdump-compressed file (no \"KDUMP   \" signature)",
-            ));
-        }
-        let e = Endian::Little;
-        let short = || Error::bad_input("the kdump header is cut short");
-        let u32_at = |o| e.u32(&head, o).ok_or_else(short);
-        let version = u32_at(8)? as i32;
-        let block_size = u32_at(428)? as u64;
-        if !block_size.is_power_of_two() || !(1024..=1 << 20).contains(&block_size) {
-            return Err(Error::bad_input(format!(
-                "implausible block size {block_size}"
-            )));
-        }
-        let sub = read_at(&file, 104, block_size, "the kdump sub-header")?;
-        let sub_u64 = |o| e.u64(&sub, o).ok_or_else(short);
-        let max_mapnr = if version >= 6 {
-            sub_u64(96)?
-        } else {
-            u32_at(440)? as u64
-        };
-        let header = KdumpHeader {
-            model: Model::Lp64,
-            endian: e,
-            version,
-            utsname: Utsname::from_raw(&head[12..12 + 6 * 65]).ok_or_else(short)?,
-            status: u32_at(424)?,
-            block_size,
-            sub_hdr_size: u32_at(432)? as u64,
-            bitmap_blocks: u32_at(436)? as u64,
-            max_mapnr,
-            nr_cpus: u32_at(460)?,
-            phys_base: sub_u64(0)?,
-            dump_level: e.u32(&sub, 8).ok_or_else(short)? as i32,
-            offset_vmcoreinfo: sub_u64(32)?,
-            size_vmcoreinfo: sub_u64(40)?,
-            offset_note: sub_u64(48)?,
-            size_note: sub_u64(56)?,
-            split: match e.u32(&sub, 12).ok_or_else(short)? {
-                0 => None,
-                _ if version >= 6 => Some((sub_u64(80)?, sub_u64(88)?)),
-                _ => Some((sub_u64(16)?, sub_u64(24)?)),
-            },
-        };
+        let header = read_header(&file, file_len)?;
+        let (block_size, max_mapnr) = (header.block_size, header.max_mapnr);
         // u32 counts of blocks of at most 1 MiB: none of these products overflows.
         let bitmap_len = header.bitmap_blocks * block_size / 2;
         if header.bitmap_blocks == 0 || bitmap_len * 8 < max_mapnr {
@@ -206,9 +281,9 @@ impl<R: ReadAt> KdumpFile<R> {
                 "the header claims {max_mapnr} page frames of {block_size} bytes, beyond any machine's physical address space"
             )));
         }
-        let bitmap1_at = (1 + header.sub_hdr_size) * block_size;
-        let bitmap2_at = bitmap1_at + bitmap_len;
-        let desc_at = bitmap2_at + bitmap_len;
+        let layout = header.layout(0);
+        let (bitmap1_at, bitmap2_at) = (layout.bitmap1_offset(), layout.bitmap2_offset());
+        let desc_at = layout.desc_offset();
         // The bytes that cover max_mapnr must be stored (a flattened stream need not carry
         // the padding after them).
         let bitmap_used = max_mapnr.div_ceil(8);
@@ -439,6 +514,7 @@ impl<R: ReadAt> KdumpFile<R> {
         })
     }
 
+    /// The descriptor of `pfn` (`None`: not in the dump), through the shared window.
     pub fn descriptor(&self, pfn: u64) -> Result<Option<PageDesc>> {
         self.descriptor_with(&mut self.shared(), pfn)
     }
@@ -471,6 +547,7 @@ impl<R: ReadAt> KdumpFile<R> {
             .ok_or_else(|| Error::bad_input("a page descriptor is cut short"))
     }
 
+    /// What the dump holds for `pfn`, through the shared window.
     pub fn read_page(&self, pfn: u64) -> Result<Page> {
         self.read_page_with(&mut self.shared(), pfn)
     }

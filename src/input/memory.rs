@@ -30,6 +30,7 @@ struct Window {
     start: u64,
 }
 
+/// The memory of an ELF vmcore, read through mmap windows or pread.
 pub struct ElfMemory {
     file: File,
     page_size: usize,
@@ -50,6 +51,8 @@ pub struct ElfMemory {
 }
 
 impl ElfMemory {
+    /// Memory read from `file` through its PT_LOADs `loads` (those without file bytes
+    /// are dropped), mapped when `use_mmap`.
     pub fn new(file: File, loads: &[Load], page_size: usize, use_mmap: bool) -> ElfMemory {
         let mut loads: Vec<Load> = loads.iter().copied().filter(|l| l.file_size > 0).collect();
         loads.sort_by_key(|l| l.phys_start);
@@ -87,6 +90,7 @@ impl ElfMemory {
         ))
     }
 
+    /// Bytes of a page.
     pub fn page_size(&self) -> usize {
         self.page_size
     }

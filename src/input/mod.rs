@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::arch::Machine;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::filter::{PfnRanges, Present};
+use crate::format::record::Model;
 use crate::kernel::vmcoreinfo::VmcoreInfo;
 use elf::{Class, ElfCore, Load, NT_PRSTATUS, ReadAt};
 use kdump::KdumpFile;
@@ -24,10 +25,13 @@ pub type DumpInput = Arc<KdumpFile<Box<dyn ReadAt + Send + Sync>>>;
 
 /// Where the pages come from.
 pub enum Memory {
+    /// An ELF vmcore's PT_LOADs.
     Elf(ElfMemory),
     /// A kdump-compressed dump (re-filtering): each reader decompresses into its buffer.
     Dump {
+        /// The input, shared by every reader.
         file: DumpInput,
+        /// This reader's page buffer.
         buf: Vec<u8>,
         /// This reader's window on the input's bitmaps.
         cursor: kdump::Cursor,
@@ -104,10 +108,12 @@ impl PhysPages for Memory {
 
 /// What kind of file the input is, and what that changes.
 pub enum Source {
+    /// An ELF vmcore: every page of its PT_LOADs can be read.
     Elf,
     /// A kdump-compressed file (or flattened stream) and its dump level; only the pages
     /// it holds (its 2nd bitmap, read a cycle at a time) can be written again.
     Dump {
+        /// The dump level the input was written with.
         level: u32,
     },
 }
@@ -115,6 +121,7 @@ pub enum Source {
 /// Physical memory read a page at a time, from whatever holds it (an ELF vmcore, a
 /// kdump-compressed file).
 pub trait PhysPages {
+    /// Bytes of a page.
     fn page_size(&self) -> usize;
     /// The page's bytes; an error when the input does not have them.
     fn read_page(&mut self, pfn: u64) -> Result<&[u8]>;
@@ -156,15 +163,21 @@ impl PhysPages for ElfMemory {
 /// An opened input: its layout (PT_LOADs, or the runs of a dump's 1st bitmap), its notes
 /// and its memory.
 pub struct Vmcore {
+    /// The input's path, for messages.
     pub path: PathBuf,
+    /// The ELF layout (for a dump: one PT_LOAD per run of its 1st bitmap) and the notes.
     pub elf: ElfCore,
+    /// The parsed VMCOREINFO.
     pub info: VmcoreInfo,
     /// Offset and size of the VMCOREINFO note's descriptor inside `elf.notes`.
     pub vmcoreinfo_at: (usize, usize),
     /// Number of CORE/NT_PRSTATUS notes: one per CPU that was online.
     pub nr_cpus: u32,
+    /// Bytes of a page (VMCOREINFO's PAGESIZE).
     pub page_size: usize,
+    /// Where the pages come from.
     pub memory: Memory,
+    /// What kind of file the input is.
     pub source: Source,
 }
 
@@ -334,8 +347,13 @@ impl Vmcore {
         }
         let machine =
             Machine::from_uts_machine(&dump.header.utsname.fields[4]).map_or(0, Machine::e_machine);
+        // The output follows the input's model (an i386 dump stays i386).
+        let class = match dump.header.model {
+            Model::Lp64 => Class::Elf64,
+            Model::Ilp32Packed => Class::Elf32,
+        };
         let elf = ElfCore {
-            class: Class::Elf64,
+            class,
             endian: dump.header.endian,
             machine,
             loads,
@@ -393,14 +411,23 @@ fn read_notes(elf: &ElfCore, path: &Path) -> Result<(VmcoreInfo, (usize, usize),
     let mut nr_cpus = 0u32;
     let mut vmcoreinfo = None;
     let mut notes = elf.notes();
-    for note in &mut notes {
+    // A malformed note ends the notes; what came before it is used.
+    let mut malformed = false;
+    loop {
+        let note = match notes.next() {
+            Ok(Some(note)) => note,
+            Ok(None) => break,
+            Err(_) => {
+                malformed = true;
+                break;
+            }
+        };
         match (note.name, note.n_type) {
             (b"CORE", NT_PRSTATUS) => nr_cpus += 1,
             (b"VMCOREINFO", _) => vmcoreinfo = Some((note.desc_offset, note.desc.len())),
             _ => {}
         }
     }
-    let malformed = notes.malformed;
     let Some((at, len)) = vmcoreinfo else {
         let why = if malformed {
             " (the notes are malformed)"

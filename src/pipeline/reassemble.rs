@@ -10,11 +10,15 @@ use std::path::PathBuf;
 
 use super::{Stats, WRITE_BUFFER};
 use crate::error::{Context, Error, Result};
-use crate::format::kdump::{PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
+use crate::format::kdump::{KDUMP_SUB_HEADER, Layout, PAGE_DESC_SIZE, PageDesc, STATUS_INCOMPLETE};
 use crate::input::kdump::KdumpFile;
 use crate::target::{SeqWriter, Sink};
 
-pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
+/// One file of the set: its pfn range, the file, and its name for messages.
+type Part = ((u64, u64), KdumpFile, String);
+
+/// Opens the parts, in pfn order, checking that they are one whole set.
+fn open_parts(parts: &[PathBuf]) -> Result<Vec<Part>> {
     let mut files = Vec::new();
     for p in parts {
         let shown = p.display();
@@ -28,13 +32,13 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
         files.push((range, d, shown.to_string()));
     }
     files.sort_by_key(|(r, _, _)| *r);
-    let first = &files[0].1.header;
+    let Some((_, first, name)) = files.first() else {
+        return Err(Error::usage("--reassemble needs the files of a split dump"));
+    };
+    let first = &first.header;
     let (bs, max_mapnr) = (first.block_size, first.max_mapnr);
     if first.sub_hdr_size == 0 {
-        return Err(Error::bad_input(format!(
-            "{} has no sub-header",
-            files[0].2
-        )));
+        return Err(Error::bad_input(format!("{name} has no sub-header")));
     }
     let mut expect = 0;
     for ((start, end), d, shown) in &files {
@@ -48,6 +52,7 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
             || h.max_mapnr != max_mapnr
             || h.bitmap_blocks != first.bitmap_blocks
             || h.sub_hdr_size != first.sub_hdr_size
+            || (h.model, h.endian) != (first.model, first.endian)
         {
             return Err(Error::bad_input(format!(
                 "{shown} is not from the same dump as the other parts"
@@ -60,35 +65,55 @@ pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
             "the parts end at pfn {expect:#x}, not at the dump's end {max_mapnr:#x}: a part is missing"
         )));
     }
+    Ok(files)
+}
 
-    // Headers, notes and bitmaps.
+/// Writes the headers, the notes and the bitmaps of the set (`files`, at least one) and
+/// returns the layout of the whole dump.
+fn copy_headers(files: &[Part], sink: &mut dyn Sink) -> Result<Layout> {
     let base = &files[0].1;
+    let first = &base.header;
+    let bs = first.block_size;
     let main_from = files
         .iter()
         .find(|(_, d, _)| d.header.status & STATUS_INCOMPLETE != 0)
         .unwrap_or(&files[files.len() - 1]);
-    let main = main_from.1.raw(0, 464)?;
+    let (model, endian) = (first.model, first.endian);
+    let main = main_from.1.raw(0, model.header_size())?;
     sink.write_at(0, &main)?;
     // The sub-header block, then the rest of its blocks (the notes) and the bitmaps, copied
     // a piece at a time: their sizes come from the input.
     let mut sub = base.raw(bs, bs as usize)?;
-    // split, start_pfn, end_pfn, and their 64-bit twins.
-    sub[12..32].fill(0);
-    sub[80..96].fill(0);
+    let f = &KDUMP_SUB_HEADER;
+    for field in [
+        f.split,
+        f.start_pfn,
+        f.end_pfn,
+        f.start_pfn_64,
+        f.end_pfn_64,
+    ] {
+        field.put(model, endian, &mut sub, 0);
+    }
     sink.write_at(bs, &sub)?;
-    let bitmaps_at = (1 + first.sub_hdr_size) * bs;
+    let layout = first.layout(base.dumpable());
     let mut at = 2 * bs;
-    let end = bitmaps_at + first.bitmap_blocks * bs;
-    while at < end {
-        let n = (end - at).min(WRITE_BUFFER as u64);
+    while at < layout.desc_offset() {
+        let n = (layout.desc_offset() - at).min(WRITE_BUFFER as u64);
         sink.write_at(at, &base.raw(at, n as usize)?)?;
         at += n;
     }
+    Ok(layout)
+}
 
+/// Writes the split dump `parts` (in any order) to `sink` as the one dump a run without
+/// `--split` writes.
+pub fn reassemble(parts: &[PathBuf], sink: &mut dyn Sink) -> Result<Stats> {
+    let files = open_parts(parts)?;
+    let layout = copy_headers(&files, sink)?;
+    let first = &files[0].1.header;
+    let (bs, max_mapnr, num_dumpable) = (layout.block_size, layout.max_mapnr, layout.num_dumpable);
+    let (desc_at, data_at) = (layout.desc_offset(), layout.data_offset());
     // Descriptors in pfn order; data behind one shared zero page.
-    let num_dumpable = base.dumpable();
-    let desc_at = bitmaps_at + first.bitmap_blocks * bs;
-    let data_at = desc_at + num_dumpable * PAGE_DESC_SIZE;
     let zero_blob = first.dump_level & 1 != 0;
     let mut descs = SeqWriter::new(desc_at, WRITE_BUFFER);
     let mut data = SeqWriter::new(data_at, WRITE_BUFFER);
