@@ -1,11 +1,16 @@
 //! vmsift: a makedumpfile-compatible kdump core collector.
 //!
 //! The modules follow the data: `input` (ELF vmcores, kdump files and flattened streams;
-//! page reads) → `kernel` (VMCOREINFO, page tables, mem_map, page classes, utsname, the
-//! kernel log) → `filter` (dump level → bitmaps) → `pipeline` (read, zero-check, compress,
-//! ordered write) → `format` (kdump, flattened, ELF) → `target` (file, stream or ssh).
-//! `cli` turns argv into a `Job`; `app` runs it. `synth` builds synthetic vmcores for
-//! tests, benches and fuzzing.
+//! page reads) → `arch` (the machine: address translation, the kernel's fixed mappings,
+//! header fields; x86_64 and arm64) → `kernel` (VMCOREINFO, mem_map, page classes, utsname,
+//! the kernel log) → `filter` (dump level → bitmaps) → `pipeline` (planning, workers, the
+//! ordered writer, salvage) → `format` (each on-disk record defined once: kdump, flattened,
+//! ELF) → `target` (file, stream or ssh). `cli` turns argv into a `Job`; `app` wires it to
+//! the pipeline; `report` prints. `synth` builds synthetic vmcores for tests, benches and
+//! fuzzing.
+
+#![warn(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod app;
 pub mod arch;

@@ -134,6 +134,189 @@ fn max_section(pfns: &BTreeSet<u64>, per_section: u64) -> u64 {
     pfns.iter().next_back().map_or(0, |p| p / per_section + 1)
 }
 
+/// A copy of a real vmcore being damaged, and the dump of the intact one.
+struct Damage {
+    name: String,
+    dir: PathBuf,
+    copy: PathBuf,
+    f: fs::File,
+    m: Map,
+    info: vmsift::kernel::vmcoreinfo::VmcoreInfo,
+    reference: BTreeSet<u64>,
+}
+
+impl Damage {
+    /// Asserts that no page the intact dump keeps was left out of `left`.
+    fn left_out(&self, what: &str, err: &str, left: &BTreeSet<u64>) {
+        let name = &self.name;
+        let wrong: Vec<_> = left.difference(&self.reference).take(10).collect();
+        assert!(
+            wrong.is_empty(),
+            "{name}, {what}: pages the intact dump keeps were left out: {wrong:x?}\n{err}"
+        );
+    }
+}
+
+/// Damage: Free blocks with an order no kernel has.
+fn damage_free_orders(d: &mut Damage) {
+    let name = &d.name;
+    let buddy = d
+        .info
+        .number("PAGE_BUDDY_MAPCOUNT_VALUE")
+        .expect("PAGE_BUDDY_MAPCOUNT_VALUE") as u32;
+    let (mapcount, private) = (d.m.offset("page._mapcount"), d.m.offset("page.private"));
+    let is_buddy = |v: u32| {
+        if buddy & 0x00ff_ffff == 0 {
+            v & 0xff00_0000 == buddy & 0xff00_0000 && v & 0x00ff_ffff == 0
+        } else {
+            v == buddy
+        }
+    };
+    // 1. Free blocks with an order no kernel has: kept, one warning.
+    let heads: Vec<u64> = d
+        .reference
+        .iter()
+        .copied()
+        .filter(|&pfn| {
+            d.m.memmap.overlapping(pfn, pfn + 1).next().is_some()
+                && is_buddy(read_u32(&d.f, d.m.field(pfn, mapcount)))
+        })
+        .take(20)
+        .collect();
+    assert_eq!(heads.len(), 20, "{name}: free blocks to damage");
+    let patches: Vec<Patch> = heads
+        .iter()
+        .map(|&pfn| apply(&d.f, d.m.field(pfn, private), &50u64.to_le_bytes()))
+        .collect();
+    let (left, err) = dump(&d.copy, &d.dir.join("orders"));
+    d.left_out("impossible orders", &err, &left);
+    for pfn in &heads {
+        assert!(
+            !left.contains(pfn),
+            "{name}: damaged free block {pfn:#x} left out"
+        );
+    }
+    assert_eq!(err.matches("is impossible there").count(), 1, "{err}");
+    undo(&d.f, patches);
+}
+
+/// Damage: Garbage page types.
+fn damage_page_types(d: &mut Damage) {
+    let mapcount = d.m.offset("page._mapcount");
+    // 2. Garbage page types on pages the dump keeps: still kept.
+    let kept: Vec<u64> = (0x1000u64..)
+        .filter(|pfn| !d.reference.contains(pfn))
+        .step_by(97)
+        .take(50)
+        .collect();
+    let patches: Vec<Patch> = kept
+        .iter()
+        .map(|&pfn| {
+            apply(
+                &d.f,
+                d.m.field(pfn, mapcount),
+                &0x1234_5678u32.to_le_bytes(),
+            )
+        })
+        .collect();
+    let (left, err) = dump(&d.copy, &d.dir.join("types"));
+    d.left_out("garbage page types", &err, &left);
+    undo(&d.f, patches);
+}
+
+/// Damage: A mem_section entry pointing into a hole.
+fn damage_section(d: &mut Damage) {
+    let name = &d.name;
+    // 3. A mem_section entry pointing into a hole: that section's pages are all kept.
+    let root = d.info.symbol("mem_section").expect("mem_section");
+    let ms_size = d.info.size("mem_section").expect("SIZE(mem_section)") as u64;
+    let map_off = d.m.offset("mem_section.section_mem_map") as u64;
+    let mut first_root = [0u8; 8];
+    let at = d.m.va_offset(root);
+    d.f.read_exact_at(&mut first_root, at).expect("read root");
+    let sections = u64::from_le_bytes(first_root);
+    // The section with the most pages the intact dump leaves out (where the crashkernel
+    // reservation or a hole falls changes from one crash to the next).
+    let per_section = 1u64 << (d.info.number("SECTION_SIZE_BITS").expect("bits") - 12);
+    let victim = (0..max_section(&d.reference, per_section))
+        .max_by_key(|s| {
+            d.reference
+                .iter()
+                .filter(|&&p| p / per_section == *s)
+                .count()
+        })
+        .expect("a section");
+    let range = victim * per_section..(victim + 1) * per_section;
+    assert!(
+        d.reference.iter().any(|p| range.contains(p)),
+        "{name}: the intact dump leaves nothing out of any section"
+    );
+    let entry = d.m.va_offset(sections + victim * ms_size + map_off);
+    let mut raw = [0u8; 8];
+    d.f.read_exact_at(&mut raw, entry).expect("read entry");
+    let bad = (u64::from_le_bytes(raw) & 0x3f) | 0xffff_ea7f_0000_0000;
+    let patches = vec![apply(&d.f, entry, &bad.to_le_bytes())];
+    let (left, err) = dump(&d.copy, &d.dir.join("section"));
+    d.left_out("a mem_section pointer into a hole", &err, &left);
+    assert!(err.contains("have no readable mem_map"), "{err}");
+    assert!(
+        !left.iter().any(|p| range.contains(p)),
+        "{name}: section {victim}: {err}"
+    );
+    undo(&d.f, patches);
+}
+
+/// Damage: A page-table loop.
+fn damage_page_tables(d: &mut Damage) {
+    // 4. A page-table loop: the top-level entry for the struct pages points back to the
+    // top table. Nothing can be classified; only zero pages are left out, and it says so.
+    let top = d.m.vm.info.symbol("init_top_pgt").expect("init_top_pgt");
+    let top_pa = d.m.km.translate(top).expect("init_top_pgt is mapped");
+    let first_page = d.m.memmap.page_va(&d.m.memmap.sections[0], 0);
+    let shift = if d.m.vm.info.number("pgtable_l5_enabled") == Some(1) {
+        48
+    } else {
+        39
+    };
+    let slot = top_pa + ((first_page >> shift) & 0x1ff) * 8;
+    let loop_entry = top_pa | 0x63; // present, writable, accessed, dirty
+    // The page tables may be in two PT_LOADs (the kernel image's and RAM's): patch both.
+    let patches: Vec<Patch> =
+        d.m.vm
+            .elf
+            .loads
+            .iter()
+            .filter(|l| l.phys_start <= slot && slot < l.file_phys_end())
+            .map(|l| l.file_offset + (slot - l.phys_start))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|at| apply(&d.f, at, &loop_entry.to_le_bytes()))
+            .collect();
+    let (left, err) = dump(&d.copy, &d.dir.join("loop"));
+    d.left_out("a page-table loop", &err, &left);
+    assert!(err.contains("cache, user and free pages are kept"), "{err}");
+    undo(&d.f, patches);
+}
+
+/// Damage: Nonsense VMCOREINFO values.
+fn damage_vmcoreinfo(d: &mut Damage) {
+    // 5. Nonsense VMCOREINFO values (same length, edited in the note): zero pages only.
+    let notes_at = {
+        // The notes follow the program headers, near the start of the file.
+        let mut head = vec![0u8; 1 << 20];
+        d.f.read_exact_at(&mut head, 0).expect("read");
+        let needle = b"SIZE(page)=64";
+        head.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("SIZE(page)=64 in the note") as u64
+    };
+    let patches = vec![apply(&d.f, notes_at, b"SIZE(page)=99")];
+    let (left, err) = dump(&d.copy, &d.dir.join("vmcoreinfo"));
+    d.left_out("SIZE(page)=99", &err, &left);
+    assert!(err.contains("plausible SIZE(page)"), "{err}");
+    undo(&d.f, patches);
+}
+
 fn check(name: &str) {
     let intact = vmcore(name);
     let dir = scratch(name);
@@ -145,144 +328,23 @@ fn check(name: &str) {
         .write(true)
         .open(&copy)
         .expect("open copy");
-    let mut m = Map::new(&copy);
+    let m = Map::new(&copy);
     let info = m.vm.info.clone();
-    let buddy = info
-        .number("PAGE_BUDDY_MAPCOUNT_VALUE")
-        .expect("PAGE_BUDDY_MAPCOUNT_VALUE") as u32;
-    let (mapcount, private) = (m.offset("page._mapcount"), m.offset("page.private"));
-    let is_buddy = |v: u32| {
-        if buddy & 0x00ff_ffff == 0 {
-            v & 0xff00_0000 == buddy & 0xff00_0000 && v & 0x00ff_ffff == 0
-        } else {
-            v == buddy
-        }
+    let mut d = Damage {
+        name: name.to_string(),
+        dir,
+        copy,
+        f,
+        m,
+        info,
+        reference,
     };
-    let left_out = |what: &str, err: &str, left: &BTreeSet<u64>| {
-        let wrong: Vec<_> = left.difference(&reference).take(10).collect();
-        assert!(
-            wrong.is_empty(),
-            "{name}, {what}: pages the intact dump keeps were left out: {wrong:x?}\n{err}"
-        );
-    };
-
-    // 1. Free blocks with an order no kernel has: kept, one warning.
-    let heads: Vec<u64> = reference
-        .iter()
-        .copied()
-        .filter(|&pfn| {
-            m.memmap.overlapping(pfn, pfn + 1).next().is_some()
-                && is_buddy(read_u32(&f, m.field(pfn, mapcount)))
-        })
-        .take(20)
-        .collect();
-    assert_eq!(heads.len(), 20, "{name}: free blocks to damage");
-    let patches: Vec<Patch> = heads
-        .iter()
-        .map(|&pfn| apply(&f, m.field(pfn, private), &50u64.to_le_bytes()))
-        .collect();
-    let (left, err) = dump(&copy, &dir.join("orders"));
-    left_out("impossible orders", &err, &left);
-    for pfn in &heads {
-        assert!(
-            !left.contains(pfn),
-            "{name}: damaged free block {pfn:#x} left out"
-        );
-    }
-    assert_eq!(err.matches("is impossible there").count(), 1, "{err}");
-    undo(&f, patches);
-
-    // 2. Garbage page types on pages the dump keeps: still kept.
-    let kept: Vec<u64> = (0x1000u64..)
-        .filter(|pfn| !reference.contains(pfn))
-        .step_by(97)
-        .take(50)
-        .collect();
-    let patches: Vec<Patch> = kept
-        .iter()
-        .map(|&pfn| apply(&f, m.field(pfn, mapcount), &0x1234_5678u32.to_le_bytes()))
-        .collect();
-    let (left, err) = dump(&copy, &dir.join("types"));
-    left_out("garbage page types", &err, &left);
-    undo(&f, patches);
-
-    // 3. A mem_section entry pointing into a hole: that section's pages are all kept.
-    let root = info.symbol("mem_section").expect("mem_section");
-    let ms_size = info.size("mem_section").expect("SIZE(mem_section)") as u64;
-    let map_off = m.offset("mem_section.section_mem_map") as u64;
-    let mut first_root = [0u8; 8];
-    let at = m.va_offset(root);
-    f.read_exact_at(&mut first_root, at).expect("read root");
-    let sections = u64::from_le_bytes(first_root);
-    // The section with the most pages the intact dump leaves out (where the crashkernel
-    // reservation or a hole falls changes from one crash to the next).
-    let per_section = 1u64 << (info.number("SECTION_SIZE_BITS").expect("bits") - 12);
-    let victim = (0..max_section(&reference, per_section))
-        .max_by_key(|s| reference.iter().filter(|&&p| p / per_section == *s).count())
-        .expect("a section");
-    let range = victim * per_section..(victim + 1) * per_section;
-    assert!(
-        reference.iter().any(|p| range.contains(p)),
-        "{name}: the intact dump leaves nothing out of any section"
-    );
-    let entry = m.va_offset(sections + victim * ms_size + map_off);
-    let mut raw = [0u8; 8];
-    f.read_exact_at(&mut raw, entry).expect("read entry");
-    let bad = (u64::from_le_bytes(raw) & 0x3f) | 0xffff_ea7f_0000_0000;
-    let patches = vec![apply(&f, entry, &bad.to_le_bytes())];
-    let (left, err) = dump(&copy, &dir.join("section"));
-    left_out("a mem_section pointer into a hole", &err, &left);
-    assert!(err.contains("have no readable mem_map"), "{err}");
-    assert!(
-        !left.iter().any(|p| range.contains(p)),
-        "{name}: section {victim}: {err}"
-    );
-    undo(&f, patches);
-
-    // 4. A page-table loop: the top-level entry for the struct pages points back to the
-    // top table. Nothing can be classified; only zero pages are left out, and it says so.
-    let top = m.vm.info.symbol("init_top_pgt").expect("init_top_pgt");
-    let top_pa = m.km.translate(top).expect("init_top_pgt is mapped");
-    let first_page = m.memmap.page_va(&m.memmap.sections[0], 0);
-    let shift = if m.vm.info.number("pgtable_l5_enabled") == Some(1) {
-        48
-    } else {
-        39
-    };
-    let slot = top_pa + ((first_page >> shift) & 0x1ff) * 8;
-    let loop_entry = top_pa | 0x63; // present, writable, accessed, dirty
-    // The page tables may be in two PT_LOADs (the kernel image's and RAM's): patch both.
-    let patches: Vec<Patch> =
-        m.vm.elf
-            .loads
-            .iter()
-            .filter(|l| l.phys_start <= slot && slot < l.file_phys_end())
-            .map(|l| l.file_offset + (slot - l.phys_start))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|at| apply(&f, at, &loop_entry.to_le_bytes()))
-            .collect();
-    let (left, err) = dump(&copy, &dir.join("loop"));
-    left_out("a page-table loop", &err, &left);
-    assert!(err.contains("cache, user and free pages are kept"), "{err}");
-    undo(&f, patches);
-
-    // 5. Nonsense VMCOREINFO values (same length, edited in the note): zero pages only.
-    let notes_at = {
-        // The notes follow the program headers, near the start of the file.
-        let mut head = vec![0u8; 1 << 20];
-        f.read_exact_at(&mut head, 0).expect("read");
-        let needle = b"SIZE(page)=64";
-        head.windows(needle.len())
-            .position(|w| w == needle)
-            .expect("SIZE(page)=64 in the note") as u64
-    };
-    let patches = vec![apply(&f, notes_at, b"SIZE(page)=99")];
-    let (left, err) = dump(&copy, &dir.join("vmcoreinfo"));
-    left_out("SIZE(page)=99", &err, &left);
-    assert!(err.contains("plausible SIZE(page)"), "{err}");
-    undo(&f, patches);
-    let _ = fs::remove_file(&copy);
+    damage_free_orders(&mut d);
+    damage_page_types(&mut d);
+    damage_section(&mut d);
+    damage_page_tables(&mut d);
+    damage_vmcoreinfo(&mut d);
+    let _ = fs::remove_file(&d.copy);
 }
 
 #[test]

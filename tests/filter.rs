@@ -419,27 +419,20 @@ fn next_kernel_keeps_only_what_it_cannot_tell() {
     }
 }
 
-/// Each key removed (or made unusable) from a 7.1 kernel's VMCOREINFO turns off exactly
-/// the rules that read it: their pages are kept, one warning names the key and the
-/// classes, and every other class is still left out.
-#[test]
-fn each_missing_key_keeps_only_the_classes_that_need_it() {
-    let (k, e) = kernel(Flavor::Linux7_1Hvo);
-    let info = k.vmcoreinfo();
-    let folio_tails: Vec<u64> = [range(1057, 15), range(1085, 3), range(1537, 511)].concat();
-    let file_tails = range(1093, 3);
-    let hugetlb = [range(1084, 4), range(1536, 512)].concat();
-    let minus = |a: &[u64], b: &[u64]| -> Vec<u64> {
-        a.iter().copied().filter(|p| !b.contains(p)).collect()
-    };
-    // (key removed, or "KEY=VALUE" to set, expected excluded classes, warning)
-    struct Case {
-        edit: &'static str,
-        e: Expect,
-        note: Option<&'static str>,
-    }
+/// One VMCOREINFO edit of `each_missing_key_keeps_only_the_classes_that_need_it`.
+struct Case {
+    /// The key removed, or "KEY=VALUE" to set.
+    edit: &'static str,
+    /// The classes still excluded.
+    e: Expect,
+    /// The warning expected.
+    note: Option<&'static str>,
+}
+
+/// The edits, and what each leaves excluded, of a 7.1 kernel whose full exclusion is `e`.
+fn missing_key_cases(e: &Expect) -> Vec<Case> {
     let none = Vec::new;
-    let cases = vec![
+    let mut cases = vec![
         Case {
             edit: "OFFSET(page.compound_info)",
             e: Expect {
@@ -498,6 +491,21 @@ fn each_missing_key_keeps_only_the_classes_that_need_it() {
             },
             note: Some("free pages are kept: VMCOREINFO lacks OFFSET(page.private)"),
         },
+    ];
+    cases.extend(missing_number_cases(e));
+    cases
+}
+
+/// The cases of `missing_key_cases` that remove a NUMBER.
+fn missing_number_cases(e: &Expect) -> Vec<Case> {
+    let folio_tails: Vec<u64> = [range(1057, 15), range(1085, 3), range(1537, 511)].concat();
+    let file_tails = range(1093, 3);
+    let hugetlb = [range(1084, 4), range(1536, 512)].concat();
+    let minus = |a: &[u64], b: &[u64]| -> Vec<u64> {
+        a.iter().copied().filter(|p| !b.contains(p)).collect()
+    };
+    let none = Vec::new;
+    vec![
         Case {
             edit: "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)",
             e: Expect {
@@ -567,7 +575,17 @@ fn each_missing_key_keeps_only_the_classes_that_need_it() {
             },
             note: None,
         },
-    ];
+    ]
+}
+
+/// Each key removed (or made unusable) from a 7.1 kernel's VMCOREINFO turns off exactly
+/// the rules that read it: their pages are kept, one warning names the key and the
+/// classes, and every other class is still left out.
+#[test]
+fn each_missing_key_keeps_only_the_classes_that_need_it() {
+    let (k, e) = kernel(Flavor::Linux7_1Hvo);
+    let info = k.vmcoreinfo();
+    let cases = missing_key_cases(&e);
     for c in cases {
         let edited = match c.edit.split_once('=') {
             Some((key, v)) => {
