@@ -29,6 +29,7 @@ arm64_userland() {
     if [ ! -f "$ARM64_ROOT/.complete" ]; then
         need_cmd dpkg-deb dpkg
         mkdir -p "$ARM64_DIR"
+        apt_lock
         apt_suite_opts "" arm64
         local pkgs deb tmp
         # kexec-tools and every library package below it (the rest, dpkg or debconf, is
@@ -44,6 +45,7 @@ arm64_userland() {
         # shellcheck disable=SC2086  # pkgs is a list of package names
         (cd "$tmp/.debs" && apt-get download -q "${APT_OPTS[@]}" busybox-static $pkgs \
             >/dev/null 2>.stderr) || { cat "$tmp/.debs/.stderr" >&2; die "apt-get download (arm64) failed"; }
+        apt_unlock
         mkdir -p "$ARM64_DIR/debs"
         for deb in "$tmp"/.debs/*.deb; do
             dpkg-deb -x "$deb" "$tmp"

@@ -91,6 +91,22 @@ suite_of() {
     esac
 }
 
+# apt_lock / apt_unlock: one apt-get at a time across processes (tests/run-all fetches
+# debug packages in the background while the rest goes on). Nested calls are no-ops.
+apt_lock() {
+    [ -z "${_APT_LOCKED:-}" ] || return 0
+    mkdir -p "$CACHE_DIR"
+    exec 7>"$CACHE_DIR/.apt.lock"
+    flock 7
+    _APT_LOCKED=1
+}
+apt_unlock() {
+    [ -n "${_APT_LOCKED:-}" ] || return 0
+    flock -u 7
+    exec 7>&-
+    _APT_LOCKED=
+}
+
 # apt_suite_opts SUITE [ARCH]: sets APT_OPTS to apt options that read SUITE's package lists
 # for ARCH (default amd64), kept in target/cache/apt/SUITE/ (another architecture than
 # amd64: target/cache/apt/SUITE-ARCH/, bookworm for an empty SUITE); fetched once a day at
@@ -121,9 +137,14 @@ apt_suite_opts() {
         [ -f "$dir/status" ] || : > "$dir/status"
     fi
     if [ -z "$(find "$dir" -maxdepth 1 -name .updated -mmin -1440)" ]; then
-        log "reading the package lists of Debian $suite${2:+ ($arch)}"
-        apt-get -qq "${APT_OPTS[@]}" update >&2 || die "apt-get update for $suite failed"
-        touch "$dir/.updated"
+        local held=${_APT_LOCKED:-}
+        apt_lock
+        if [ -z "$(find "$dir" -maxdepth 1 -name .updated -mmin -1440)" ]; then
+            log "reading the package lists of Debian $suite${2:+ ($arch)}"
+            apt-get -qq "${APT_OPTS[@]}" update >&2 || die "apt-get update for $suite failed"
+            touch "$dir/.updated"
+        fi
+        [ -n "$held" ] || apt_unlock
     fi
 }
 
@@ -136,6 +157,11 @@ apt_download() {
         deb=$(find "$dir" -maxdepth 1 \( -name "${pkg}_*_$arch.deb" -o -name "${pkg}_*_all.deb" \) | head -n1)
     else
         deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    fi
+    if [ -z "$deb" ]; then
+        apt_lock
+        # Another process may have fetched it while this one waited for the lock.
+        deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*${arch:+_$arch}.deb" | head -n1)
     fi
     if [ -z "$deb" ]; then
         need_cmd apt-get apt
@@ -163,6 +189,7 @@ apt_download() {
         rm -rf "$tmp"
         deb=$dir/${deb##*/}
     fi
+    apt_unlock
     echo "$deb"
 }
 
