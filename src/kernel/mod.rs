@@ -11,7 +11,10 @@ pub mod memmap;
 pub mod page;
 pub mod uts;
 pub mod vmcoreinfo;
+pub mod vmemmap;
 pub mod x86_64;
+
+pub use vmemmap::vmemmap_runs;
 
 use crate::error::Result;
 use crate::filter::{DumpLevel, PageClasses};
