@@ -119,11 +119,22 @@ fn expected(k: &SynthKernel, hvo: u64, left_out: &BTreeSet<u64>) -> BTreeSet<u64
 
 #[test]
 fn e_leaves_out_exactly_the_vmemmap_pages_of_left_out_pages() {
-    for flavor in [Flavor::Linux6_1, Flavor::Linux6_12] {
-        let dir = scratch(&format!("{flavor:?}"));
+    // With one more page at 1 TiB, the bitmaps of all pfns (32 MiB) are more than pass 1
+    // ever keeps (16 MiB at most): pass 2 builds them again, and leaves the vmemmap pages
+    // out there.
+    for (flavor, far) in [
+        (Flavor::Linux6_1, false),
+        (Flavor::Linux6_12, false),
+        (Flavor::Linux6_1, true),
+    ] {
+        let dir = scratch(&format!("{flavor:?}-{far}"));
         let (k, hvo) = kernel(flavor);
         let vmcore = dir.join("vmcore");
-        fs::write(&vmcore, k.vmcore().to_bytes()).expect("write vmcore");
+        let mut synth = k.vmcore();
+        if far {
+            synth = synth.load(1 << 40, vec![0x5a; 4096], 0);
+        }
+        fs::write(&vmcore, synth.to_bytes()).expect("write vmcore");
         let out = dir.join("dump");
         let (plain, plain_status, _) = dump(&vmcore, &out, &[]);
         assert_eq!(plain_status & STATUS_EXCLUDED_VMEMMAP, 0);
@@ -163,4 +174,27 @@ fn e_is_refused_with_e_elf_and_accepted_without_a_work_dir() {
         .expect("run vmsift");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("-e and -E"));
+}
+
+/// Memory at 32 TiB makes the vmemmap 512 GiB long: tracking it takes over 16 MiB, more
+/// than a run may spend on it, so the dump keeps every vmemmap page, says why, and has
+/// no excluded-vmemmap flag.
+#[test]
+fn e_keeps_the_vmemmap_with_a_warning_when_tracking_it_does_not_fit() {
+    let dir = scratch("too-large");
+    let (k, _) = kernel(Flavor::Linux6_1);
+    let vmcore = dir.join("vmcore");
+    let synth = k.vmcore().load(1 << 45, vec![0x5a; 4096], 0);
+    fs::write(&vmcore, synth.to_bytes()).expect("write vmcore");
+    let out = dir.join("dump");
+    let (plain, _, _) = dump(&vmcore, &out, &[]);
+    let (with_e, status, err) = dump(&vmcore, &out, &["-e"]);
+    assert_eq!(status & STATUS_EXCLUDED_VMEMMAP, 0);
+    assert_eq!(plain, with_e);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("-e: ")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("more than") && warnings[0].contains("keeps every vmemmap page"),
+        "{err}"
+    );
 }

@@ -190,7 +190,8 @@ impl Filter {
     /// (see `vmemmap`), within `allowance` bytes. When the vmemmap cannot be found or
     /// tracked in that memory, a warning says why and the dump keeps them.
     pub fn exclude_vmemmap(&mut self, vm: &Vmcore, allowance: u64) {
-        let tracked = crate::kernel::vmemmap_runs(vm).and_then(|(runs, size)| {
+        let max_runs = allowance as usize / std::mem::size_of::<vmemmap::Run>();
+        let tracked = crate::kernel::vmemmap_runs(vm, max_runs).and_then(|(runs, size)| {
             vmemmap::Vmemmap::new(runs, size, vm.page_size as u64, vm.max_mapnr(), allowance)
         });
         match tracked {

@@ -69,6 +69,24 @@ fn bits(n: u64) -> Vec<u64> {
     vec![0; n.div_ceil(64) as usize]
 }
 
+/// The backing pages in `[start, end)` of the sorted `backing` ranges, each with its
+/// slot (`slots`: the first slot of each range).
+fn backing_in<'a>(
+    backing: &'a [(u64, u64)],
+    slots: &'a [u64],
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (u64, u64)> + 'a {
+    let i = backing.partition_point(|&(_, z)| z <= start);
+    backing[i..]
+        .iter()
+        .zip(&slots[i..])
+        .take_while(move |&(&(a, _), _)| a < end)
+        .flat_map(move |(&(a, z), &slot)| {
+            (a.max(start)..z.min(end)).map(move |q| (q, slot + q - a))
+        })
+}
+
 /// The state of `-e` across the two passes.
 #[derive(Debug)]
 pub struct Vmemmap {
@@ -168,22 +186,6 @@ impl Vmemmap {
         self.armed = false;
     }
 
-    /// The slots of the backing pages in `[start, end)`, with their pfns.
-    fn backing_in(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let i = self.backing.partition_point(|&(_, z)| z <= start);
-        for (&(a, z), &slot) in self.backing[i..].iter().zip(&self.slots[i..]) {
-            if a >= end {
-                break;
-            }
-            let (from, to) = (a.max(start), z.min(end));
-            for q in from..to {
-                out.push((q, slot + q - a));
-            }
-        }
-        out
-    }
-
     /// Pass 1: records what the cycle's 2nd bitmap keeps.
     pub fn record(&mut self, b2: &Bitmap) {
         let (start, end) = (b2.start(), b2.end());
@@ -200,7 +202,7 @@ impl Vmemmap {
                 set(&mut self.kept, k);
             }
         }
-        for (q, slot) in self.backing_in(start, end) {
+        for (q, slot) in backing_in(&self.backing, &self.slots, start, end) {
             if b2.get(q) {
                 set(&mut self.left, slot);
             }
@@ -242,7 +244,7 @@ impl Vmemmap {
         if !self.armed {
             return;
         }
-        for (q, slot) in self.backing_in(b2.start(), b2.end()) {
+        for (q, slot) in backing_in(&self.backing, &self.slots, b2.start(), b2.end()) {
             if get(&self.left, slot) {
                 b2.set_range(q, q + 1, false);
             }

@@ -10,8 +10,9 @@ use crate::input::Vmcore;
 /// The backing of every mapped vmemmap page (vmemmap page `k` holds bytes
 /// `[k * PS, (k + 1) * PS)` of the struct page array, whose pfn 0 is at its start), and
 /// `SIZE(page)`. `Err` says why the vmemmap cannot be told apart: not x86_64, no
-/// translation, no mem_map, or a mem_map that is not one virtually contiguous array.
-pub fn vmemmap_runs(vm: &Vmcore) -> Result<(Vec<Run>, u64), String> {
+/// translation, no mem_map, a mem_map that is not one virtually contiguous array, or more
+/// than `max_runs` runs.
+pub fn vmemmap_runs(vm: &Vmcore, max_runs: usize) -> Result<(Vec<Run>, u64), String> {
     if vm.elf.machine != super::EM_X86_64 {
         return Err("the vmemmap is only found on x86_64".into());
     }
@@ -41,6 +42,11 @@ pub fn vmemmap_runs(vm: &Vmcore) -> Result<(Vec<Run>, u64), String> {
             };
             let pfn = pa / ps;
             if runs.last_mut().is_none_or(|r| !r.extend(k, pfn)) {
+                if runs.len() >= max_runs {
+                    return Err(format!(
+                        "the vmemmap is mapped in more than {max_runs} pieces"
+                    ));
+                }
                 runs.push(Run {
                     first: k,
                     len: 1,
