@@ -1092,7 +1092,9 @@ fn crash_view(k: &Kernel, dump: &Path) -> String {
 #[test]
 #[ignore = "needs real vmcores: run tests/run-all"]
 fn exclude_vmemmap_leaves_out_only_unused_struct_pages() {
-    for k in [&DEB61, &DEB612] {
+    for k in [
+        &DEB61, &DEB612, &DEB510, &DEB72, &THP61, &L4_72, &RICH612, &RICH72,
+    ] {
         let (plain, with_e, gone) = exclude_vmemmap_keeps_what_crash_needs(k);
         println!(
             "{}: -l -d 31 {plain} bytes, with -e {with_e} bytes, {gone} vmemmap pages left out",

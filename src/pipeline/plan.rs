@@ -61,8 +61,6 @@ pub(super) struct Pass1 {
     pub described: u64,
     /// Pages excluded per class.
     pub counts: ClassCounts,
-    /// `-e`: vmemmap pages left out (in the whole dump).
-    pub vmemmap_left_out: u64,
 }
 
 /// Pass 1: how many pages get a descriptor (in the whole dump and in `[lo, hi)`); the
@@ -81,7 +79,6 @@ pub(super) fn count_dumpable(
         num_dumpable: 0,
         described: 0,
         counts: ClassCounts::default(),
-        vmemmap_left_out: 0,
     };
     filter.begin_pass();
     if let Some(v) = filter.vmemmap.as_mut() {
@@ -112,7 +109,6 @@ pub(super) fn count_dumpable(
         let (total, within) = v.finish((lo, hi));
         pass.num_dumpable = pass.num_dumpable.saturating_sub(total);
         pass.described = pass.described.saturating_sub(within);
-        pass.vmemmap_left_out = total;
         for b2 in &mut pass.kept {
             v.apply(b2);
         }
