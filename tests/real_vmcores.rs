@@ -1118,4 +1118,11 @@ fn exclude_vmemmap_leaves_out_only_unused_struct_pages() {
         differ.is_empty() && a.lines().count() == b.lines().count(),
         "{differ:?}"
     );
+    // drgn too, and libkdumpfile reads every kept page as the ELF has it.
+    check("readers/drgn-same", &[&DEB61.vmlinux(), &vmcore, &with_e]);
+    check_with(
+        "readers/pages-identical",
+        &["--allow-excluded"],
+        &[&vmcore, &with_e],
+    );
 }
