@@ -337,7 +337,7 @@ fn write_part(
         range,
     };
     let mut filter = checked_filter(vm, level)?;
-    if job.exclude_vmemmap {
+    if job.exclude_vmemmap && !job.elf {
         filter.exclude_vmemmap(vm, budget.bitmap_cache);
         report::diagnostics(filter.take_diagnostics());
     }

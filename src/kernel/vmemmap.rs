@@ -23,12 +23,12 @@ pub fn vmemmap_runs(vm: &Vmcore, max_runs: usize) -> Result<(Vec<Run>, u64), Str
     let ps = vm.page_size as u64;
     let map = MemMap::discover(&mut km, &vm.info, ps, vm.max_mapnr())?;
     let size = map.page_struct_size;
+    if !(8..=ps).contains(&size) || vm.max_mapnr().checked_mul(size).is_none() {
+        return Err(format!("SIZE(page)={size} is implausible"));
+    }
     let first = map.sections.first().ok_or("no mem_map section")?;
     let base = map.page_va(first, 0);
-    if size == 0
-        || !base.is_multiple_of(ps)
-        || map.sections.iter().any(|s| map.page_va(s, 0) != base)
-    {
+    if !base.is_multiple_of(ps) || map.sections.iter().any(|s| map.page_va(s, 0) != base) {
         return Err("the mem_map is not one virtually mapped array (SPARSEMEM_VMEMMAP)".into());
     }
     let mut runs: Vec<Run> = Vec::new();
