@@ -334,6 +334,10 @@ fn write_part(
         range,
     };
     let mut filter = checked_filter(vm, level)?;
+    if job.exclude_vmemmap && !job.elf {
+        filter.exclude_vmemmap(vm, budget.bitmap_cache);
+        report::diagnostics(filter.take_diagnostics());
+    }
     // A panic before the first page (the pipelines catch their own after it) is an
     // error like any other here: the caller removes the file, which holds nothing yet.
     let done = crate::error::catch("the writer thread", || {

@@ -80,6 +80,8 @@ pub struct Job {
     pub levels: Vec<DumpLevel>,
     /// `-f`: overwrite an existing dump file.
     pub force: bool,
+    /// `-e`: leave out the vmemmap pages that describe only left-out pages.
+    pub exclude_vmemmap: bool,
     /// `--message-level` bits (`report::ML_*`), `-D` and `--show-stats` included.
     pub message_level: u32,
     /// `false` with `--non-mmap`: read the vmcore with pread only.
@@ -285,6 +287,7 @@ where
         codec,
         levels,
         force: on("force"),
+        exclude_vmemmap: on("exclude-vmemmap"),
         message_level,
         use_mmap: !on("non-mmap"),
         threads,

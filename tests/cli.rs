@@ -335,7 +335,7 @@ fn unsupported_makedumpfile_options_are_refused_with_the_alternative() {
             &["--eppic", "f", "a", "b"],
             "makedumpfile -x VMLINUX --eppic",
         ),
-        (&["-e", "a", "b"], "drop -e"),
+        (&["-e", "-E", "a", "b"], "-e and -E"),
         (&["--xen-syms", "x", "a", "b"], "Xen"),
         (
             &["--no-such-option", "a", "b"],

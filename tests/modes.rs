@@ -59,6 +59,13 @@ const MORE: &[&str] = &[
     "-E -c V D",
     "-h -R -F A",
     "-v -x VM V D",
+    "-e V D",
+    "-e --work-dir W V D",
+    "-e -F --work-dir W V",
+    "-e --split --work-dir W V D1 D2",
+    "-e -E --work-dir W V D",
+    "-e -R --work-dir W D",
+    "-e --reassemble --work-dir W P1 P2 D",
 ];
 
 /// Two of -R, --split, --reassemble, --dump-dmesg, --mem-usage: makedumpfile refuses some
@@ -70,6 +77,12 @@ const TWO_TASKS: &str = "two tasks";
 /// makedumpfile takes `--mem-usage K D` and ignores D; vmsift's --mem-usage takes one file
 /// (as before this table existed).
 const ONE_KCORE: &str = "one kcore";
+/// makedumpfile's -e keeps bitmaps of all memory in files and needs --work-dir for them;
+/// vmsift's -e keeps what it needs in memory (1/64 of a pfn bitmap) and needs none.
+const NO_WORK_DIR: &str = "no work dir";
+/// vmsift leaves vmemmap pages out of the kdump-compressed dumps it writes only: with -E,
+/// and with -R and --reassemble (which copy a dump as it is), -e is refused, not ignored.
+const KDUMP_ONLY: &str = "-e kdump only";
 
 /// (ARGS, makedumpfile 1.7.2's --check-params status, vmsift's, why they differ).
 /// Recorded with Debian's makedumpfile 1:1.7.2 (/usr/bin/makedumpfile).
@@ -226,6 +239,13 @@ const TABLE: &[(&str, i32, i32, &str)] = &[
     ("-E -c V D",                                 1, 1, ""),
     ("-h -R -F A",                                0, 0, ""),
     ("-v -x VM V D",                              0, 0, ""),
+    ("-e V D",                                    1, 0, NO_WORK_DIR),
+    ("-e --work-dir W V D",                       0, 0, ""),
+    ("-e -F --work-dir W V",                      0, 0, ""),
+    ("-e --split --work-dir W V D1 D2",           0, 0, ""),
+    ("-e -E --work-dir W V D",                    0, 1, KDUMP_ONLY),
+    ("-e -R --work-dir W D",                      0, 1, KDUMP_ONLY),
+    ("-e --reassemble --work-dir W P1 P2 D",      0, 1, KDUMP_ONLY),
 ];
 
 /// Every line the table must have: each mode alone, each pair of modes with the files of

@@ -995,3 +995,137 @@ fn size_limited_dump_is_a_readable_incomplete_dump() {
     assert!(text.contains("RELEASE: 6.1.0-56-amd64"), "{text}");
     assert!(text.contains("machine_kexec"), "{text}");
 }
+
+/// The pfns with a page in `dump` (both bitmaps set), and its header status.
+fn dumped_pfns(dump: &Path) -> (vmsift::filter::Bitmap, u32) {
+    let f = vmsift::input::kdump::KdumpFile::open(std::fs::File::open(dump).expect("open"))
+        .expect("parse dump");
+    let mut b = vmsift::filter::Bitmap::new(0, f.header.max_mapnr);
+    f.mark_dumpable(&mut b).expect("bitmaps");
+    (b, f.header.status)
+}
+
+/// `-e -l -d 31` against `-l -d 31`: the dumps differ by exactly the physical pages of the
+/// vmemmap whose every struct page describes a pfn the plain dump leaves out (counted here
+/// page by page from a translation of the whole struct page array), every page the `-e`
+/// dump keeps still has its struct page in it, and its header says so.
+fn exclude_vmemmap_keeps_what_crash_needs(k: &Kernel) -> (u64, u64, u64) {
+    use std::collections::BTreeMap;
+    use vmsift::arch::{Arch, KernelMemory, Machine};
+    use vmsift::kernel::memmap::MemMap;
+    let vmcore = k.vmcore();
+    let dir = scratch(&format!("{}-vmemmap", k.name));
+    let (plain, with_e) = (dir.join("dump-l31"), dir.join("dump-e-l31"));
+    vmsift(&["-l", "-d", "31"], &vmcore, &plain);
+    vmsift(&["-e", "-l", "-d", "31"], &vmcore, &with_e);
+    let ((kept, plain_status), (kept_e, status)) = (dumped_pfns(&plain), dumped_pfns(&with_e));
+    assert_eq!(plain_status & 0x10, 0);
+    assert_eq!(status & 0x10, 0x10, "{}: DUMP_DH_EXCLUDED_VMEMMAP", k.name);
+
+    let vm = vmsift::input::Vmcore::open(&vmcore, true).expect("open vmcore");
+    let (machine, endian) = (vm.elf.machine, vm.elf.endian);
+    let arch = Arch::new(machine, endian, &vm.info, 4096).expect("translation");
+    let memory = Box::new(vm.memory.duplicate().expect("reader"));
+    let mut km = KernelMemory::new(memory, arch, endian);
+    let machine = Machine::from_e_machine(machine).expect("a known machine");
+    let map = MemMap::discover(&mut km, machine, &vm.info, 4096, vm.max_mapnr()).expect("mem_map");
+    let size = map.page_struct_size;
+    let page_va = |pfn: u64| map.page_va(&map.sections[0], pfn);
+    // Backing pfn -> whether every vmemmap page on it describes only left-out pfns.
+    let mut unused: BTreeMap<u64, bool> = BTreeMap::new();
+    for i in 0..(vm.max_mapnr() * size).div_ceil(4096) {
+        let Some(pa) = km.translate(page_va(0) + i * 4096) else {
+            continue;
+        };
+        let (p0, p1) = (i * 4096 / size, ((i + 1) * 4096).div_ceil(size));
+        let all_out = (p0..p1).all(|p| !kept.get(p));
+        *unused.entry(pa / 4096).or_insert(true) &= all_out;
+    }
+    let want: Vec<u64> = unused
+        .into_iter()
+        .filter(|&(q, all_out)| all_out && kept.get(q))
+        .map(|(q, _)| q)
+        .collect();
+    let gone: Vec<u64> = kept.iter_set().filter(|&p| !kept_e.get(p)).collect();
+    assert!(kept_e.iter_set().all(|p| kept.get(p)), "{}", k.name);
+    assert_eq!(gone, want, "{}", k.name);
+    // Every kept page's struct page is in the -e dump.
+    for p in kept_e.iter_set() {
+        for va in [page_va(p), page_va(p) + size - 1] {
+            if let Some(pa) = km.translate(va) {
+                assert!(
+                    kept_e.get(pa / 4096),
+                    "{}: struct page of pfn {p:#x}",
+                    k.name
+                );
+            }
+        }
+    }
+    let len = |p: &Path| std::fs::metadata(p).expect("dump").len();
+    (len(&plain), len(&with_e), gone.len() as u64)
+}
+
+/// crash's view of a dump with the lines an `-e` dump legitimately adds taken out: the
+/// warning that struct pages of excluded pages may be missing and the DUMPFILE suffix,
+/// and `kmem -i`'s SHARED line (shared pages are counted from every struct page).
+fn crash_view(k: &Kernel, dump: &Path) -> String {
+    let out = crash(&[], &k.vmlinux(), dump, "sys\nlog\nbt -a\nps\nkmem -i");
+    let mut lines = Vec::new();
+    let mut warning = false;
+    for line in out.lines() {
+        if line.starts_with("WARNING: ") && line.ends_with(':') {
+            warning = true;
+            continue;
+        }
+        if warning && line.starts_with("         ") {
+            continue;
+        }
+        warning = false;
+        if line.trim_start().starts_with("SHARED") {
+            continue;
+        }
+        lines.push(
+            line.replace(" [EXCLUDED VMEMMAP]", "")
+                .replace(dump.to_str().unwrap_or(""), "<dump>"),
+        );
+    }
+    lines.join("\n").trim_start().to_string()
+}
+
+#[test]
+#[ignore = "needs real vmcores: run tests/run-all"]
+fn exclude_vmemmap_leaves_out_only_unused_struct_pages() {
+    for k in [
+        &DEB61, &DEB612, &DEB510, &DEB72, &THP61, &L4_72, &RICH612, &RICH72,
+    ] {
+        let (plain, with_e, gone) = exclude_vmemmap_keeps_what_crash_needs(k);
+        println!(
+            "{}: -l -d 31 {plain} bytes, with -e {with_e} bytes, {gone} vmemmap pages left out",
+            k.name
+        );
+        assert!(gone > 0 && with_e < plain, "{}", k.name);
+    }
+    // crash (8.0.2, 6.1) reads the -e dump as it reads the plain one.
+    let dir = scratch("deb61-vmemmap");
+    let vmcore = DEB61.vmcore();
+    let (plain, with_e) = (dir.join("plain"), dir.join("with-e"));
+    vmsift(&["-l", "-d", "31"], &vmcore, &plain);
+    vmsift(&["-e", "-l", "-d", "31"], &vmcore, &with_e);
+    let (a, b) = (crash_view(&DEB61, &plain), crash_view(&DEB61, &with_e));
+    assert!(
+        a.contains("TOTAL MEM") && a.contains("Linux version"),
+        "{a}"
+    );
+    let differ: Vec<(&str, &str)> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
+    assert!(
+        differ.is_empty() && a.lines().count() == b.lines().count(),
+        "{differ:?}"
+    );
+    // drgn too, and libkdumpfile reads every kept page as the ELF has it.
+    check("readers/drgn-same", &[&DEB61.vmlinux(), &vmcore, &with_e]);
+    check_with(
+        "readers/pages-identical",
+        &["--allow-excluded"],
+        &[&vmcore, &with_e],
+    );
+}

@@ -51,6 +51,21 @@ const CONFLICTS: &[(&str, &str, &str)] = &[
         "-E and --reassemble cannot be used together: a split set is kdump-compressed",
     ),
     (
+        "exclude-vmemmap",
+        "elf",
+        "-e and -E cannot be used together: -e leaves vmemmap pages out of kdump-compressed dumps only",
+    ),
+    (
+        "exclude-vmemmap",
+        "reassemble",
+        "-e cannot be used with --reassemble: the split files are joined as they are",
+    ),
+    (
+        "exclude-vmemmap",
+        "rearrange",
+        "-e cannot be used with -R: the stream's dump is rebuilt as it is",
+    ),
+    (
         "dry-run",
         "reassemble",
         "--dry-run cannot be used with --reassemble",

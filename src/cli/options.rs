@@ -72,6 +72,7 @@ fn dump_args() -> Vec<Arg> {
         flag("elf", 'E', "Write an ELF core file (uncompressed) instead of a kdump-compressed one"),
         flag("rearrange", 'R', "Rebuild DUMPFILE from a flattened dump read on stdin"),
         flag("force", 'f', "Overwrite an existing DUMPFILE"),
+        flag("exclude-vmemmap", 'e', "Also leave out the vmemmap pages (struct pages) that describe only pages the dump leaves out; no --work-dir is needed"),
         flag("debug", 'D', "Print debugging messages (adds 8 to the message level)"),
         flag("version", 'v', "Print the version and the built-in codecs"),
         flag("help", 'h', "Print this help"),
@@ -208,13 +209,6 @@ const REFUSED: &[Refused] = &[
         takes_value: true,
         help: "Refused: eppic macros need debug info",
         why: "--eppic is not supported: it needs the kernel's debug info; use makedumpfile -x VMLINUX --eppic FILE",
-    },
-    Refused {
-        id: "exclude-vmemmap",
-        short: Some('e'),
-        takes_value: false,
-        help: "Refused: vmemmap exclusion",
-        why: "-e (exclude the vmemmap pages of excluded pages) is not supported; drop -e (the dump keeps those pages)",
     },
     Refused {
         id: "xen-vmcoreinfo",

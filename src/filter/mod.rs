@@ -14,6 +14,7 @@ use crate::input::elf::Load;
 use crate::report::Diagnostic;
 
 mod bitmap;
+pub mod vmemmap;
 pub use bitmap::{BitIter, Bitmap, IntoSetBits, PfnRanges};
 
 /// The `-d` bitmask.
@@ -164,6 +165,8 @@ pub struct Filter {
     pub classes: Option<Box<dyn PageClasses>>,
     /// Found and not reported yet (see `take_diagnostics`).
     pub diagnostics: Vec<Diagnostic>,
+    /// `-e`: the vmemmap pages to leave out, once pass 1 has found them.
+    pub vmemmap: Option<vmemmap::Vmemmap>,
 }
 
 /// The page filter of `vm` at `level`: its memory and page ranges, and the mem_map reader
@@ -178,10 +181,33 @@ pub fn filter_for(vm: &Vmcore, level: DumpLevel) -> Result<Filter> {
         file,
         classes,
         diagnostics,
+        vmemmap: None,
     })
 }
 
 impl Filter {
+    /// `-e`: leave out the vmemmap pages whose struct pages all describe left-out pages
+    /// (see `vmemmap`), within `allowance` bytes. When the vmemmap cannot be found or
+    /// tracked in that memory, a warning says why and the dump keeps them.
+    pub fn exclude_vmemmap(&mut self, vm: &Vmcore, allowance: u64) {
+        let max_runs = allowance as usize / std::mem::size_of::<vmemmap::Run>();
+        let tracked = crate::kernel::vmemmap_runs(vm, max_runs).and_then(|(runs, size)| {
+            vmemmap::Vmemmap::new(runs, size, vm.page_size as u64, vm.max_mapnr(), allowance)
+        });
+        match tracked {
+            Ok(v) => {
+                self.diagnostics.push(Diagnostic::Debug(format!(
+                    "-e: the vmemmap is tracked in {} KiB",
+                    v.bytes().div_ceil(1024)
+                )));
+                self.vmemmap = Some(v);
+            }
+            Err(why) => self.diagnostics.push(Diagnostic::Warning(format!(
+                "-e: {why}; the dump keeps every vmemmap page"
+            ))),
+        }
+    }
+
     /// What the filter and the page classes found since the last call, in order.
     pub fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
         let mut found = std::mem::take(&mut self.diagnostics);
@@ -341,6 +367,7 @@ mod tests {
             file: Present::Ranges(ranges),
             classes: Some(Box::new(Noting(0))),
             diagnostics: vec![Diagnostic::Warning("assembling".into())],
+            vmemmap: None,
         };
         assert_eq!(f.bitmap2(0, 64).count(), 64);
         assert_eq!(f.bitmap2(64, 128).count(), 36);

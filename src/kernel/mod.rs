@@ -11,6 +11,9 @@ pub mod memmap;
 pub mod page;
 pub mod uts;
 pub mod vmcoreinfo;
+pub mod vmemmap;
+
+pub use vmemmap::vmemmap_runs;
 
 use crate::arch::{Arch, KernelMemory, Machine};
 use crate::error::Result;

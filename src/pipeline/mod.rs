@@ -124,6 +124,9 @@ pub fn write_kdump(
     );
     let step = std::time::Instant::now();
 
+    if filter.vmemmap.as_ref().is_some_and(|v| v.armed()) {
+        header.status |= crate::format::kdump::STATUS_EXCLUDED_VMEMMAP;
+    }
     let layout = kdump::lay_out(vm, &mut header, pass1.num_dumpable, opts.range)?;
     let described = pass1.described;
     kdump::write_headers(sink, &header, &layout, &vm.elf.notes, described)?;

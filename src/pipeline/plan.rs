@@ -81,6 +81,9 @@ pub(super) fn count_dumpable(
         counts: ClassCounts::default(),
     };
     filter.begin_pass();
+    if let Some(v) = filter.vmemmap.as_mut() {
+        v.begin();
+    }
     for (start, end) in cycles(max_mapnr, per_cycle) {
         crate::signals::check()?;
         crate::fault!(Scan);
@@ -92,6 +95,9 @@ pub(super) fn count_dumpable(
             continue;
         }
         let b2 = bitmap2(filter, start, end);
+        if let Some(v) = filter.vmemmap.as_mut() {
+            v.record(&b2);
+        }
         pass.num_dumpable += b2.count();
         pass.described += b2.count_in(lo, hi);
         if reuse {
@@ -99,6 +105,15 @@ pub(super) fn count_dumpable(
         }
     }
     pass.counts = filter.counts();
+    if let Some(v) = filter.vmemmap.as_mut() {
+        let (total, within) = v.finish((lo, hi));
+        pass.num_dumpable = pass.num_dumpable.saturating_sub(total);
+        pass.described = pass.described.saturating_sub(within);
+        for b2 in &mut pass.kept {
+            v.apply(b2);
+        }
+        crate::debug!("-e: {total} vmemmap pages left out");
+    }
     Ok(pass)
 }
 
@@ -219,7 +234,13 @@ impl<'f> Planner<'f> {
         sink.write_at(self.layout.bitmap1_offset() + start / 8, &b1.file_bytes())?;
         let b2 = match self.kept.next() {
             Some(b) => b,
-            None => bitmap2(self.filter, start, end),
+            None => {
+                let mut b2 = bitmap2(self.filter, start, end);
+                if let Some(v) = self.filter.vmemmap.as_ref() {
+                    v.apply(&mut b2);
+                }
+                b2
+            }
         };
         sink.write_at(self.layout.bitmap2_offset() + start / 8, &b2.file_bytes())?;
         if end == self.layout.max_mapnr {
@@ -285,6 +306,7 @@ mod tests {
             file: Present::Ranges(ranges),
             classes: None,
             diagnostics: Vec::new(),
+            vmemmap: None,
         }
     }
 
