@@ -250,7 +250,8 @@ impl Vmcore {
     /// The running kernel's /proc/kcore (`--mem-usage`): only the PT_LOADs with a physical
     /// address (RAM and kernel text; the others say -1), less `exclude` (the crashkernel
     /// reservation, which a dump would not contain). kcore cannot be mmapped. Also returns
-    /// how many pages the kernel-text segment repeats (makedumpfile counts them twice).
+    /// how many pages (of the kernel's page size) the kernel-text segment repeats
+    /// (makedumpfile counts them twice).
     pub fn open_kcore(path: &Path, exclude: &[(u64, u64)]) -> Result<(Vmcore, u64)> {
         let shown = path.display();
         let file = File::open(path).map_err(|e| Error::io(e, format!("cannot open {shown}")))?;
@@ -271,13 +272,14 @@ impl Vmcore {
             ram.iter()
                 .any(|r| r.phys_start <= l.phys_start && l.phys_end() <= r.phys_end())
         };
-        let mut repeated = 0;
+        // In bytes until the page size is known from VMCOREINFO.
+        let mut repeated: u64 = 0;
         for (l, &image) in elf.loads.iter().zip(&image) {
             if l.phys_end() > 1 << 52 {
                 continue;
             }
             if image && covered(l) {
-                repeated += l.mem_size.div_ceil(4096);
+                repeated = repeated.saturating_add(l.mem_size);
                 continue;
             }
             // Cut the excluded physical ranges out of this segment.
@@ -313,7 +315,9 @@ impl Vmcore {
             }
         }
         elf.loads = loads;
-        Ok((Self::from_elf(path, file, elf, false)?, repeated))
+        let vm = Self::from_elf(path, file, elf, false)?;
+        let repeated = repeated.div_ceil(vm.page_size as u64);
+        Ok((vm, repeated))
     }
 
     /// A kdump-compressed dump as input: its 1st bitmap's runs stand for PT_LOADs.
@@ -442,3 +446,7 @@ fn read_notes(elf: &ElfCore, path: &Path) -> Result<(VmcoreInfo, (usize, usize),
     let page_size = info.page_size().map_err(|e| e.context(&shown))?;
     Ok((info, (at, len), nr_cpus, page_size))
 }
+
+#[cfg(test)]
+#[path = "kcore_tests.rs"]
+mod kcore_tests;

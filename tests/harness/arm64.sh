@@ -26,37 +26,53 @@ arm64_qemu_cpu() {
 # arm64_userland: make $ARM64_ROOT once (busybox-static, kexec-tools and the libraries
 # their packages depend on, from Debian bookworm arm64) and print it.
 arm64_userland() {
-    if [ ! -f "$ARM64_ROOT/.complete" ]; then
+    arm64_unpack "$ARM64_ROOT" kexec-tools busybox-static
+}
+
+# arm64_makedumpfile: Debian bookworm's arm64 makedumpfile (1.7.2) with the libraries its
+# package depends on, unpacked once into $ARM64_DIR/makedumpfile-root/ (arm64_lib finds
+# them there); prints the binary's path. The peer of `tests/mem-usage` on arm64 kernels.
+arm64_makedumpfile() {
+    echo "$(arm64_unpack "$ARM64_DIR/makedumpfile-root" makedumpfile)/usr/bin/makedumpfile"
+}
+
+# arm64_unpack ROOT PKG [EXTRA...]: make ROOT once: PKG and every library package below it
+# (the rest, perl, dpkg or debconf, is not needed to run PKG's binary) and the packages
+# EXTRA, from Debian bookworm arm64, unpacked (their .debs kept in $ARM64_DIR/debs/).
+# Prints ROOT.
+arm64_unpack() {
+    local root=$1 pkg=$2
+    shift 2
+    if [ ! -f "$root/.complete" ]; then
         need_cmd dpkg-deb dpkg
         mkdir -p "$ARM64_DIR"
         apt_lock
         apt_suite_opts "" arm64
         local pkgs deb tmp
-        # kexec-tools and every library package below it (the rest, dpkg or debconf, is
-        # not needed to run kexec).
         pkgs=$(apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests \
-            --no-conflicts --no-breaks --no-replaces --no-enhances kexec-tools \
-            | grep -E '^(kexec-tools|zlib1g|lib[a-z0-9.+-]*)$' | sort -u)
-        [ -n "$pkgs" ] || die "no arm64 package list for kexec-tools"
+            --no-conflicts --no-breaks --no-replaces --no-enhances "$pkg" \
+            | grep -E "^($pkg|zlib1g|lib[a-z0-9.+-]*)\$" | sort -u)
+        [ -n "$pkgs" ] || die "no arm64 package list for $pkg"
         tmp=$(mktemp -d "$ARM64_DIR/.root.XXXXXX")
         # One apt-get download for all of them (apt reads its lists once, not 30 times).
-        log "downloading busybox-static and kexec-tools with its libraries (arm64)"
+        log "downloading $pkg with its libraries${*:+ and $*} (arm64)"
         mkdir -p "$tmp/.debs"
         # shellcheck disable=SC2086  # pkgs is a list of package names
-        (cd "$tmp/.debs" && apt-get download -q "${APT_OPTS[@]}" busybox-static $pkgs \
+        (cd "$tmp/.debs" && apt-get download -q "${APT_OPTS[@]}" "$@" $pkgs \
             >/dev/null 2>.stderr) || { cat "$tmp/.debs/.stderr" >&2; die "apt-get download (arm64) failed"; }
         apt_unlock
         mkdir -p "$ARM64_DIR/debs"
         for deb in "$tmp"/.debs/*.deb; do
             dpkg-deb -x "$deb" "$tmp"
-            mv "$deb" "$ARM64_DIR/debs/"
+            # A .deb another root already keeps stays as it is.
+            mv -n "$deb" "$ARM64_DIR/debs/"
         done
         rm -rf "$tmp/.debs"
         touch "$tmp/.complete"
-        rm -rf "$ARM64_ROOT"
-        mv "$tmp" "$ARM64_ROOT"
+        rm -rf "$root"
+        mv "$tmp" "$root"
     fi
-    echo "$ARM64_ROOT"
+    echo "$root"
 }
 
 # elf_is_aarch64 FILE: true if FILE is an AArch64 ELF.
@@ -64,11 +80,14 @@ elf_is_aarch64() {
     LC_ALL=C readelf -h "$1" 2>/dev/null | grep -q 'Machine:.*AArch64'
 }
 
-# arm64_lib NAME: path of shared library NAME in $ARM64_ROOT.
+# arm64_lib NAME: path of shared library NAME in $ARM64_ROOT, else in the makedumpfile
+# root (arm64_makedumpfile) if there is one.
 arm64_lib() {
-    local d
-    for d in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu lib usr/lib; do
-        [ -e "$ARM64_ROOT/$d/$1" ] && { echo "$ARM64_ROOT/$d/$1"; return 0; }
+    local d r
+    for r in "$ARM64_ROOT" "$ARM64_DIR/makedumpfile-root"; do
+        for d in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu lib usr/lib; do
+            [ -e "$r/$d/$1" ] && { echo "$r/$d/$1"; return 0; }
+        done
     done
     return 1
 }
