@@ -12,6 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::{require, root, scratch, vmsift};
+
 struct Kernel {
     /// Name of the vmcore under target/vmcores/.
     name: &'static str,
@@ -45,15 +48,6 @@ const DEB72: Kernel = Kernel {
     options: "--mem 1024 --crashkernel 256M",
 };
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require(path: PathBuf, how: &str) -> PathBuf {
-    assert!(path.exists(), "{} is missing: {how}", path.display());
-    path
-}
-
 impl Kernel {
     fn vmcore(&self) -> PathBuf {
         require(
@@ -78,29 +72,6 @@ impl Kernel {
             ),
         )
     }
-}
-
-/// A directory for this test's dumps, emptied first.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// Runs vmsift with `args` and the input, writing `out`; asserts success.
-fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run vmsift");
-    assert!(
-        o.status.success(),
-        "vmsift {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// Runs a checker (a path under tests/, through `program` if given) and asserts it reports a

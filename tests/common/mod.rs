@@ -47,3 +47,37 @@ pub fn preload(name: &str) -> &'static Path {
         so
     })
 }
+
+/// The repository's root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `path`, which must exist; `how` says how to make it.
+pub fn require(path: PathBuf, how: &str) -> PathBuf {
+    assert!(path.exists(), "{} is missing: {how}", path.display());
+    path
+}
+
+/// A directory for a real-vmcore test's dumps, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Runs vmsift with `args` and the input, writing `out`; asserts success.
+pub fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(args)
+        .arg(vmcore)
+        .arg(out)
+        .output()
+        .expect("run vmsift");
+    assert!(
+        o.status.success(),
+        "vmsift {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
