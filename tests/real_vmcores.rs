@@ -11,50 +11,52 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{require, root, scratch, vmsift};
-
-struct Kernel {
-    /// Name of the vmcore under target/vmcores/.
-    name: &'static str,
-    kver: &'static str,
-}
+use common::{Kernel, oracle, require, root, scratch, vmsift};
 
 const DEB61: Kernel = Kernel {
     name: "deb61",
     kver: "6.1.0-56-amd64",
+    options: "",
 };
 const DEB612: Kernel = Kernel {
     name: "deb612",
     kver: "6.12.117+deb12-amd64",
+    options: "",
 };
 /// Debian 11's kernel (bullseye, 5.10.223): PG_slab, u8 compound_dtor/order in page[1],
 /// page types as cleared bits under 0xf0000000.
 const DEB510: Kernel = Kernel {
     name: "deb510",
     kver: "5.10.0-32-amd64",
+    options: "",
 };
 /// Debian sid's kernel: `page.compound_info` whose tails all hold the 7.1 mask encoding.
 const DEB72: Kernel = Kernel {
     name: "deb72",
     kver: "7.2.13+deb14-amd64",
+    options: "",
 };
 /// 1 GiB guests whose workload's 192 MiB of anonymous memory is in transparent huge pages.
 const THP61: Kernel = Kernel {
     name: "thp61",
     kver: "6.1.0-56-amd64",
+    options: "--mem 1024 --workload 192 --thp",
 };
 const THP612: Kernel = Kernel {
     name: "thp612",
     kver: "6.12.117+deb12-amd64",
+    options: "--mem 1024 --workload 192 --thp",
 };
 /// 4-level paging (QEMU -cpu qemu64); the others have 5-level paging (-cpu max).
 const L4_612: Kernel = Kernel {
     name: "deb612-l4",
     kver: "6.12.117+deb12-amd64",
+    options: "--cpu qemu64",
 };
 const L4_72: Kernel = Kernel {
     name: "deb72-l4",
     kver: "7.2.13+deb14-amd64",
+    options: "--cpu qemu64",
 };
 /// "Rich" 1 GiB guests (`make-vmcore --rich`): besides the THP workload, hugetlb folios under
 /// the vmemmap optimisation (6.12's fake heads, 7.2's tail masks), hwpoison, balloon pages,
@@ -62,37 +64,13 @@ const L4_72: Kernel = Kernel {
 const RICH612: Kernel = Kernel {
     name: "rich612",
     kver: "6.12.117+deb12-amd64",
+    options: "--mem 1024 --workload 192 --thp --rich",
 };
 const RICH72: Kernel = Kernel {
     name: "rich72",
     kver: "7.2.13+deb14-amd64",
+    options: "--mem 1024 --workload 192 --thp --rich",
 };
-
-impl Kernel {
-    fn vmcore(&self) -> PathBuf {
-        require(
-            root()
-                .join("target/vmcores")
-                .join(format!("{}.elf", self.name)),
-            &format!(
-                "run tests/harness/make-vmcore {} {} (or tests/run-all)",
-                self.name, self.kver
-            ),
-        )
-    }
-
-    fn vmlinux(&self) -> PathBuf {
-        require(
-            root()
-                .join("target/cache/vmlinux")
-                .join(format!("vmlinux-{}", self.kver)),
-            &format!(
-                "run tests/harness/fetch-vmlinux {} (or tests/run-all)",
-                self.kver
-            ),
-        )
-    }
-}
 
 /// `vmsift -F args vmcore > out`.
 fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
@@ -428,34 +406,6 @@ fn crash_902_sees_the_same_kernel_in_level31_dumps() {
             &[&k.vmlinux(), &vmcore, &dump],
         );
     }
-}
-
-/// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
-/// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
-fn oracle(k: &Kernel) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oracle-{}.json", k.name));
-    let vmcore = k.vmcore();
-    let fresh = |p: &Path| {
-        let (o, v) = (std::fs::metadata(p), std::fs::metadata(&vmcore));
-        matches!((o.and_then(|m| m.modified()), v.and_then(|m| m.modified())), (Ok(o), Ok(v)) if o > v)
-    };
-    if !fresh(&out) {
-        let o = Command::new(root().join("tests/oracle/classify"))
-            .arg("--quiet")
-            .arg(k.vmlinux())
-            .arg(&vmcore)
-            .arg(&out)
-            .output()
-            .expect("run tests/oracle/classify");
-        assert!(
-            o.status.success(),
-            "classify {}: {}{}",
-            k.name,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    out
 }
 
 /// Our exclusion at `level` against the oracle: no page wrongly excluded, at most 0.1% of

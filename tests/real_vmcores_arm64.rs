@@ -13,15 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{require, root, scratch, vmsift};
-
-struct Kernel {
-    /// Name of the vmcore under target/vmcores/.
-    name: &'static str,
-    kver: &'static str,
-    /// make-vmcore's options for it (as in tests/run-all).
-    options: &'static str,
-}
+use common::{Kernel, oracle, require, root, scratch, vmsift};
 
 /// `NUMBER(VA_BITS)=48`, `TCR_EL1_T1SZ=0x10`, 4 levels.
 const DEB61: Kernel = Kernel {
@@ -47,32 +39,6 @@ const DEB72: Kernel = Kernel {
     kver: "7.2.13+deb14-arm64",
     options: "--mem 1024 --crashkernel 256M",
 };
-
-impl Kernel {
-    fn vmcore(&self) -> PathBuf {
-        require(
-            root()
-                .join("target/vmcores")
-                .join(format!("{}.elf", self.name)),
-            &format!(
-                "run tests/harness/make-vmcore {} {} {} (or tests/run-all)",
-                self.name, self.kver, self.options
-            ),
-        )
-    }
-
-    fn vmlinux(&self) -> PathBuf {
-        require(
-            root()
-                .join("target/cache/vmlinux")
-                .join(format!("vmlinux-{}", self.kver)),
-            &format!(
-                "run tests/harness/fetch-vmlinux {} (or tests/run-all)",
-                self.kver
-            ),
-        )
-    }
-}
 
 /// Runs a checker (a path under tests/, through `program` if given) and asserts it reports a
 /// match (exit 0, and "OK:" in its output when `program` is given).
@@ -155,34 +121,6 @@ fn real_arm64_level31_drgn_sees_the_same_kernel_612_nolpa2() {
 #[ignore = "needs real arm64 vmcores: run tests/run-all"]
 fn real_arm64_level31_drgn_sees_the_same_kernel_72() {
     level31_reads_the_same(&DEB72);
-}
-
-/// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
-/// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
-fn oracle(k: &Kernel) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oracle-{}.json", k.name));
-    let vmcore = k.vmcore();
-    let fresh = |p: &Path| {
-        let (o, v) = (std::fs::metadata(p), std::fs::metadata(&vmcore));
-        matches!((o.and_then(|m| m.modified()), v.and_then(|m| m.modified())), (Ok(o), Ok(v)) if o > v)
-    };
-    if !fresh(&out) {
-        let o = Command::new(root().join("tests/oracle/classify"))
-            .arg("--quiet")
-            .arg(k.vmlinux())
-            .arg(&vmcore)
-            .arg(&out)
-            .output()
-            .expect("run tests/oracle/classify");
-        assert!(
-            o.status.success(),
-            "classify {}: {}{}",
-            k.name,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    out
 }
 
 /// Our exclusion at each level against the oracle: no page wrongly excluded, and no

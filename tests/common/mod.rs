@@ -81,3 +81,70 @@ pub fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A real vmcore of `tests/run-all` and the kernel it comes from.
+pub struct Kernel {
+    /// Name of the vmcore under target/vmcores/.
+    pub name: &'static str,
+    /// The Debian kernel's version (`uname -r`).
+    pub kver: &'static str,
+    /// make-vmcore's options for it (as in tests/run-all).
+    pub options: &'static str,
+}
+
+impl Kernel {
+    /// The vmcore, which must exist.
+    pub fn vmcore(&self) -> PathBuf {
+        let make = format!(
+            "run tests/harness/make-vmcore {} {} {}",
+            self.name, self.kver, self.options
+        );
+        require(
+            root()
+                .join("target/vmcores")
+                .join(format!("{}.elf", self.name)),
+            &format!("{} (or tests/run-all)", make.trim_end()),
+        )
+    }
+
+    /// The kernel's debug vmlinux, which must exist.
+    pub fn vmlinux(&self) -> PathBuf {
+        require(
+            root()
+                .join("target/cache/vmlinux")
+                .join(format!("vmlinux-{}", self.kver)),
+            &format!(
+                "run tests/harness/fetch-vmlinux {} (or tests/run-all)",
+                self.kver
+            ),
+        )
+    }
+}
+
+/// The page-by-page classification of `k`'s vmcore, made from the kernel's debug info by
+/// drgn (tests/oracle/classify), independently of VMCOREINFO and of our filter.
+pub fn oracle(k: &Kernel) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oracle-{}.json", k.name));
+    let vmcore = k.vmcore();
+    let fresh = |p: &Path| {
+        let (o, v) = (std::fs::metadata(p), std::fs::metadata(&vmcore));
+        matches!((o.and_then(|m| m.modified()), v.and_then(|m| m.modified())), (Ok(o), Ok(v)) if o > v)
+    };
+    if !fresh(&out) {
+        let o = Command::new(root().join("tests/oracle/classify"))
+            .arg("--quiet")
+            .arg(k.vmlinux())
+            .arg(&vmcore)
+            .arg(&out)
+            .output()
+            .expect("run tests/oracle/classify");
+        assert!(
+            o.status.success(),
+            "classify {}: {}{}",
+            k.name,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    out
+}
