@@ -88,10 +88,17 @@ fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
     let (vmcore, pages, data_at) = vmcore(&dir, 64);
     // Pages 10, 11 and 12 sit on a bad stretch of the input.
     let bad = format!("{}:{}", data_at + 10 * PS as u64, data_at + 13 * PS as u64);
-    for threads in ["1", "2"] {
-        let dump = dir.join(format!("dump-{threads}"));
+    // Read with pread (--non-mmap), and mapped: a run's MADV_POPULATE_READ fails there,
+    // before any byte of the mapping is touched, and the run is read again page by page.
+    for (threads, how) in [
+        ("1", "--non-mmap"),
+        ("2", "--non-mmap"),
+        ("1", "-f"),
+        ("2", "-f"),
+    ] {
+        let dump = dir.join(format!("dump-{threads}{how}"));
         let out = vmsift()
-            .args(["-l", "-d", "0", "--non-mmap", "--num-threads", threads])
+            .args(["-l", "-d", "0", how, "--num-threads", threads])
             .arg(&vmcore)
             .arg(&dump)
             .env("LD_PRELOAD", preload())
@@ -103,7 +110,7 @@ fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
         assert!(err.contains("3 pages could not be read"), "{err}");
         assert!(err.contains("Input/output error"), "{err}");
         let (lost, incomplete) = read_back(&dump, &pages);
-        assert_eq!(lost, vec![10, 11, 12], "threads {threads}");
+        assert_eq!(lost, vec![10, 11, 12], "threads {threads} {how}");
         assert!(incomplete);
     }
     // The same input without the fault is a complete dump: the check above can tell.

@@ -117,8 +117,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Consecutive pages with one pread, when the input is read that way
-    /// (`ElfMemory::bulk_reads`). `false`: not whole pages of one segment, go page by page.
+    /// Consecutive pages in one go, when the input is read that way
+    /// (`ElfMemory::bulk_reads`): mapped and populated with one call, else with one pread.
+    /// `false`: not whole pages of one segment, go page by page.
     fn run(&mut self, pfns: &[u64], batch: &mut Batch) -> Result<bool> {
         let Memory::Elf(m) = &mut self.mem else {
             return Ok(false);
@@ -127,9 +128,21 @@ impl Worker {
             return Ok(false);
         }
         let ps = m.page_size();
-        self.run_buf.resize(pfns.len() * ps, 0);
         crate::fault!(Read);
-        match m.read_run(pfns[0], &mut self.run_buf) {
+        let read = match m.map_run(pfns[0], pfns.len()) {
+            Ok(Some(run)) => {
+                for page in run.chunks_exact(ps) {
+                    store_page(&mut self.compressor, self.shared_zero, batch, page)?;
+                }
+                return Ok(true);
+            }
+            Ok(None) => {
+                self.run_buf.resize(pfns.len() * ps, 0);
+                m.read_run(pfns[0], &mut self.run_buf)
+            }
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(true) => {
                 for page in self.run_buf.chunks_exact(ps) {
                     store_page(&mut self.compressor, self.shared_zero, batch, page)?;
@@ -139,6 +152,9 @@ impl Worker {
             // Some page of the run is unreadable: find which, one pread each (never
             // through a mapping, where a bad page is a SIGBUS).
             Err(_) => {
+                if self.run_buf.len() < ps {
+                    self.run_buf.resize(ps, 0);
+                }
                 for &pfn in pfns {
                     self.page(pfn, batch, true)?;
                 }

@@ -1,7 +1,9 @@
 /* Fault injection for tests/faults.rs, loaded with LD_PRELOAD into the (dynamically
  * linked) test build of vmsift, which reads its input with pread when given --non-mmap.
  *
- *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO
+ *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO,
+ *                         and so does MADV_POPULATE_READ of a file mapping over them (how
+ *                         vmsift reads runs of pages of a regular file without --non-mmap)
  *   FAULT_SLOW_US=N       every pread64 first sleeps N microseconds (to stop a run midway)
  *   FAULT_WRITE_EIO=AT    pwrite64 calls that reach file offset AT or beyond fail with EIO
  *                         (a disk going bad under the dump)
@@ -39,6 +41,64 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
     return pread64(fd, buf, count, offset);
+}
+
+/* File mappings, newest first, so that madvise() can tell which file offsets an address
+ * range stands for. */
+#include <sys/mman.h>
+#define MAPS 64
+static struct {
+    unsigned long long addr, len, offset;
+} maps[MAPS];
+static unsigned next_map;
+
+typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+    static mmap_fn real;
+    if (!real)
+        real = (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
+    void *p = real(addr, len, prot, flags, fd, offset);
+    if (p != MAP_FAILED && fd >= 0) {
+        unsigned i = __atomic_fetch_add(&next_map, 1, __ATOMIC_RELAXED) % MAPS;
+        maps[i].addr = (unsigned long long)p;
+        maps[i].len = len;
+        maps[i].offset = (unsigned long long)offset;
+    }
+    return p;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+    return mmap64(addr, len, prot, flags, fd, offset);
+}
+
+typedef int (*madvise_fn)(void *, size_t, int);
+
+int madvise(void *addr, size_t len, int advice)
+{
+    static madvise_fn real;
+    if (!real)
+        real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
+    const char *eio = getenv("FAULT_EIO");
+    unsigned long long start, end, a = (unsigned long long)addr;
+    if (advice == MADV_POPULATE_READ && eio &&
+        sscanf(eio, "%llu:%llu", &start, &end) == 2) {
+        unsigned n = next_map < MAPS ? next_map : MAPS;
+        for (unsigned k = 1; k <= n; k++) {
+            unsigned i = (next_map - k) % MAPS;
+            if (a < maps[i].addr || a + len > maps[i].addr + maps[i].len)
+                continue;
+            unsigned long long off = maps[i].offset + (a - maps[i].addr);
+            if (off < end && off + len > start) {
+                errno = EIO;
+                return -1;
+            }
+            break;
+        }
+    }
+    return real(addr, len, advice);
 }
 
 /* ---- Stalled outputs, for tests/watchdog.rs ----
