@@ -46,6 +46,9 @@ ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 /* File mappings, newest first, so that madvise() can tell which file offsets an address
  * range stands for. */
 #include <sys/mman.h>
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14; older C libraries lack the name */
+#endif
 #define MAPS 64
 static struct {
     unsigned long long addr, len, offset;
