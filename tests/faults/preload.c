@@ -4,6 +4,7 @@
  *   FAULT_EIO=START:END   pread64 calls that touch file offsets [START, END) fail with EIO,
  *                         and so does MADV_POPULATE_READ of a file mapping over them (how
  *                         vmsift reads runs of pages of a regular file without --non-mmap)
+ *   FAULT_NO_POPULATE=1   MADV_POPULATE_READ fails with EINVAL, as on kernels before 5.14
  *   FAULT_SLOW_US=N       every pread64 first sleeps N microseconds (to stop a run midway)
  *   FAULT_WRITE_EIO=AT    pwrite64 calls that reach file offset AT or beyond fail with EIO
  *                         (a disk going bad under the dump)
@@ -84,6 +85,10 @@ int madvise(void *addr, size_t len, int advice)
     static madvise_fn real;
     if (!real)
         real = (madvise_fn)dlsym(RTLD_NEXT, "madvise");
+    if (advice == MADV_POPULATE_READ && getenv("FAULT_NO_POPULATE")) {
+        errno = EINVAL;
+        return -1;
+    }
     const char *eio = getenv("FAULT_EIO");
     unsigned long long start, end, a = (unsigned long long)addr;
     if (advice == MADV_POPULATE_READ && eio &&
