@@ -88,6 +88,23 @@ fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
     let (vmcore, pages, data_at) = vmcore(&dir, 64);
     // Pages 10, 11 and 12 sit on a bad stretch of the input.
     let bad = format!("{}:{}", data_at + 10 * PS as u64, data_at + 13 * PS as u64);
+    // `-l -d 0 HOW [--num-threads THREADS]` into `dump`, with the variable FAULT (if any)
+    // set, and pages 10 to 12 unreadable when `eio`.
+    let run = |dump: &Path, how: &str, threads: Option<&str>, fault: &str, eio: bool| {
+        let mut cmd = vmsift();
+        cmd.args(["-l", "-d", "0", how]);
+        if let Some(n) = threads {
+            cmd.args(["--num-threads", n]);
+        }
+        cmd.arg(&vmcore).arg(dump).env("LD_PRELOAD", preload());
+        if !fault.is_empty() {
+            cmd.env(fault, "1");
+        }
+        if eio {
+            cmd.env("FAULT_EIO", &bad);
+        }
+        cmd.output().expect("run")
+    };
     // Read with pread (--non-mmap), and mapped: a run's MADV_POPULATE_READ fails there,
     // before any byte of the mapping is touched, and the run is read again page by page;
     // and where the kernel has no MADV_POPULATE_READ (EINVAL before 5.14), runs are preads.
@@ -99,18 +116,7 @@ fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
         ("1", "-f", "FAULT_NO_POPULATE"),
     ] {
         let dump = dir.join(format!("dump-{threads}{how}{populate}"));
-        let mut cmd = vmsift();
-        if !populate.is_empty() {
-            cmd.env(populate, "1");
-        }
-        let out = cmd
-            .args(["-l", "-d", "0", how, "--num-threads", threads])
-            .arg(&vmcore)
-            .arg(&dump)
-            .env("LD_PRELOAD", preload())
-            .env("FAULT_EIO", &bad)
-            .output()
-            .expect("run");
+        let out = run(&dump, how, Some(threads), populate, true);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("3 pages could not be read"), "{err}");
@@ -123,17 +129,7 @@ fn unreadable_pages_are_marked_lost_and_the_rest_is_written() {
     // above can tell.
     for (how, populate) in [("--non-mmap", ""), ("-f", ""), ("-f", "FAULT_NO_POPULATE")] {
         let dump = dir.join(format!("clean{how}{populate}"));
-        let mut cmd = vmsift();
-        if !populate.is_empty() {
-            cmd.env(populate, "1");
-        }
-        let out = cmd
-            .args(["-l", "-d", "0", how])
-            .arg(&vmcore)
-            .arg(&dump)
-            .env("LD_PRELOAD", preload())
-            .output()
-            .expect("run");
+        let out = run(&dump, how, None, populate, false);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(
             read_back(&dump, &pages),

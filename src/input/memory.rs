@@ -68,25 +68,21 @@ impl ElfMemory {
     pub fn new(file: File, loads: &[Load], page_size: usize, use_mmap: bool) -> ElfMemory {
         let mut loads: Vec<Load> = loads.iter().copied().filter(|l| l.file_size > 0).collect();
         loads.sort_by_key(|l| l.phys_start);
-        // /proc/vmcore is a regular file too, on procfs: that one stays mapped.
-        let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-        let procfs = nix::sys::statfs::fstatfs(&file)
-            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+        // A regular file not on procfs: /proc/vmcore is a regular file too, and stays mapped
+        // page by page.
+        let regular = file.metadata().is_ok_and(|m| m.file_type().is_file())
+            && !nix::sys::statfs::fstatfs(&file)
+                .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
         ElfMemory {
             file,
             page_size,
             loads,
             last: 0,
             use_mmap,
-            bulk: (regular && !procfs) || !use_mmap,
-            populate: regular && !procfs && use_mmap,
+            bulk: regular || !use_mmap,
+            populate: regular && use_mmap,
             // A window is a whole number of pages (page sizes up to 1 MiB are accepted).
-            window_size: if regular && !procfs {
-                FILE_WINDOW
-            } else {
-                DEFAULT_WINDOW
-            }
-            .max(page_size),
+            window_size: if regular { FILE_WINDOW } else { DEFAULT_WINDOW }.max(page_size),
             window: None,
             scratch: vec![0; page_size],
             mmap_failure: None,
@@ -244,13 +240,11 @@ impl ElfMemory {
         super::small_from_page(self, pa, buf)
     }
 
-    /// The physical range of the `pages` whole pages from `pfn` and where it starts in the
+    /// The physical address of pfn `pfn` and where the `len` bytes from it start in the
     /// file, when all of them are file bytes of one segment that no other segment starts
     /// inside (`read_run` and `map_run` read such runs in one go).
-    fn run_offset(&mut self, pfn: u64, pages: usize) -> Option<(u64, usize, u64)> {
-        let ps = self.page_size as u64;
-        let pa = pfn.checked_mul(ps)?;
-        let len = pages.checked_mul(self.page_size)?;
+    fn run_offset(&mut self, pfn: u64, len: usize) -> Option<(u64, u64)> {
+        let pa = pfn.checked_mul(self.page_size as u64)?;
         let end = pa.checked_add(len as u64)?;
         let seg = self.whole_page_segment(pa)?;
         let starting_inside = self.loads.partition_point(|l| l.phys_start < end)
@@ -258,7 +252,7 @@ impl ElfMemory {
         if end > seg.file_phys_end() || starting_inside != 0 {
             return None;
         }
-        Some((pa, len, seg.file_offset + (pa - seg.phys_start)))
+        Some((pa, seg.file_offset + (pa - seg.phys_start)))
     }
 
     /// The `pages` whole pages from `pfn`, straight from the mmap window after one
@@ -272,7 +266,10 @@ impl ElfMemory {
         if !self.populate {
             return Ok(None);
         }
-        let Some((pa, len, offset)) = self.run_offset(pfn, pages) else {
+        let Some(len) = pages.checked_mul(self.page_size) else {
+            return Ok(None);
+        };
+        let Some((pa, offset)) = self.run_offset(pfn, len) else {
             return Ok(None);
         };
         let Some(at) = self.window_index(pa, len) else {
@@ -305,11 +302,7 @@ impl ElfMemory {
     /// they are not (read them page by page). An I/O error is returned as such: the caller
     /// goes page by page to find out which pages are unreadable.
     pub fn read_run(&mut self, pfn: u64, buf: &mut [u8]) -> Result<bool> {
-        let pages = buf.len() / self.page_size;
-        if pages * self.page_size != buf.len() {
-            return Ok(false);
-        }
-        let Some((pa, _, offset)) = self.run_offset(pfn, pages) else {
+        let Some((pa, offset)) = self.run_offset(pfn, buf.len()) else {
             return Ok(false);
         };
         self.file.read_exact_at(buf, offset).map_err(|e| {

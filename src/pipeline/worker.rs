@@ -152,9 +152,6 @@ impl Worker {
             // Some page of the run is unreadable: find which, one pread each (never
             // through a mapping, where a bad page is a SIGBUS).
             Err(_) => {
-                if self.run_buf.len() < ps {
-                    self.run_buf.resize(ps, 0);
-                }
                 for &pfn in pfns {
                     self.page(pfn, batch, true)?;
                 }
@@ -169,7 +166,10 @@ impl Worker {
         let ps = self.mem.page_size();
         crate::fault!(Read);
         let page = match &mut self.mem {
-            Memory::Elf(m) if pread && self.run_buf.len() >= ps => {
+            Memory::Elf(m) if pread => {
+                if self.run_buf.len() < ps {
+                    self.run_buf.resize(ps, 0);
+                }
                 let buf = &mut self.run_buf[..ps];
                 match m.read_run(pfn, buf) {
                     Ok(true) => Ok(&*buf),
