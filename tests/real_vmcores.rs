@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{Kernel, oracle, require, root, scratch, vmsift};
+use common::{Kernel, oracle, require, root, scratch, succeed, vmsift};
 
 const DEB61: Kernel = Kernel {
     name: "deb61",
@@ -75,32 +75,21 @@ const RICH72: Kernel = Kernel {
 /// `vmsift -F args vmcore > out`.
 fn vmsift_flat(args: &[&str], vmcore: &Path, out: &Path) {
     let file = std::fs::File::create(out).expect("create flat file");
-    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
-        .arg("-F")
-        .args(args)
-        .arg(vmcore)
-        .stdout(file)
-        .output()
-        .expect("run vmsift -F");
-    assert!(
-        o.status.success(),
-        "vmsift -F failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .arg("-F")
+            .args(args)
+            .arg(vmcore)
+            .stdout(file),
+        "vmsift -F",
     );
 }
 
 /// `makedumpfile args vmcore out` (Debian's 1.7.2, the peer we compare with).
 fn makedumpfile(args: &[&str], vmcore: &Path, out: &Path) {
-    let o = Command::new("makedumpfile")
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run makedumpfile (Debian package makedumpfile)");
-    assert!(
-        o.status.success(),
-        "makedumpfile {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new("makedumpfile").args(args).arg(vmcore).arg(out),
+        &format!("makedumpfile {args:?} (Debian package makedumpfile)"),
     );
 }
 
@@ -118,16 +107,9 @@ fn sid(tool: &str) -> Command {
 
 /// `makedumpfile args vmcore out` with sid's makedumpfile 1.7.8.
 fn makedumpfile_178(args: &[&str], vmcore: &Path, out: &Path) {
-    let o = sid("makedumpfile")
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run sid's makedumpfile");
-    assert!(
-        o.status.success(),
-        "makedumpfile 1.7.8 {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        sid("makedumpfile").args(args).arg(vmcore).arg(out),
+        &format!("makedumpfile 1.7.8 {args:?}"),
     );
 }
 

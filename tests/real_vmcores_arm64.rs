@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{Kernel, oracle, require, root, scratch, vmsift};
+use common::{Kernel, oracle, require, root, scratch, succeed, vmsift};
 
 /// `NUMBER(VA_BITS)=48`, `TCR_EL1_T1SZ=0x10`, 4 levels.
 const DEB61: Kernel = Kernel {
@@ -168,16 +168,11 @@ fn real_arm64_oracle_72_filter_matches_the_debug_info() {
 
 /// Runs vmsift with `args` (the caller gives inputs and outputs); returns stdout.
 fn vmsift_raw(args: &[&std::ffi::OsStr]) -> Vec<u8> {
-    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
-        .args(args)
-        .output()
-        .expect("run vmsift");
-    assert!(
-        o.status.success(),
-        "vmsift {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_vmsift")).args(args),
+        &format!("vmsift {args:?}"),
+    )
+    .stdout
 }
 
 fn same_file(a: &Path, b: &Path, what: &str) {

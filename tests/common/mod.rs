@@ -67,18 +67,26 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs vmsift with `args` and the input, writing `out`; asserts success.
-pub fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run vmsift");
+/// Runs `cmd` (described as `what` in messages); asserts it succeeded and returns what it
+/// did.
+pub fn succeed(cmd: &mut Command, what: &str) -> Output {
+    let o = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
     assert!(
         o.status.success(),
-        "vmsift {args:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Runs vmsift with `args` and the input, writing `out`; asserts success.
+pub fn vmsift(args: &[&str], vmcore: &Path, out: &Path) {
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_vmsift"))
+            .args(args)
+            .arg(vmcore)
+            .arg(out),
+        &format!("vmsift {args:?}"),
     );
 }
 
