@@ -6,6 +6,8 @@
 //!
 //! Needs the real vmcores of tests/run-all (ignored under a plain `cargo test`).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -25,11 +27,10 @@ fn vmcore(name: &str) -> PathBuf {
     p
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("damaged-{name}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// `CARGO_TARGET_TMPDIR/damaged-NAME`, removed when the test passes (copies of real
+/// vmcores: hundreds of MB).
+fn scratch(name: &str) -> common::Scratch {
+    common::scratch_at(&format!("damaged-{name}"))
 }
 
 /// Dumps at -d 31; returns the pfns left out (in memory, without a descriptor) and stderr.
@@ -137,7 +138,7 @@ fn max_section(pfns: &BTreeSet<u64>, per_section: u64) -> u64 {
 /// A copy of a real vmcore being damaged, and the dump of the intact one.
 struct Damage {
     name: String,
-    dir: PathBuf,
+    dir: common::Scratch,
     copy: PathBuf,
     f: fs::File,
     m: Map,

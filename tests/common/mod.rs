@@ -59,12 +59,44 @@ pub fn require(path: PathBuf, how: &str) -> PathBuf {
     path
 }
 
-/// A directory for a real-vmcore test's dumps, emptied first.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-{name}"));
+/// A directory for a real-vmcore test's dumps (`CARGO_TARGET_TMPDIR/real-NAME`), emptied
+/// first and removed when the test passes: all real-vmcore tests' dumps together come to
+/// several GB, more than a CI machine may have free. A failing test (the guard dropped while
+/// panicking) keeps its files for a look, and so does every test with VMSIFT_KEEP_SCRATCH=1.
+pub fn scratch(name: &str) -> Scratch {
+    scratch_at(&format!("real-{name}"))
+}
+
+/// [`scratch`] for a directory named `name` under `CARGO_TARGET_TMPDIR`.
+pub fn scratch_at(name: &str) -> Scratch {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
+}
+
+/// A test's scratch directory; see [`scratch`].
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("VMSIFT_KEEP_SCRATCH").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Runs `cmd` (described as `what` in messages); asserts it succeeded and returns what it
