@@ -161,6 +161,33 @@ fn e_leaves_out_exactly_the_vmemmap_pages_of_left_out_pages() {
     }
 }
 
+/// Re-filtering an `-e` dump, with or without `-e`, cannot bring its vmemmap pages back:
+/// the new dump leaves out the same pages and carries the excluded-vmemmap flag too (crash
+/// reads the flag to know those struct pages are missing).
+#[test]
+fn refiltering_an_e_dump_keeps_its_excluded_vmemmap_flag() {
+    let dir = scratch("refilter");
+    let (k, _) = kernel(Flavor::Linux6_1);
+    let vmcore = dir.join("vmcore");
+    fs::write(&vmcore, k.vmcore().to_bytes()).expect("write vmcore");
+    let e_dump = dir.join("e-dump");
+    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
+        .args(["-e", "-l", "-d", "31"])
+        .arg(&vmcore)
+        .arg(&e_dump)
+        .output()
+        .expect("run vmsift");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.join("dump");
+    let (with_e, status, _) = dump(&vmcore, &out, &["-e"]);
+    assert_ne!(status & STATUS_EXCLUDED_VMEMMAP, 0);
+    for extra in [&[][..], &["-e"][..], &["--num-threads", "2"][..]] {
+        let (again, status, err) = dump(&e_dump, &out, extra);
+        assert_ne!(status & STATUS_EXCLUDED_VMEMMAP, 0, "{extra:?}: {err}");
+        assert_eq!(again, with_e, "{extra:?}");
+    }
+}
+
 #[test]
 fn e_is_refused_with_e_elf_and_accepted_without_a_work_dir() {
     let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))

@@ -115,6 +115,9 @@ pub enum Source {
     Dump {
         /// The dump level the input was written with.
         level: u32,
+        /// The input left out unused vmemmap (`-e`, its header's `DUMP_DH_EXCLUDED_VMEMMAP`):
+        /// those pages stay out, so a dump written from it says so too.
+        excluded_vmemmap: bool,
     },
 }
 
@@ -371,6 +374,8 @@ impl Vmcore {
         }
         let source = Source::Dump {
             level: dump.header.dump_level as u32 & 31,
+            excluded_vmemmap: dump.header.status & crate::format::kdump::STATUS_EXCLUDED_VMEMMAP
+                != 0,
         };
         Ok(Vmcore {
             path: path.to_path_buf(),
