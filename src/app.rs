@@ -316,7 +316,12 @@ fn write_part(
         budget.bitmap_cache >> 10
     );
     let requested = threads.unwrap_or_else(|| requested_threads(job));
-    let threads = budget::threads_within(requested, &budget, limit);
+    // -e tracks the vmemmap in at most the bitmap cache's size (`Filter::exclude_vmemmap`).
+    let vmemmap = match job.exclude_vmemmap && !job.elf {
+        true => budget.bitmap_cache,
+        false => 0,
+    };
+    let threads = budget::threads_within(requested, &budget, vmemmap, limit);
     if let (true, Some(l)) = (threads < requested, limit) {
         warn!(
             "only {} MiB can be used ({}): {threads} compression thread{} instead of {requested}",

@@ -119,12 +119,13 @@ pub fn limit() -> Option<Limit> {
     .min_by_key(|l| l.bytes)
 }
 
-/// How many threads fit `limit` next to the bitmaps of `budget` (at least one).
-pub fn threads_within(requested: usize, budget: &Budget, limit: Option<Limit>) -> usize {
+/// How many threads fit `limit` next to the bitmaps of `budget` and `held` bytes more
+/// (`-e`'s vmemmap tracking, up to the bitmap cache's size again); at least one.
+pub fn threads_within(requested: usize, budget: &Budget, held: u64, limit: Option<Limit>) -> usize {
     let Some(limit) = limit else {
         return requested.max(1);
     };
-    let fixed = BASE + 2 * budget.cycle_bitmap + budget.bitmap_cache;
+    let fixed = BASE + 2 * budget.cycle_bitmap + budget.bitmap_cache + held;
     let fit = limit.bytes.saturating_sub(fixed) / PER_THREAD;
     requested.clamp(1, usize::try_from(fit).unwrap_or(usize::MAX).max(1))
 }
@@ -201,21 +202,28 @@ mod tests {
             by: "test",
         });
         let b = Budget::new(tight.map(|l| l.bytes), None);
-        let n = threads_within(8, &b, tight);
+        let n = threads_within(8, &b, 0, tight);
         assert!((1..8).contains(&n), "{n}");
         assert!(BASE + 2 * b.cycle_bitmap + b.bitmap_cache + n as u64 * PER_THREAD <= 40 << 20);
+        // -e holds up to another bitmap cache: fewer threads.
+        let e = threads_within(8, &b, b.bitmap_cache, tight);
+        assert!(e < n, "{e} {n}");
+        assert!(
+            BASE + 2 * b.cycle_bitmap + 2 * b.bitmap_cache + e as u64 * PER_THREAD <= 40 << 20
+                || e == 1
+        );
         let none = Some(Limit {
             bytes: 1 << 20,
             by: "test",
         });
-        assert_eq!(threads_within(8, &b, none), 1);
-        assert_eq!(threads_within(8, &b, None), 8);
+        assert_eq!(threads_within(8, &b, 0, none), 1);
+        assert_eq!(threads_within(8, &b, 0, None), 8);
         let roomy = Some(Limit {
             bytes: 16 << 30,
             by: "test",
         });
         assert_eq!(
-            threads_within(8, &Budget::new(Some(16 << 30), None), roomy),
+            threads_within(8, &Budget::new(Some(16 << 30), None), 0, roomy),
             8
         );
     }
