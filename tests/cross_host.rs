@@ -5,6 +5,8 @@
 //! Synthetic kernels of both machines, arm64 in each granule; `tests/cross-host` does the
 //! same with the real vmcores.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,18 +16,13 @@ use vmsift::synth::{Flavor, SynthKernel};
 
 fn run(cmd: &[String], args: &[&str], vmcore: &Path, out: &Path) -> Vec<u8> {
     let _ = fs::remove_file(out);
-    let o = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(args)
-        .arg(vmcore)
-        .arg(out)
-        .output()
-        .expect("run vmsift");
-    assert!(
-        o.status.success(),
-        "{cmd:?} {args:?} {}: {}",
-        vmcore.display(),
-        String::from_utf8_lossy(&o.stderr)
+    common::succeed(
+        Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .args(args)
+            .arg(vmcore)
+            .arg(out),
+        &format!("{cmd:?} {args:?} {}", vmcore.display()),
     );
     let bytes = fs::read(out).expect("read dump");
     fs::remove_file(out).expect("clean up");
@@ -62,9 +59,7 @@ fn another_hosts_binary_writes_the_same_bytes() {
         .collect();
     assert!(!cross.is_empty(), "VMSIFT_CROSS is empty");
     let native = vec![env!("CARGO_BIN_EXE_vmsift").to_string()];
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cross-host");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = common::scratch_at("cross-host");
     let inputs = synthetic(&dir);
     let out = dir.join("dump");
     for vmcore in &inputs {
