@@ -19,15 +19,7 @@ pub fn base_header(vm: &Vmcore, utsname: Utsname, opts: &WriteOptions) -> Header
         endian: vm.elf.endian,
         utsname,
         crashtime: vm.info.crashtime().unwrap_or(0),
-        // A re-filtered `-e` dump still lacks the vmemmap pages it left out.
-        status: opts.codec.flag()
-            | match vm.source {
-                crate::input::Source::Dump {
-                    excluded_vmemmap: true,
-                    ..
-                } => crate::format::kdump::STATUS_EXCLUDED_VMEMMAP,
-                _ => 0,
-            },
+        status: opts.codec.flag(),
         block_size: vm.page_size as u32,
         sub_hdr_size: 0,
         bitmap_blocks: 0,

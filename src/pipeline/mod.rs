@@ -124,7 +124,16 @@ pub fn write_kdump(
     );
     let step = std::time::Instant::now();
 
-    if filter.vmemmap.as_ref().is_some_and(|v| v.armed()) {
+    // Unused vmemmap pages are missing when this run leaves them out (`-e`) or the input
+    // dump already had (re-filtering an `-e` dump cannot bring them back).
+    let refiltered_e = matches!(
+        vm.source,
+        crate::input::Source::Dump {
+            excluded_vmemmap: true,
+            ..
+        }
+    );
+    if refiltered_e || filter.vmemmap.as_ref().is_some_and(|v| v.armed()) {
         header.status |= crate::format::kdump::STATUS_EXCLUDED_VMEMMAP;
     }
     let layout = kdump::lay_out(vm, &mut header, pass1.num_dumpable, opts.range)?;
