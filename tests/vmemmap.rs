@@ -5,6 +5,8 @@
 //! mem_map page i unless the hugetlb vmemmap optimisation remapped it), and sets the
 //! header's excluded-vmemmap flag; without `-e` nothing changes.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -171,13 +173,7 @@ fn refiltering_an_e_dump_keeps_its_excluded_vmemmap_flag() {
     let vmcore = dir.join("vmcore");
     fs::write(&vmcore, k.vmcore().to_bytes()).expect("write vmcore");
     let e_dump = dir.join("e-dump");
-    let o = Command::new(env!("CARGO_BIN_EXE_vmsift"))
-        .args(["-e", "-l", "-d", "31"])
-        .arg(&vmcore)
-        .arg(&e_dump)
-        .output()
-        .expect("run vmsift");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::vmsift(&["-e", "-l", "-d", "31"], &vmcore, &e_dump);
     let out = dir.join("dump");
     let (with_e, status, _) = dump(&vmcore, &out, &["-e"]);
     assert_ne!(status & STATUS_EXCLUDED_VMEMMAP, 0);
